@@ -1,0 +1,94 @@
+#pragma once
+// The analysis result: one plain value that the interpreter and every emitter read. It is built
+// by analyse(), which runs the passes in order (Halide's Lower.cpp style):
+//   validate -> classify (evaluation order, algebraic loops, edge classes, loss reachability)
+//            -> find_loops (states, cross terms, loops and their order, Recurrency-Abstraction)
+//            -> plan_sensitivity (sensitivity blocks, per-op tangent blocks, MAC and memory counts)
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "loopgrad/ir/network.hpp"
+
+namespace loopgrad::analysis {
+
+// Raised for a network that cannot be evaluated, such as a cycle without a delay. The message
+// names the neurons involved and says what to change.
+class AnalysisError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class EdgeClass {
+  feed_forward,  // non-delayed and its target can influence a loss
+  feed_back,     // reads a delayed value and its target can influence a loss
+  terminating,   // its target can influence no loss
+};
+const char* to_string(EdgeClass c);
+
+// A recurrent loop: one strongly connected component of the state graph (edge l -> k where the
+// cross term D^{kl} is nonzero). `order` is its position in the topological order of the
+// condensation, which makes D block lower-triangular.
+struct Loop {
+  std::vector<int> states;  // group indices, declaration order
+  int order = 0;
+  bool self_recurrent = false;  // false for a lone state that no cross term feeds back into
+};
+
+// D^{kl} = dR^k_N / dR^l_{N-1}: nonzero iff a path inside one step leads from delay(l) to k.
+struct CrossTerm {
+  int to = -1;    // k (group index)
+  int from = -1;  // l
+  bool nonzero = false;
+};
+
+// The block of Delta^k = dR^k/dP that belongs to parameter group `param`.
+struct SensitivityBlock {
+  int state = -1;  // group index
+  int param = -1;  // parameter group index
+  bool nonzero = false;  // stored and updated: the parameter reaches the state and the state a loss
+};
+
+struct Analysis {
+  // classify
+  std::vector<int> group_order;              // evaluation order of neuron groups in one step
+  std::vector<EdgeClass> connection_class;   // per connection
+  std::vector<bool> influences_loss;         // per group, over any number of steps
+  std::vector<bool> param_reaches_loss;      // per parameter group
+  std::vector<int> unreachable_params;       // parameter groups that reach no loss
+
+  // find_loops
+  std::vector<std::vector<bool>> reaches_within_step;  // [g][h]: a path of non-delayed
+                                                       // connections leads from g to h (g == h too)
+  std::vector<int> states;                   // groups read through delay(), declaration order
+  std::vector<int> state_index;              // per group: position in `states`, or -1
+  std::vector<CrossTerm> cross_terms;        // every ordered pair of states, (to, from) row-major
+  std::vector<Loop> loops;                   // in evaluation order
+  std::vector<std::pair<int, int>> recurrency_abstraction_violations;  // both D^{kl}, D^{lk} != 0
+
+  // plan_sensitivity
+  std::vector<SensitivityBlock> sensitivity_blocks;  // every (state, param), states-major
+  std::vector<std::vector<int>> state_params;  // per state (index into `states`): nonzero params
+  std::vector<std::vector<int>> op_tangent;    // per op: param groups of its nonzero tangent
+                                               // blocks, empty where no tangent is needed
+  std::int64_t macs_per_step = 0;        // the pruned sensitivity update (Eqn. 4), tangent form
+  std::int64_t dense_macs_per_step = 0;  // the same update with nothing pruned
+  std::int64_t sensitivity_values = 0;   // values of Delta stored, pruned
+  std::int64_t dense_sensitivity_values = 0;  // sum_k n_k |P|
+  std::int64_t gradient_macs_per_step = 0;    // sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
+
+  bool cross_term(int to_state, int from_state) const;  // by group index
+};
+
+// Passes, each documented where it is defined. They read the network and the fields earlier
+// passes filled in, and fill in their own.
+void classify(const ir::Network& net, Analysis& a);
+void find_loops(const ir::Network& net, Analysis& a);
+void plan_sensitivity(const ir::Network& net, Analysis& a);
+
+// The whole pipeline. Throws ir::validate's std::invalid_argument for malformed IR and
+// AnalysisError for networks that cannot be evaluated.
+Analysis analyse(const ir::Network& net);
+
+}  // namespace loopgrad::analysis

@@ -1,0 +1,33 @@
+#pragma once
+// Reports on an analysed network: Graphviz DOT, the JSON report, and a text summary. Each reads
+// the network and its analysis only.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/ir/network.hpp"
+
+namespace loopgrad::emit {
+
+// The graph in DOT: one node per group, loops drawn as clusters, feed-forward edges solid,
+// feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms listed in a note.
+std::string to_dot(const ir::Network& net, const analysis::Analysis& a);
+
+// The JSON report (fields documented in README.md, "Reports").
+nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a);
+
+// A few lines for a terminal: classes, loops, pruned cross terms, MACs pruned vs dense.
+std::string summary(const ir::Network& net, const analysis::Analysis& a);
+
+struct ReportPaths {
+  std::filesystem::path dot;
+  std::filesystem::path json;
+};
+
+// Writes <dir>/<network>.dot and <dir>/<network>.json, each through a temporary file renamed into
+// place, so a failed write leaves no half file. Throws std::runtime_error naming the path.
+ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a,
+                          const std::filesystem::path& dir);
+
+}  // namespace loopgrad::emit

@@ -1,0 +1,15 @@
+// The analysis pipeline: each pass reads what the earlier ones wrote (see analysis.hpp).
+#include "loopgrad/analysis/analysis.hpp"
+
+namespace loopgrad::analysis {
+
+Analysis analyse(const ir::Network& net) {
+  ir::validate(net);
+  Analysis a;
+  classify(net, a);
+  find_loops(net, a);
+  plan_sensitivity(net, a);
+  return a;
+}
+
+}  // namespace loopgrad::analysis

@@ -1,0 +1,120 @@
+#include "loopgrad/ir/network.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace loopgrad::ir {
+
+namespace {
+template <class Items>
+int find_by_name(const Items& items, std::string_view name) {
+  for (std::size_t i = 0; i < items.size(); ++i)
+    if (items[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+[[noreturn]] void fail(const Network& net, const std::string& what) {
+  throw std::invalid_argument("network '" + net.name + "': " + what);
+}
+}  // namespace
+
+int Network::find_group(std::string_view group_name) const { return find_by_name(groups, group_name); }
+int Network::find_param(std::string_view param_name) const { return find_by_name(params, param_name); }
+int Network::find_connection(std::string_view connection_name) const {
+  return find_by_name(connections, connection_name);
+}
+int Network::param_count() const {
+  int n = 0;
+  for (const auto& p : params) n += p.size();
+  return n;
+}
+
+const char* to_string(ConnectionKind kind) {
+  switch (kind) {
+    case ConnectionKind::dense: return "dense";
+    case ConnectionKind::diagonal: return "diagonal";
+    case ConnectionKind::identity: return "identity";
+    case ConnectionKind::sparse: return "sparse";
+  }
+  return "?";
+}
+
+const char* to_string(Loss loss) {
+  switch (loss) {
+    case Loss::none: return "none";
+    case Loss::mse: return "mse";
+    case Loss::softmax_cross_entropy: return "softmax_cross_entropy";
+  }
+  return "?";
+}
+
+void validate(const Network& net) {
+  const int n_groups = static_cast<int>(net.groups.size());
+  const int n_ops = static_cast<int>(net.ops.size());
+  auto group_ok = [&](int g) { return g >= 0 && g < n_groups; };
+  for (std::size_t i = 0; i < net.groups.size(); ++i) {
+    const auto& g = net.groups[i];
+    if (g.size <= 0) fail(net, "group '" + g.name + "' has size " + std::to_string(g.size));
+    if (find_by_name(net.groups, g.name) != static_cast<int>(i))
+      fail(net, "name '" + g.name + "' is used by two groups");
+    if (g.kind == GroupKind::neuron) {
+      if (g.op_begin < 0 || g.op_end <= g.op_begin || g.op_end > n_ops)
+        fail(net, "neuron group '" + g.name + "' has no defining expression");
+      if (net.ops[static_cast<std::size_t>(g.value_op())].size != g.size)
+        fail(net, "the expression of group '" + g.name + "' has a different size than the group");
+    } else if (g.is_output()) {
+      fail(net, "input '" + g.name + "' cannot be an output");
+    }
+  }
+  for (const auto& c : net.connections) {
+    if (!group_ok(c.from) || !group_ok(c.to))
+      fail(net, "connection '" + c.name + "' joins groups that do not exist");
+    const auto& from = net.groups[static_cast<std::size_t>(c.from)];
+    const auto& to = net.groups[static_cast<std::size_t>(c.to)];
+    if (c.delayed && from.kind == GroupKind::input)
+      fail(net, "connection '" + c.name + "' delays input '" + from.name + "'; inputs keep no previous value");
+    if ((c.kind == ConnectionKind::diagonal || c.kind == ConnectionKind::identity) && from.size != to.size)
+      fail(net, std::string(to_string(c.kind)) + " connection '" + c.name + "' joins '" + from.name +
+                    "' (size " + std::to_string(from.size) + ") and '" + to.name + "' (size " +
+                    std::to_string(to.size) + "); use a dense connection between groups of different sizes");
+    for (const auto& m : c.mask)
+      if (m.to < 0 || m.to >= to.size || m.from < 0 || m.from >= from.size)
+        fail(net, "sparse connection '" + c.name + "' has a mask entry {" + std::to_string(m.to) + ", " +
+                      std::to_string(m.from) + "} outside " + std::to_string(to.size) + " x " +
+                      std::to_string(from.size));
+    if ((c.kind == ConnectionKind::identity) != (c.param < 0))
+      fail(net, "connection '" + c.name + "' has a parameter group that does not fit its kind");
+  }
+  for (std::size_t i = 0; i < net.params.size(); ++i)
+    if (find_by_name(net.params, net.params[i].name) != static_cast<int>(i))
+      fail(net, "parameter name '" + net.params[i].name + "' is used twice");
+  for (int i = 0; i < n_ops; ++i) {
+    const auto& op = net.ops[static_cast<std::size_t>(i)];
+    auto arg_ok = [&](int a) { return a >= 0 && a < i && net.ops[static_cast<std::size_t>(a)].owner == op.owner; };
+    switch (op.code) {
+      case OpCode::read:
+      case OpCode::read_delayed:
+        if (!group_ok(op.group)) fail(net, "op " + std::to_string(i) + " reads a group that does not exist");
+        break;
+      case OpCode::connect:
+        if (!arg_ok(op.a) || op.connection < 0) fail(net, "op " + std::to_string(i) + " has no source");
+        break;
+      case OpCode::add:
+      case OpCode::sub:
+      case OpCode::mul:
+        if (!arg_ok(op.a) || !arg_ok(op.b)) fail(net, "op " + std::to_string(i) + " has a bad operand");
+        if (net.ops[static_cast<std::size_t>(op.a)].size != op.size ||
+            net.ops[static_cast<std::size_t>(op.b)].size != op.size)
+          fail(net, "op " + std::to_string(i) + " combines operands of different sizes");
+        break;
+      case OpCode::activate:
+        if (!arg_ok(op.a)) fail(net, "op " + std::to_string(i) + " has a bad operand");
+        break;
+      case OpCode::bias:
+      case OpCode::constant:
+        break;
+    }
+  }
+}
+
+}  // namespace loopgrad::ir

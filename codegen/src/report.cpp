@@ -1,0 +1,188 @@
+#include "loopgrad/emit/report.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <stdexcept>
+
+namespace loopgrad::emit {
+
+namespace {
+
+const std::string& group_name(const ir::Network& net, int g) { return net.groups[static_cast<std::size_t>(g)].name; }
+
+std::string pruned_cross_terms(const ir::Network& net, const analysis::Analysis& a, const char* sep) {
+  std::string out;
+  for (const auto& t : a.cross_terms)
+    if (!t.nonzero) out += fmt::format("D[{},{}]{}", group_name(net, t.to), group_name(net, t.from), sep);
+  return out;
+}
+
+void write_atomically(const std::filesystem::path& path, const std::string& text) {
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot write '" + tmp.string() + "': check that the directory exists and is writable");
+    out << text;
+    out.close();
+    if (!out) throw std::runtime_error("writing '" + tmp.string() + "' failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("cannot move '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
+}
+
+}  // namespace
+
+std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
+  std::string out = fmt::format("// loopgrad graph of network '{}'\ndigraph \"{}\" {{\n", net.name, net.name);
+  out += "  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
+  auto node = [&](int g) {
+    const auto& group = net.groups[static_cast<std::size_t>(g)];
+    std::string shape = group.kind == ir::GroupKind::input ? ", shape=ellipse"
+                        : group.is_output()                ? ", peripheries=2"
+                                                           : "";
+    std::string fill = a.state_index[static_cast<std::size_t>(g)] >= 0 ? ", style=\"rounded,filled\", fillcolor=\"#e8f0ff\"" : "";
+    return fmt::format("  \"{}\" [label=\"{}\\n{}{}\"{}{}];\n", group.name, group.name, group.size,
+                       group.is_output() ? fmt::format("\\nloss: {}", ir::to_string(group.loss)) : "", shape, fill);
+  };
+  std::vector<bool> drawn(net.groups.size(), false);
+  for (const auto& loop : a.loops) {
+    out += fmt::format("  subgraph \"cluster_loop_{}\" {{\n    label=\"loop {}\"; style=dashed; color=\"#4060c0\";\n",
+                       loop.order, loop.order);
+    for (int g : loop.states) {
+      out += "  " + node(g);
+      drawn[static_cast<std::size_t>(g)] = true;
+    }
+    out += "  }\n";
+  }
+  for (std::size_t g = 0; g < net.groups.size(); ++g)
+    if (!drawn[g]) out += node(static_cast<int>(g));
+  for (std::size_t i = 0; i < net.connections.size(); ++i) {
+    const auto& c = net.connections[i];
+    const auto cls = a.connection_class[i];
+    const char* style = cls == analysis::EdgeClass::feed_back     ? "style=dashed, color=\"#2050d0\""
+                        : cls == analysis::EdgeClass::terminating ? "style=dotted, color=\"#909090\""
+                                                                  : "style=solid";
+    out += fmt::format("  \"{}\" -> \"{}\" [label=\"{}\\n{}, {}\", {}];\n", group_name(net, c.from),
+                       group_name(net, c.to), c.implicit ? "" : c.name, ir::to_string(c.kind),
+                       analysis::to_string(cls), style);
+  }
+  out += fmt::format(
+      "  legend [shape=note, label=\"solid: feed-forward\\ndashed: feed-back\\ndotted: terminating\\n"
+      "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\"];\n",
+      pruned_cross_terms(net, a, " "), a.macs_per_step, a.dense_macs_per_step);
+  out += "}\n";
+  return out;
+}
+
+nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
+  using nlohmann::json;
+  json j;
+  j["network"] = net.name;
+  j["neurons"] = json::array();
+  for (std::size_t g = 0; g < net.groups.size(); ++g) {
+    const auto& group = net.groups[g];
+    j["neurons"].push_back({{"name", group.name},
+                            {"size", group.size},
+                            {"state", a.state_index[g] >= 0},
+                            {"input", group.kind == ir::GroupKind::input},
+                            {"loss", group.is_output() ? json(ir::to_string(group.loss)) : json(nullptr)},
+                            {"influences_loss", static_cast<bool>(a.influences_loss[g])}});
+  }
+  j["connections"] = json::array();
+  for (std::size_t i = 0; i < net.connections.size(); ++i) {
+    const auto& c = net.connections[i];
+    j["connections"].push_back({{"name", c.name},
+                                {"from", group_name(net, c.from)},
+                                {"to", group_name(net, c.to)},
+                                {"kind", ir::to_string(c.kind)},
+                                {"class", analysis::to_string(a.connection_class[i])},
+                                {"delayed", c.delayed},
+                                {"implicit", c.implicit},
+                                {"params", c.param >= 0 ? net.params[static_cast<std::size_t>(c.param)].size() : 0}});
+  }
+  j["parameters"] = json::array();
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    const auto& param = net.params[p];
+    j["parameters"].push_back({{"name", param.name},
+                               {"shape", {param.rows, param.cols}},
+                               {"size", param.size()},
+                               {"group", group_name(net, param.group)},
+                               {"reaches_loss", static_cast<bool>(a.param_reaches_loss[p])}});
+  }
+  j["evaluation_order"] = json::array();
+  for (int g : a.group_order) j["evaluation_order"].push_back(group_name(net, g));
+  j["loops"] = json::array();
+  for (const auto& loop : a.loops) {
+    json states = json::array();
+    for (int g : loop.states) states.push_back(group_name(net, g));
+    j["loops"].push_back({{"states", states}, {"order", loop.order}, {"self_recurrent", loop.self_recurrent}});
+  }
+  j["cross_terms"] = json::array();
+  for (const auto& t : a.cross_terms)
+    j["cross_terms"].push_back({{"to", group_name(net, t.to)}, {"from", group_name(net, t.from)}, {"nonzero", t.nonzero}});
+  j["recurrency_abstraction_violations"] = json::array();
+  for (const auto& [k, l] : a.recurrency_abstraction_violations)
+    j["recurrency_abstraction_violations"].push_back({group_name(net, k), group_name(net, l)});
+  j["sensitivity_blocks"] = json::array();
+  for (const auto& b : a.sensitivity_blocks)
+    j["sensitivity_blocks"].push_back({{"state", group_name(net, b.state)},
+                                       {"param", net.params[static_cast<std::size_t>(b.param)].name},
+                                       {"nonzero", b.nonzero}});
+  j["unreachable_params"] = json::array();
+  for (int p : a.unreachable_params) j["unreachable_params"].push_back(net.params[static_cast<std::size_t>(p)].name);
+  j["param_count"] = net.param_count();
+  j["macs_per_step"] = a.macs_per_step;
+  j["dense_macs_per_step"] = a.dense_macs_per_step;
+  j["sensitivity_values"] = a.sensitivity_values;
+  j["dense_sensitivity_values"] = a.dense_sensitivity_values;
+  j["gradient_macs_per_step"] = a.gradient_macs_per_step;
+  return j;
+}
+
+std::string summary(const ir::Network& net, const analysis::Analysis& a) {
+  std::string out = fmt::format("network '{}': {} groups, {} connections, {} parameters in {} groups\n",
+                                net.name, net.groups.size(), net.connections.size(), net.param_count(),
+                                net.params.size());
+  out += "connections:\n";
+  for (std::size_t i = 0; i < net.connections.size(); ++i) {
+    const auto& c = net.connections[i];
+    out += fmt::format("  {:<14} {}{} -> {}  [{}, {}]\n", c.name, c.delayed ? "delay " : "",
+                       group_name(net, c.from), group_name(net, c.to), ir::to_string(c.kind),
+                       analysis::to_string(a.connection_class[i]));
+  }
+  out += "loops (evaluation order):\n";
+  for (const auto& loop : a.loops) {
+    std::string states;
+    for (int g : loop.states) states += (states.empty() ? "" : ", ") + group_name(net, g);
+    out += fmt::format("  {}: {{{}}}{}\n", loop.order, states, loop.self_recurrent ? "" : " (not self-recurrent)");
+  }
+  std::size_t nonzero = 0;
+  for (const auto& t : a.cross_terms) nonzero += t.nonzero ? 1 : 0;
+  out += fmt::format("cross terms: {} nonzero, {} pruned{}{}\n", nonzero, a.cross_terms.size() - nonzero,
+                     nonzero == a.cross_terms.size() ? "" : ": ", pruned_cross_terms(net, a, " "));
+  for (const auto& [k, l] : a.recurrency_abstraction_violations)
+    out += fmt::format("Recurrency-Abstraction does not hold for ({}, {}): both cross terms kept\n",
+                       group_name(net, k), group_name(net, l));
+  for (int p : a.unreachable_params)
+    out += fmt::format("parameter '{}' reaches no loss\n", net.params[static_cast<std::size_t>(p)].name);
+  out += fmt::format("sensitivity update: {} MACs per step pruned vs {} dense ({:.2f}x); {} vs {} values stored\n",
+                     a.macs_per_step, a.dense_macs_per_step,
+                     a.macs_per_step > 0 ? static_cast<double>(a.dense_macs_per_step) / static_cast<double>(a.macs_per_step) : 0.0,
+                     a.sensitivity_values, a.dense_sensitivity_values);
+  return out;
+}
+
+ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create report directory '" + dir.string() + "': " + ec.message());
+  ReportPaths paths{dir / (net.name + ".dot"), dir / (net.name + ".json")};
+  write_atomically(paths.dot, to_dot(net, a));
+  write_atomically(paths.json, to_json(net, a).dump(2) + "\n");
+  return paths;
+}
+
+}  // namespace loopgrad::emit

@@ -1,0 +1,216 @@
+#pragma once
+// The one bridge from the compile-time network to the IR: lower(net) walks the Hana tuple of
+// components once and returns plain data. Everything after this point works on ir::Network.
+#include <boost/hana/for_each.hpp>
+#include <string>
+#include <string_view>
+
+#include "loopgrad/dsl/network.hpp"
+#include "loopgrad/ir/network.hpp"
+
+namespace loopgrad::dsl {
+
+namespace detail {
+
+class lowering {
+ public:
+  explicit lowering(std::string_view name) { net_.name = name; }
+
+  template <class G>
+  void add_group(ir::Loss loss = ir::Loss::none) {
+    if (net_.find_group(G::name.view()) >= 0) return;
+    ir::Group g;
+    g.name = G::name.view();
+    g.size = static_cast<int>(G::size);
+    g.kind = G::role == group_role::input ? ir::GroupKind::input : ir::GroupKind::neuron;
+    g.loss = loss;
+    net_.groups.push_back(g);
+  }
+
+  template <class E>
+  void add_inputs_read_by() {
+    if constexpr (E::kind == node_kind::group) {
+      if constexpr (E::role == group_role::input) add_group<E>();
+    } else if constexpr (E::kind == node_kind::dense || E::kind == node_kind::diagonal ||
+                         E::kind == node_kind::identity || E::kind == node_kind::sparse) {
+      add_inputs_read_by<typename E::source>();
+    } else if constexpr (E::kind == node_kind::binary) {
+      add_inputs_read_by<typename E::left_type>();
+      add_inputs_read_by<typename E::right_type>();
+    } else if constexpr (E::kind == node_kind::activation) {
+      add_inputs_read_by<typename E::arg_type>();
+    }
+  }
+
+  template <class G, class E>
+  void define(const E& expr) {
+    const int owner = net_.find_group(G::name.view());
+    auto& group = net_.groups[static_cast<std::size_t>(owner)];
+    group.op_begin = static_cast<int>(net_.ops.size());
+    lower_expr(expr, owner, static_cast<int>(G::size));
+    net_.groups[static_cast<std::size_t>(owner)].op_end = static_cast<int>(net_.ops.size());
+  }
+
+  ir::Network take() { return std::move(net_); }
+
+ private:
+  int push(ir::Op op) {
+    net_.ops.push_back(op);
+    return static_cast<int>(net_.ops.size()) - 1;
+  }
+
+  // A read or delayed read; `implicit` makes it an identity connection of its own.
+  template <class S>
+  int lower_read(int owner, bool implicit) {
+    ir::Op op;
+    op.owner = owner;
+    if constexpr (S::kind == node_kind::delayed) {
+      op.code = ir::OpCode::read_delayed;
+      op.group = net_.find_group(S::group::name.view());
+    } else {
+      op.code = ir::OpCode::read;
+      op.group = net_.find_group(S::name.view());
+    }
+    op.size = static_cast<int>(S::size);
+    const int index = push(op);
+    if (implicit) {
+      ir::Connection c;
+      c.kind = ir::ConnectionKind::identity;
+      c.from = op.group;
+      c.to = owner;
+      c.delayed = op.code == ir::OpCode::read_delayed;
+      c.op = index;
+      c.implicit = true;
+      const auto& from = net_.groups[static_cast<std::size_t>(c.from)].name;
+      const auto& to = net_.groups[static_cast<std::size_t>(owner)].name;
+      std::string base = (c.delayed ? "delay(" + from + ")" : from) + "->" + to;
+      c.name = base;
+      for (int k = 2; net_.find_connection(c.name) >= 0; ++k) c.name = base + "#" + std::to_string(k);
+      net_.ops[static_cast<std::size_t>(index)].connection = add_connection(std::move(c));
+    }
+    return index;
+  }
+
+  int add_connection(ir::Connection c) {
+    net_.connections.push_back(std::move(c));
+    return static_cast<int>(net_.connections.size()) - 1;
+  }
+
+  int add_param(std::string_view name, ir::ParamRole role, int rows, int cols, int owner,
+                int connection) {
+    ir::Param p;
+    p.name = name;
+    p.role = role;
+    p.rows = rows;
+    p.cols = cols;
+    p.group = owner;
+    p.connection = connection;
+    net_.params.push_back(p);
+    return static_cast<int>(net_.params.size()) - 1;
+  }
+
+  template <class E>
+  int lower_expr(const E& e, int owner, int n) {
+    ir::Op op;
+    op.owner = owner;
+    op.size = n;
+    if constexpr (E::kind == node_kind::group || E::kind == node_kind::delayed) {
+      return lower_read<E>(owner, true);
+    } else if constexpr (E::kind == node_kind::dense || E::kind == node_kind::diagonal ||
+                         E::kind == node_kind::identity || E::kind == node_kind::sparse) {
+      using S = typename E::source;
+      const int source = lower_read<S>(owner, false);
+      ir::Connection c;
+      c.name = E::name.view();
+      c.from = net_.ops[static_cast<std::size_t>(source)].group;
+      c.to = owner;
+      c.delayed = S::kind == node_kind::delayed;
+      const int conn = static_cast<int>(net_.connections.size());
+      const int m = static_cast<int>(S::size);
+      if constexpr (E::kind == node_kind::dense) {
+        c.kind = ir::ConnectionKind::dense;
+        c.param = add_param(E::name.view(), ir::ParamRole::weight, n, m, owner, conn);
+      } else if constexpr (E::kind == node_kind::diagonal) {
+        c.kind = ir::ConnectionKind::diagonal;
+        c.param = add_param(E::name.view(), ir::ParamRole::weight, n, 1, owner, conn);
+      } else if constexpr (E::kind == node_kind::sparse) {
+        c.kind = ir::ConnectionKind::sparse;
+        for (const auto& l : E::links.links)
+          c.mask.push_back({static_cast<int>(l.to), static_cast<int>(l.from)});
+        c.param = add_param(E::name.view(), ir::ParamRole::weight,
+                            static_cast<int>(c.mask.size()), 1, owner, conn);
+      } else {
+        c.kind = ir::ConnectionKind::identity;
+      }
+      op.code = ir::OpCode::connect;
+      op.a = source;
+      op.connection = conn;
+      const int index = push(op);
+      c.op = index;
+      add_connection(std::move(c));
+      return index;
+    } else if constexpr (E::kind == node_kind::bias) {
+      op.code = ir::OpCode::bias;
+      op.param = add_param(E::name.view(), ir::ParamRole::bias, n, 1, owner, -1);
+      return push(op);
+    } else if constexpr (E::kind == node_kind::constant) {
+      op.code = ir::OpCode::constant;
+      op.constant = e.value;
+      return push(op);
+    } else if constexpr (E::kind == node_kind::binary) {
+      op.a = lower_expr(e.left, owner, n);
+      op.b = lower_expr(e.right, owner, n);
+      op.code = E::op == binary_op::add   ? ir::OpCode::add
+                : E::op == binary_op::sub ? ir::OpCode::sub
+                                          : ir::OpCode::mul;
+      return push(op);
+    } else {
+      static_assert(E::kind == node_kind::activation);
+      op.a = lower_expr(e.arg, owner, n);
+      op.code = ir::OpCode::activate;
+      op.activation = E::activation;
+      return push(op);
+    }
+  }
+
+  ir::Network net_;
+};
+
+}  // namespace detail
+
+// lower(net): the network as IR. Groups are numbered inputs first (in the order they are
+// declared or first read), then neuron groups in definition order; connections, parameters and
+// ops follow definition order, so the result depends on the spec alone.
+template <fixed_string Name, class Components>
+ir::Network lower(const network_t<Name, Components>& net) {
+  detail::lowering l(Name.view());
+  hana::for_each(net.components, [&](const auto& c) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (is_group<C>) {
+      l.template add_group<C>();
+    } else {
+      l.template add_inputs_read_by<typename detail::component_traits<C>::expr>();
+    }
+  });
+  hana::for_each(net.components, [&](const auto& c) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (is_definition<C>) {
+      l.template add_group<typename C::group>();
+    } else if constexpr (is_output<C>) {
+      using D = decltype(c.definition);
+      l.template add_group<typename D::group>(decltype(detail::loss_of(c))::value);
+    }
+  });
+  hana::for_each(net.components, [&](const auto& c) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (is_definition<C>) {
+      l.template define<typename C::group>(c.expr);
+    } else if constexpr (is_output<C>) {
+      using D = decltype(c.definition);
+      l.template define<typename D::group>(c.definition.expr);
+    }
+  });
+  return l.take();
+}
+
+}  // namespace loopgrad::dsl
