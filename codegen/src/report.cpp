@@ -14,7 +14,7 @@ const std::string& group_name(const ir::Network& net, int g) { return net.groups
 std::string pruned_cross_terms(const ir::Network& net, const analysis::Analysis& a, const char* sep) {
   std::string out;
   for (const auto& t : a.cross_terms)
-    if (!t.nonzero) out += fmt::format("D[{},{}]{}", group_name(net, t.to), group_name(net, t.from), sep);
+    if (!t.nonzero) out += fmt::format("{}D[{},{}]", out.empty() ? "" : sep, group_name(net, t.to), group_name(net, t.from));
   return out;
 }
 
@@ -72,7 +72,8 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
   out += fmt::format(
       "  legend [shape=note, label=\"solid: feed-forward\\ndashed: feed-back\\ndotted: terminating\\n"
       "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\"];\n",
-      pruned_cross_terms(net, a, " "), a.macs_per_step, a.dense_macs_per_step);
+      a.cross_terms.empty() || pruned_cross_terms(net, a, ", ").empty() ? "none" : pruned_cross_terms(net, a, ", "),
+      a.macs_per_step, a.dense_macs_per_step);
   out += "}\n";
   return out;
 }
@@ -162,7 +163,7 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
   std::size_t nonzero = 0;
   for (const auto& t : a.cross_terms) nonzero += t.nonzero ? 1 : 0;
   out += fmt::format("cross terms: {} nonzero, {} pruned{}{}\n", nonzero, a.cross_terms.size() - nonzero,
-                     nonzero == a.cross_terms.size() ? "" : ": ", pruned_cross_terms(net, a, " "));
+                     nonzero == a.cross_terms.size() ? "" : ": ", pruned_cross_terms(net, a, ", "));
   for (const auto& [k, l] : a.recurrency_abstraction_violations)
     out += fmt::format("Recurrency-Abstraction does not hold for ({}, {}): both cross terms kept\n",
                        group_name(net, k), group_name(net, l));

@@ -55,6 +55,7 @@ template <binary_op Op, class A, class B>
 constexpr auto make_binary(const A& a, const B& b) {
   auto l = as_expression(a);
   auto r = as_expression(b);
+  static_cast<void>(combined_size<decltype(l)::size, decltype(r)::size>());  // checked at the user's line
   return binary_t<Op, decltype(l), decltype(r)>{{}, l, r};
 }
 template <class A, class B>

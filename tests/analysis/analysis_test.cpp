@@ -1,0 +1,271 @@
+// The analysis of every cell and of the hand-built networks, against what is derived by hand in
+// each test case: edge classes, loops and their order, which cross terms and sensitivity blocks
+// are nonzero, and the MAC and memory counts (closed-form expressions of the sizes).
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+#include "../networks.hpp"
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/report.hpp"
+
+using namespace loopgrad;
+
+namespace {
+
+struct Analysed {
+  ir::Network net;
+  analysis::Analysis a;
+};
+
+template <class N>
+Analysed analysed(const N& n) {
+  auto net = dsl::lower(n);
+  auto a = analysis::analyse(net);
+  return {std::move(net), std::move(a)};
+}
+
+std::string cls(const Analysed& x, const std::string& connection) {
+  const int c = x.net.find_connection(connection);
+  REQUIRE_MESSAGE(c >= 0, "no connection " << connection);
+  return analysis::to_string(x.a.connection_class[static_cast<std::size_t>(c)]);
+}
+
+bool cross(const Analysed& x, const std::string& to, const std::string& from) {
+  return x.a.cross_term(x.net.find_group(to), x.net.find_group(from));
+}
+
+std::set<std::string> nonzero_cross_terms(const Analysed& x) {
+  std::set<std::string> out;
+  for (const auto& t : x.a.cross_terms)
+    if (t.nonzero) out.insert(x.net.groups[t.to].name + "<-" + x.net.groups[t.from].name);
+  return out;
+}
+
+std::set<std::string> block_params(const Analysed& x, const std::string& state) {
+  std::set<std::string> out;
+  for (const auto& b : x.a.sensitivity_blocks)
+    if (b.nonzero && x.net.groups[b.state].name == state) out.insert(x.net.params[b.param].name);
+  return out;
+}
+
+std::vector<std::string> loop_states(const Analysed& x, int order) {
+  std::vector<std::string> out;
+  for (int g : x.a.loops.at(order).states) out.push_back(x.net.groups[g].name);
+  return out;
+}
+
+long size_of(const Analysed& x, std::initializer_list<const char*> params) {
+  long n = 0;
+  for (const char* p : params) n += x.net.params[x.net.find_param(p)].size();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("Elman: one self-recurrent loop, only the layer's parameters in Delta") {
+  constexpr long In = 3, H = 5;
+  auto x = analysed(cells::elman_network<In, H, 2>());
+  CHECK(cls(x, "rnn_W_xh") == "feed-forward");
+  CHECK(cls(x, "rnn_W_hh") == "feed-back");
+  CHECK(cls(x, "W_hy") == "feed-forward");
+  REQUIRE(x.a.loops.size() == 1);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"rnn_h"});
+  CHECK(x.a.loops[0].self_recurrent);
+  CHECK(nonzero_cross_terms(x) == std::set<std::string>{"rnn_h<-rnn_h"});
+  CHECK(block_params(x, "rnn_h") == std::set<std::string>{"rnn_W_xh", "rnn_W_hh", "rnn_b_h"});
+  CHECK(x.a.recurrency_abstraction_violations.empty());
+  CHECK(x.a.unreachable_params.empty());
+  // |S| = In*H + H*H + H tangent columns: W_hh * T(h') costs H*H*|S|, tanh' costs H*|S|.
+  const long S = In * H + H * H + H, P = S + 2 * H + 2;
+  CHECK(x.a.macs_per_step == H * H * S + H * S);
+  CHECK(x.a.dense_macs_per_step == H * H * P + H * P);
+  CHECK(x.a.sensitivity_values == H * S);
+  CHECK(x.a.dense_sensitivity_values == H * P);
+}
+
+TEST_CASE("stacked RNN: two ordered loops, D[h1,h2] pruned, no Delta of layer 1 w.r.t. layer 2") {
+  constexpr long D = 3, H1 = 4, H2 = 5, A = 3;
+  auto x = analysed(cells::stacked_rnn_network<D, H1, H2, A>());
+  CHECK(cls(x, "stack_W_h1h2") == "feed-forward");
+  CHECK(cls(x, "stack_W_h1h1") == "feed-back");
+  CHECK(cls(x, "stack_W_h2h2") == "feed-back");
+  REQUIRE(x.a.loops.size() == 2);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"stack_h1"});
+  CHECK(loop_states(x, 1) == std::vector<std::string>{"stack_h2"});
+  CHECK(nonzero_cross_terms(x) == std::set<std::string>{"stack_h1<-stack_h1", "stack_h2<-stack_h1", "stack_h2<-stack_h2"});
+  CHECK_FALSE(cross(x, "stack_h1", "stack_h2"));
+  CHECK(block_params(x, "stack_h1") == std::set<std::string>{"stack_W_xh1", "stack_W_h1h1", "stack_b_h1"});
+  CHECK(block_params(x, "stack_h2") == std::set<std::string>{"stack_W_xh1", "stack_W_h1h1", "stack_b_h1", "stack_W_h1h2",
+                                                             "stack_W_h2h2", "stack_b_h2"});
+  const long S1 = D * H1 + H1 * H1 + H1, S2 = S1 + H1 * H2 + H2 * H2 + H2;
+  // h1: W_h1h1 T(h1') + tanh'; h2: W_h1h2 T(h1) + W_h2h2 T(h2') + tanh'.
+  CHECK(x.a.macs_per_step == H1 * H1 * S1 + H1 * S1 + H2 * H1 * S1 + H2 * H2 * S2 + H2 * S2);
+  CHECK(x.a.sensitivity_values == H1 * S1 + H2 * S2);
+}
+
+TEST_CASE("LSTM: h and c form one loop and violate the Recurrency-Abstraction prediction") {
+  constexpr long In = 3, H = 4;
+  auto x = analysed(cells::lstm_network<In, H, 2>());
+  for (const char* g : {"i", "f", "g", "o"}) {
+    CHECK(cls(x, std::string("lstm_W_i") + g) == "feed-forward");
+    CHECK(cls(x, std::string("lstm_W_h") + g) == "feed-back");
+  }
+  CHECK(cls(x, "lstm_c->lstm_h") == "feed-forward");  // inside the loop, but not delayed
+  CHECK(cls(x, "delay(lstm_c)->lstm_c") == "feed-back");
+  REQUIRE(x.a.loops.size() == 1);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"lstm_c", "lstm_h"});
+  CHECK(nonzero_cross_terms(x) ==
+        std::set<std::string>{"lstm_c<-lstm_c", "lstm_c<-lstm_h", "lstm_h<-lstm_c", "lstm_h<-lstm_h"});
+  REQUIRE(x.a.recurrency_abstraction_violations.size() == 1);
+  CHECK(x.a.recurrency_abstraction_violations[0] ==
+        std::pair<int, int>{x.net.find_group("lstm_c"), x.net.find_group("lstm_h")});
+  // Both states depend on all 16 gate parameter groups, and nothing on the output layer.
+  CHECK(block_params(x, "lstm_c").size() == 16);
+  CHECK(block_params(x, "lstm_h") == block_params(x, "lstm_c"));
+  CHECK_FALSE(block_params(x, "lstm_h").count("W_hy"));
+  const long S = 4 * (In * H + H * H + 2 * H);
+  CHECK(x.a.sensitivity_values == 2 * H * S);
+  // Per gate: W_h* T(h') (H*H*S) and its activation (H*S); c: f*c' and i*g (2 H*S each, since
+  // both factors carry tangents); h: tanh(c) (H*S) and o*tanh(c) (2 H*S).
+  CHECK(x.a.macs_per_step == 4 * (H * H * S + H * S) + 4 * H * S + H * S + 2 * H * S);
+}
+
+TEST_CASE("GRU: one loop, h") {
+  constexpr long In = 3, H = 4;
+  auto x = analysed(cells::gru_network<In, H, 2>());
+  CHECK(cls(x, "gru_W_hn") == "feed-back");
+  CHECK(cls(x, "delay(gru_h)->gru_h") == "feed-back");
+  CHECK(cls(x, "gru_r->gru_n") == "feed-forward");
+  REQUIRE(x.a.loops.size() == 1);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"gru_h"});
+  CHECK(block_params(x, "gru_h").size() == 12);
+  CHECK(x.a.sensitivity_values == H * 3 * (In * H + H * H + 2 * H));
+}
+
+TEST_CASE("diagonal RNN: the recurrence is element-wise") {
+  constexpr long In = 3, H = 6;
+  auto x = analysed(cells::diagonal_rnn_network<In, H, 2>());
+  CHECK(x.net.connections[x.net.find_connection("diag_w_hh")].kind == ir::ConnectionKind::diagonal);
+  CHECK(cls(x, "diag_w_hh") == "feed-back");
+  const long S = In * H + H + H;
+  // diagonal w * T(h') costs H*S, not H*H*S.
+  CHECK(x.a.macs_per_step == H * S + H * S);
+}
+
+TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {
+  auto x = analysed(testing::multi_loop_network());
+  // classes
+  CHECK(cls(x, "W_xa") == "feed-forward");
+  CHECK(cls(x, "W_aa") == "feed-back");
+  CHECK(cls(x, "W_ba") == "feed-back");
+  CHECK(cls(x, "S_ab") == "feed-forward");
+  CHECK(cls(x, "w_bb") == "feed-back");
+  CHECK(cls(x, "W_cc") == "feed-back");
+  CHECK(cls(x, "W_xc") == "feed-forward");
+  CHECK(cls(x, "W_ay") == "feed-forward");
+  CHECK(cls(x, "W_cd") == "terminating");
+  CHECK(cls(x, "w_dd") == "terminating");
+  CHECK(x.net.connections[x.net.find_connection("S_ab")].kind == ir::ConnectionKind::sparse);
+  // loops: {a, b} first, then {c}, then {d}
+  REQUIRE(x.a.loops.size() == 3);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"a", "b"});
+  CHECK(loop_states(x, 1) == std::vector<std::string>{"c"});
+  CHECK(loop_states(x, 2) == std::vector<std::string>{"d"});
+  // cross terms: a path inside one step from delay(l) to k
+  CHECK(nonzero_cross_terms(x) == std::set<std::string>{"a<-a", "a<-b", "b<-a", "b<-b", "c<-a", "c<-b", "c<-c",
+                                                        "d<-a", "d<-b", "d<-c", "d<-d"});
+  CHECK(x.a.cross_terms.size() == 16);
+  REQUIRE(x.a.recurrency_abstraction_violations.size() == 1);
+  CHECK(x.a.recurrency_abstraction_violations[0] == std::pair<int, int>{x.net.find_group("a"), x.net.find_group("b")});
+  // sensitivity blocks: a and b share their loop's parameters; c adds its own; d is not stored.
+  const std::set<std::string> ab{"W_xa", "W_aa", "W_ba", "b_a", "S_ab", "w_bb", "b_b"};
+  CHECK(block_params(x, "a") == ab);
+  CHECK(block_params(x, "b") == ab);
+  auto c = ab;
+  c.insert({"W_bc", "W_cc", "W_xc"});
+  CHECK(block_params(x, "c") == c);
+  CHECK(block_params(x, "d").empty());
+  CHECK(x.a.unreachable_params == std::vector<int>{x.net.find_param("W_cd"), x.net.find_param("w_dd")});
+  CHECK_FALSE(x.a.influences_loss[x.net.find_group("d")]);
+  const long Sab = size_of(x, {"W_xa", "W_aa", "W_ba", "b_a", "S_ab", "w_bb", "b_b"});
+  const long Sc = Sab + size_of(x, {"W_bc", "W_cc", "W_xc"});
+  CHECK(x.a.sensitivity_values == 4 * Sab + 3 * Sab + 2 * Sc);
+  // a: W_aa T(a') 4*4, W_ba T(b') 4*3, tanh 4; b: sparse 4 links, w_bb 3, sigmoid 3;
+  // c: W_bc T(b) 2*3 Sab, W_cc T(c') 2*2 Sc, tanh 2 Sc; sigmoid(W_xc x) 2 |W_xc|; the product
+  // scales both factors' tangents: 2 Sc + 2 |W_xc|.
+  const long Wxc = size_of(x, {"W_xc"});
+  CHECK(x.a.macs_per_step == (16 + 12 + 4) * Sab + (4 + 3 + 3) * Sab + 6 * Sab + (4 + 2 + 2) * Sc + 4 * Wxc);
+}
+
+TEST_CASE("an algebraic loop is an error that names the cycle and where a delay could go") {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto p = neuron<"p", 2>;
+  constexpr auto q = neuron<"q", 2>;
+  constexpr auto y = neuron<"y", 2>;
+  auto net = lower(network<"algebraic">(x, p = tanh(dense<"W_xp">(x) + dense<"W_qp">(q)),
+                                        q = tanh(dense<"W_pq">(p)), output(y = dense<"W_qy">(q), mse)));
+  try {
+    analysis::analyse(net);
+    FAIL("an algebraic loop was accepted");
+  } catch (const analysis::AnalysisError& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("network 'algebraic'") != std::string::npos);
+    CHECK(msg.find("p -> q -> p") != std::string::npos);
+    CHECK(msg.find("delay(q)") != std::string::npos);
+    CHECK(msg.find("W_qp") != std::string::npos);
+  }
+  auto self = lower(network<"self">(x, p = tanh(dense<"W_xp">(x)) + p, output(y = dense<"W_py">(p), mse)));
+  CHECK_THROWS_WITH_AS(analysis::analyse(self), doctest::Contains("group 'p' reads its own value"),
+                       analysis::AnalysisError);
+}
+
+TEST_CASE("hand-built IR with a mistake is rejected with a message naming it") {
+  auto net = dsl::lower(cells::elman_network<3, 4, 2>());
+  net.connections[0].mask.push_back({7, 0});
+  net.connections[0].kind = ir::ConnectionKind::sparse;
+  CHECK_THROWS_WITH_AS(analysis::analyse(net), doctest::Contains("sparse connection 'rnn_W_xh'"), std::invalid_argument);
+}
+
+TEST_CASE("analysis orders are deterministic and follow declaration order") {
+  auto first = analysed(testing::multi_loop_network());
+  auto second = analysed(testing::multi_loop_network());
+  CHECK(emit::to_json(first.net, first.a) == emit::to_json(second.net, second.a));
+  std::vector<std::string> order;
+  for (int g : first.a.group_order) order.push_back(first.net.groups[g].name);
+  CHECK(order == std::vector<std::string>{"a", "b", "c", "d", "y"});
+}
+
+TEST_CASE("the JSON report carries every field, consistent with the analysis") {
+  auto x = analysed(testing::multi_loop_network());
+  auto j = emit::to_json(x.net, x.a);
+  CHECK(j["network"] == "multi_loop");
+  CHECK(j["neurons"].size() == x.net.groups.size());
+  CHECK(j["neurons"][1]["name"] == "a");
+  CHECK(j["neurons"][1]["state"] == true);
+  CHECK(j["neurons"][5]["state"] == false);
+  CHECK(j["connections"].size() == x.net.connections.size());
+  for (const auto& c : j["connections"]) {
+    CHECK(c.contains("from"));
+    CHECK(c.contains("to"));
+    CHECK(std::set<std::string>{"dense", "diagonal", "identity", "sparse"}.count(c["kind"]) == 1);
+    CHECK(std::set<std::string>{"feed-forward", "feed-back", "terminating"}.count(c["class"]) == 1);
+    if (c["name"] == "W_xa") CHECK(c["params"] == 12);
+    if (c["name"] == "S_ab") CHECK(c["params"] == 4);
+  }
+  CHECK(j["loops"].size() == 3);
+  CHECK(j["loops"][1]["states"][0] == "c");
+  CHECK(j["loops"][1]["order"] == 1);
+  CHECK(j["cross_terms"].size() == 16);
+  CHECK(j["recurrency_abstraction_violations"] == nlohmann::json::array({nlohmann::json::array({"a", "b"})}));
+  CHECK(j["sensitivity_blocks"].size() == 4 * x.net.params.size());
+  CHECK(j["macs_per_step"] == x.a.macs_per_step);
+  CHECK(j["dense_macs_per_step"] == x.a.dense_macs_per_step);
+  CHECK(j["sensitivity_values"] == x.a.sensitivity_values);
+  const std::string dot = emit::to_dot(x.net, x.a);
+  CHECK(dot.find("cluster_loop_0") != std::string::npos);
+  CHECK(dot.find("style=dashed, color=\"#2050d0\"") != std::string::npos);  // feed-back
+  CHECK(dot.find("style=dotted") != std::string::npos);                    // terminating
+}

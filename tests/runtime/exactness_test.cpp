@@ -1,0 +1,160 @@
+// The exactness contract (DESIGN.md section 1): with parameters held fixed, the summed RTRL
+// gradient equals the BPTT gradient to rounding, and both equal central finite differences.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "../networks.hpp"
+#include "loopgrad/runtime/bptt.hpp"
+#include "loopgrad/runtime/init.hpp"
+#include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/rtrl.hpp"
+
+using namespace loopgrad;
+using runtime::Interpreter;
+using runtime::Sequence;
+
+namespace {
+
+// Random inputs; targets on most steps (some steps have none): one-hot for softmax outputs,
+// uniform values for MSE outputs.
+template <class T>
+Sequence<T> random_sequence(const Interpreter<T>& k, std::size_t steps, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform(-1, 1);
+  Sequence<T> seq;
+  for (std::size_t t = 0; t < steps; ++t) {
+    std::vector<T> x(k.input_size());
+    for (auto& v : x) v = static_cast<T>(normal(rng));
+    seq.inputs.push_back(x);
+    if (t % 7 == 3) {
+      seq.targets.emplace_back();
+      continue;
+    }
+    std::vector<T> target;
+    for (const auto& g : k.network().groups) {
+      if (!g.is_output()) continue;
+      std::vector<T> part(static_cast<std::size_t>(g.size), T(0));
+      if (g.loss == ir::Loss::softmax_cross_entropy)
+        part[rng() % part.size()] = T(1);
+      else
+        for (auto& v : part) v = static_cast<T>(uniform(rng));
+      target.insert(target.end(), part.begin(), part.end());
+    }
+    seq.targets.emplace_back(target);
+  }
+  return seq;
+}
+
+template <class T>
+std::vector<T> rtrl_gradient_sum(const Interpreter<T>& k, const std::vector<T>& params, const Sequence<T>& seq,
+                                 T* loss = nullptr) {
+  runtime::Rtrl<Interpreter<T>, T> rtrl(k);
+  std::vector<T> sum(k.param_count(), T(0));
+  T l = 0;
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    l += rtrl.step(params, seq.inputs[t].data(), seq.target(t));
+    for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += rtrl.gradient()[i];
+  }
+  if (loss) *loss = l;
+  return sum;
+}
+
+double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// (b) RTRL == BPTT over 50 steps, and (c) both == central finite differences.
+template <class N>
+void check_exact(const N& spec, unsigned seed) {
+  const auto net = dsl::lower(spec);
+  const Interpreter<double> k(net);
+  const auto params = runtime::initial_params<double>(net, seed);
+  const auto seq = random_sequence(k, 50, seed + 1);
+  double rtrl_loss = 0;
+  const auto rtrl = rtrl_gradient_sum(k, params, seq, &rtrl_loss);
+  const auto bptt = runtime::bptt_gradient(k, params, seq);
+  INFO("network " << net.name);
+  CHECK(std::abs(rtrl_loss - bptt.loss) <= 1e-12 * std::abs(bptt.loss));
+  const double err = relative_error(rtrl, bptt.gradient);
+  MESSAGE(net.name << ": RTRL vs BPTT relative error " << err);
+  CHECK(err <= 1e-10);
+  // Every parameter group gets a nonzero gradient unless it reaches no loss.
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    double norm = 0;
+    for (int i = 0; i < net.params[p].size(); ++i) norm += std::abs(bptt.gradient[k.param_offset(static_cast<int>(p)) + i]);
+    INFO("parameter " << net.params[p].name);
+    CHECK((norm > 0) == static_cast<bool>(k.analysis().param_reaches_loss[p]));
+  }
+  // Central differences on every parameter value.
+  const double h = 1e-5;
+  double worst = 0;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto plus = params, minus = params;
+    plus[i] += h;
+    minus[i] -= h;
+    const double fd = (runtime::sequence_loss(k, plus, seq) - runtime::sequence_loss(k, minus, seq)) / (2 * h);
+    worst = std::max(worst, std::abs(fd - rtrl[i]) / std::max(1.0, std::abs(fd)));
+  }
+  MESSAGE(net.name << ": worst finite-difference error " << worst);
+  CHECK(worst <= 1e-6);
+}
+
+}  // namespace
+
+TEST_CASE("Elman: RTRL == BPTT == finite differences") { check_exact(cells::elman_network<3, 5, 2>(), 11); }
+TEST_CASE("stacked RNN: RTRL == BPTT == finite differences") { check_exact(cells::stacked_rnn_network<3, 4, 5, 3>(), 12); }
+TEST_CASE("LSTM: RTRL == BPTT == finite differences") { check_exact(cells::lstm_network<3, 4, 2>(), 13); }
+TEST_CASE("GRU: RTRL == BPTT == finite differences") { check_exact(cells::gru_network<3, 4, 2>(), 14); }
+TEST_CASE("diagonal RNN: RTRL == BPTT == finite differences") { check_exact(cells::diagonal_rnn_network<3, 6, 2>(), 15); }
+TEST_CASE("multi-loop network: RTRL == BPTT == finite differences") { check_exact(testing::multi_loop_network(), 16); }
+TEST_CASE("every op and activation: RTRL == BPTT == finite differences") { check_exact(testing::all_ops_network(), 17); }
+
+TEST_CASE("a nonzero initial state and float: RTRL still matches BPTT") {
+  const auto net = dsl::lower(cells::lstm_network<3, 4, 2>());
+  const Interpreter<float> k(net);
+  const auto params = runtime::initial_params<float>(net, 5);
+  const auto seq = random_sequence(k, 30, 6);
+  std::vector<float> r0(k.state_size());
+  for (std::size_t i = 0; i < r0.size(); ++i) r0[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
+  runtime::Rtrl<Interpreter<float>, float> rtrl(k);
+  rtrl.state() = r0;
+  std::vector<double> sum(k.param_count(), 0.0), bptt(k.param_count());
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    rtrl.step(params, seq.inputs[t].data(), seq.target(t));
+    for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += rtrl.gradient()[i];
+  }
+  const auto b = runtime::bptt_gradient(k, params, seq, r0);
+  for (std::size_t i = 0; i < bptt.size(); ++i) bptt[i] = b.gradient[i];
+  CHECK(relative_error(sum, bptt) <= 1e-5);
+}
+
+TEST_CASE("online SGD with exact gradients lowers the loss on a memory task") {
+  // y_N = x_{N-2}: needs the recurrence, and the gradient across two steps.
+  const auto net = dsl::lower(cells::elman_network<1, 8, 1>());
+  const Interpreter<double> k(net);
+  auto params = runtime::initial_params<double>(net, 3);
+  runtime::Rtrl<Interpreter<double>, double> rtrl(k);
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> u(-1, 1);
+  double x1 = 0, x2 = 0, first = 0, last = 0;
+  for (int t = 0; t < 6000; ++t) {
+    const double x = u(rng), target = x2;
+    const double c = rtrl.step(params, &x, &target);
+    runtime::sgd_update(params, rtrl.gradient(), 0.05);
+    if (t < 500) first += c / 500;
+    if (t >= 5500) last += c / 500;
+    x2 = x1;
+    x1 = x;
+  }
+  MESSAGE("mean loss, first 500 steps " << first << ", last 500 " << last);
+  CHECK(last < 0.2 * first);
+}
