@@ -15,20 +15,21 @@ enum class Activation {
 
 struct ActivationRule {
   std::string_view name;
-  // C++ source of the value as a function of `z`, and of the derivative as a function of the
-  // value `y` and the argument `z` (every rule here is cheapest written in y).
+  // C++ the kernel emitter prints (fmt replacement fields): the value in terms of the argument
+  // {z}, and the derivative in terms of the value {y} and the argument {z}; `Scalar` is the
+  // kernel's scalar type. Empty derivative: the constant 1.
   std::string_view value_source;
   std::string_view derivative_source;
 };
 
 constexpr ActivationRule rule(Activation a) {
   switch (a) {
-    case Activation::identity: return {"identity", "z", "1"};
-    case Activation::tanh: return {"tanh", "std::tanh(z)", "1 - y * y"};
-    case Activation::sigmoid: return {"sigmoid", "1 / (1 + std::exp(-z))", "y * (1 - y)"};
-    case Activation::relu: return {"relu", "(z > 0 ? z : 0)", "(z > 0 ? 1 : 0)"};
+    case Activation::identity: return {"identity", "{z}", ""};
+    case Activation::tanh: return {"tanh", "std::tanh({z})", "(Scalar(1) - {y} * {y})"};
+    case Activation::sigmoid: return {"sigmoid", "Scalar(1) / (Scalar(1) + std::exp(-{z}))", "{y} * (Scalar(1) - {y})"};
+    case Activation::relu: return {"relu", "({z} > Scalar(0) ? {z} : Scalar(0))", "({z} > Scalar(0) ? Scalar(1) : Scalar(0))"};
   }
-  return {"?", "z", "1"};
+  return {"?", "{z}", ""};
 }
 
 template <class T>

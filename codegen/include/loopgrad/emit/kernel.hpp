@@ -1,0 +1,31 @@
+#pragma once
+// The kernel emitter: one self-contained C++ header for one analysed network. The header needs
+// only the C++ standard library and contains, in the namespace of the options:
+//   Params, Gradient, State, Sensitivity, Input, Target   storage with named, documented views
+//   Kernel      the kernel interface of DESIGN.md section 2 on flat arrays, the same as the
+//               reference interpreter's, so every training algorithm runs on both
+//   forward_step, rtrl_step   the typed entry points: a plain forward step, and one exact RTRL
+//               step (forward, loss, gradient by Eqn. 5, sensitivity update by Eqn. 4)
+// The sensitivity update does only the structurally nonzero work the analysis found, and every
+// cross term and sensitivity block it computes is named in a comment.
+#include <string>
+
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/ir/network.hpp"
+
+namespace loopgrad::emit {
+
+enum class ScalarType { float32, float64 };
+const char* to_string(ScalarType s);  // "float", "double"
+
+struct KernelOptions {
+  std::string namespace_name;        // empty: the network's name
+  ScalarType scalar = ScalarType::float64;
+  std::string regenerate_command;    // printed in the header's first lines
+};
+
+// The header's text. Deterministic: the same network and options give the same bytes. Throws
+// std::invalid_argument when a group or parameter name is not usable as a C++ identifier.
+std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, const KernelOptions& options);
+
+}  // namespace loopgrad::emit

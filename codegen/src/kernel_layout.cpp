@@ -1,0 +1,136 @@
+// Kernel section: sizes and the storage types with their documented layouts.
+#include <fmt/format.h>
+
+#include "code_writer.hpp"
+#include "kernel_plan.hpp"
+
+namespace loopgrad::emit::detail {
+
+namespace {
+
+// Named views over a flat array: for each entry, `name()` returning a std::span of static extent.
+struct View {
+  std::string name;
+  std::size_t offset;
+  std::size_t size;
+  std::string comment;
+};
+
+void emit_views(CodeWriter& w, const std::vector<View>& views) {
+  for (const auto& v : views) {
+    w.line("// {}", v.comment);
+    w.line("std::span<Scalar, {}> {}() {{ return std::span<Scalar, {}>(flat.data() + {}, {}); }}", v.size, v.name,
+           v.size, v.offset, v.size);
+    w.line("std::span<const Scalar, {}> {}() const {{ return std::span<const Scalar, {}>(flat.data() + {}, {}); }}",
+           v.size, v.name, v.size, v.offset, v.size);
+  }
+}
+
+}  // namespace
+
+void emit_layout(const KernelPlan& plan, std::string& out) {
+  const auto& net = plan.net;
+  CodeWriter w(0);
+  w.line("using Scalar = {};", plan.scalar);
+  w.blank();
+  w.line("inline constexpr const char* network_name = \"{}\";", net.name);
+  w.line("inline constexpr std::size_t n_params = {};      // trainable values", plan.param_count);
+  w.line("inline constexpr std::size_t n_inputs = {};      // input values per step", plan.input_size);
+  w.line("inline constexpr std::size_t n_targets = {};     // target values per step", plan.target_size);
+  w.line("inline constexpr std::size_t n_state = {};       // recurrent state values", plan.state_size);
+  w.line("inline constexpr std::size_t n_sensitivity = {}; // stored values of Delta = dR/dP", plan.sensitivity_size);
+  w.line("inline constexpr std::size_t n_step_values = {}; // values one step keeps", plan.values_size);
+  w.line("inline constexpr std::size_t n_tangent = {};     // workspace of the sensitivity update", plan.tangent_size);
+  w.line("inline constexpr long long macs_per_step = {};   // of the sensitivity update, as the analysis counts",
+         plan.a.macs_per_step);
+  w.blank();
+
+  std::vector<View> params;
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    const auto& param = net.params[p];
+    std::string role;
+    if (param.connection >= 0) {
+      const auto& c = net.connections[static_cast<std::size_t>(param.connection)];
+      role = fmt::format("{} connection {}{} -> {} ({})", ir::to_string(c.kind), c.delayed ? "delay " : "",
+                         plan.group(c.from).name, plan.group(c.to).name,
+                         analysis::to_string(plan.a.connection_class[static_cast<std::size_t>(param.connection)]));
+      if (c.kind == ir::ConnectionKind::sparse) {
+        role += ", links (to, from):";
+        for (const auto& m : c.mask) role += fmt::format(" ({}, {})", m.to, m.from);
+      }
+    } else {
+      role = "bias of " + plan.group(param.group).name;
+    }
+    params.push_back({param.name, plan.param_offset[p], static_cast<std::size_t>(param.size()),
+                      fmt::format("{}: {} x {}, {}{}", param.name, param.rows, param.cols, role,
+                                  plan.a.param_reaches_loss[p] ? "" : "; reaches no loss")});
+  }
+  w.line("// Parameters: every group row-major, one after another. Dense weights are (to x from), so a");
+  w.line("// connection computes y[r] = sum_s W[r * from + s] x[s]; diagonal weights and biases are vectors,");
+  w.line("// sparse weights hold one value per link in the order listed. Gradient has the same layout.");
+  w.line("template <class Tag>");
+  w.open("struct ParameterArray");
+  w.line("std::vector<Scalar> flat = std::vector<Scalar>(n_params);");
+  emit_views(w, params);
+  w.close("};");
+  w.line("using Params = ParameterArray<struct ParamsTag>;");
+  w.line("using Gradient = ParameterArray<struct GradientTag>;");
+  w.blank();
+
+  auto group_views = [&](auto keep, auto offset, const char* what) {
+    std::vector<View> views;
+    for (std::size_t g = 0; g < net.groups.size(); ++g)
+      if (keep(g))
+        views.push_back({net.groups[g].name, offset(g), static_cast<std::size_t>(net.groups[g].size),
+                         fmt::format("{}: {} values{}", net.groups[g].name, net.groups[g].size, what)});
+    return views;
+  };
+  w.line("// Inputs of one step, the input groups one after another.");
+  w.open("struct Input");
+  w.line("std::array<Scalar, n_inputs> flat{{}};");
+  emit_views(w, group_views([&](std::size_t g) { return net.groups[g].kind == ir::GroupKind::input; },
+                            [&](std::size_t g) { return plan.input_offset[g]; }, ""));
+  w.close("};");
+  w.blank();
+  w.line("// Targets of one step, the output groups one after another.");
+  w.open("struct Target");
+  w.line("std::array<Scalar, n_targets> flat{{}};");
+  emit_views(w, group_views([&](std::size_t g) { return net.groups[g].is_output(); },
+                            [&](std::size_t g) { return plan.target_offset[g]; }, ""));
+  w.close("};");
+  w.blank();
+  w.line("// The recurrent state R: every group read through delay(), one after another; zero at the start.");
+  w.open("struct State");
+  w.line("std::array<Scalar, n_state> flat{{}};");
+  emit_views(w, group_views([&](std::size_t g) { return plan.a.state_index[g] >= 0; },
+                            [&](std::size_t g) { return plan.state_offset[static_cast<std::size_t>(plan.a.state_index[g])]; },
+                            ", a recurrent state"));
+  w.close("};");
+  w.blank();
+  std::vector<View> blocks;
+  for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
+    const auto& g = plan.group(plan.a.states[k]);
+    for (int p : plan.a.state_params[k]) {
+      const auto& param = plan.param(p);
+      blocks.push_back({"d_" + g.name + "_d_" + param.name, plan.sensitivity_block(static_cast<int>(k), p),
+                        static_cast<std::size_t>(g.size) * static_cast<std::size_t>(param.size()),
+                        fmt::format("d {} / d {}: {} x {}, row-major", g.name, param.name, g.size, param.size())});
+    }
+  }
+  w.line("// The sensitivity Delta = dR/dP: only the blocks that are structurally nonzero, state by state.");
+  {
+    std::string pruned;
+    for (const auto& b : plan.a.sensitivity_blocks)
+      if (!b.nonzero)
+        pruned += fmt::format("{}d {}/d {}", pruned.empty() ? "" : ", ", plan.group(b.state).name, plan.param(b.param).name);
+    if (!pruned.empty()) w.line("// Not stored (structurally zero or unused): {}.", pruned);
+  }
+  w.open("struct Sensitivity");
+  w.line("std::vector<Scalar> flat = std::vector<Scalar>(n_sensitivity);");
+  emit_views(w, blocks);
+  w.close("};");
+  w.blank();
+  out += w.str();
+}
+
+}  // namespace loopgrad::emit::detail

@@ -1,0 +1,285 @@
+#include "kernel_plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace loopgrad::emit::detail {
+
+namespace {
+
+void check_identifier(const ir::Network& net, std::string_view what, const std::string& name) {
+  bool ok = !name.empty() && name.find("__") == std::string::npos;
+  for (std::size_t i = 0; ok && i < name.size(); ++i) {
+    const char c = name[i];
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    ok = letter || (i > 0 && c >= '0' && c <= '9');
+  }
+  if (!ok)
+    throw std::invalid_argument(fmt::format(
+        "network '{}': {} name '{}' cannot name a C++ variable in the generated kernel; use letters, digits and "
+        "single underscores, not starting with a digit",
+        net.name, what, name));
+}
+
+void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& path, std::vector<Leaf>& out) {
+  const auto& o = net.ops[static_cast<std::size_t>(op)];
+  switch (o.code) {
+    case ir::OpCode::add:
+    case ir::OpCode::sub:
+    case ir::OpCode::mul:
+      path.insert(path.begin(), op);
+      collect_leaves(net, o.a, sign, path, out);
+      collect_leaves(net, o.b, o.code == ir::OpCode::sub ? -sign : sign, path, out);
+      path.erase(path.begin());
+      break;
+    case ir::OpCode::activate:
+      path.insert(path.begin(), op);
+      collect_leaves(net, o.a, sign, path, out);
+      path.erase(path.begin());
+      break;
+    default: out.push_back({op, sign, path}); break;
+  }
+}
+
+bool is_alias(ir::OpCode code) {
+  return code == ir::OpCode::read || code == ir::OpCode::read_delayed || code == ir::OpCode::bias ||
+         code == ir::OpCode::constant;
+}
+
+}  // namespace
+
+KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& analysis, const KernelOptions& opts)
+    : net(network), a(analysis), options(opts), scalar(to_string(opts.scalar)) {
+  if (options.namespace_name.empty()) options.namespace_name = net.name;
+  check_identifier(net, "namespace", options.namespace_name);
+  for (const auto& g : net.groups) check_identifier(net, "group", g.name);
+  for (const auto& p : net.params) check_identifier(net, "parameter", p.name);
+
+  for (const auto& p : net.params) {
+    param_offset.push_back(param_count);
+    param_count += static_cast<std::size_t>(p.size());
+  }
+  input_offset.assign(net.groups.size(), 0);
+  target_offset.assign(net.groups.size(), 0);
+  adjoint_offset.assign(net.groups.size(), 0);
+  leaves.assign(net.groups.size(), {});
+  for (std::size_t g = 0; g < net.groups.size(); ++g) {
+    const auto& group = net.groups[g];
+    const auto n = static_cast<std::size_t>(group.size);
+    if (group.kind == ir::GroupKind::input) {
+      input_offset[g] = input_size;
+      input_size += n;
+      continue;
+    }
+    adjoint_offset[g] = adjoint_size;
+    adjoint_size += n;
+    if (group.is_output()) {
+      target_offset[g] = target_size;
+      target_size += n;
+      outputs.push_back(static_cast<int>(g));
+    }
+    std::vector<int> path;
+    collect_leaves(net, group.value_op(), 1, path, leaves[g]);
+  }
+  for (std::size_t k = 0; k < a.states.size(); ++k) {
+    state_offset.push_back(state_size);
+    const auto n = static_cast<std::size_t>(net.groups[static_cast<std::size_t>(a.states[k])].size);
+    state_size += n;
+    sensitivity_offset.emplace_back();
+    for (int p : a.state_params[k]) {
+      sensitivity_offset.back().push_back(sensitivity_size);
+      sensitivity_size += n * static_cast<std::size_t>(net.params[static_cast<std::size_t>(p)].size());
+    }
+  }
+  value_offset.assign(net.ops.size(), -1);
+  for (std::size_t i = 0; i < net.ops.size(); ++i) {
+    const auto& o = net.ops[i];
+    const bool root = net.groups[static_cast<std::size_t>(o.owner)].value_op() == static_cast<int>(i);
+    if (root || !is_alias(o.code)) {
+      value_offset[i] = static_cast<long>(values_size);
+      values_size += static_cast<std::size_t>(o.size);
+    }
+  }
+  input_copy_offset = values_size;
+  state_copy_offset = values_size + input_size;
+  values_size += input_size + state_size;
+  // Tangent workspace: the largest block's tangents of groups that are not stored states.
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    std::size_t need = 0;
+    for (int g : tangent_groups(static_cast<int>(p))) {
+      const int k = state_of(g);
+      if (k >= 0 && sensitivity_block(k, static_cast<int>(p)) != static_cast<std::size_t>(-1)) continue;
+      need += static_cast<std::size_t>(group(g).size) * static_cast<std::size_t>(net.params[p].size());
+    }
+    tangent_size = std::max(tangent_size, need);
+  }
+}
+
+std::size_t KernelPlan::sensitivity_block(int k, int p) const {
+  const auto& ps = a.state_params[static_cast<std::size_t>(k)];
+  auto it = std::find(ps.begin(), ps.end(), p);
+  if (it == ps.end()) return static_cast<std::size_t>(-1);
+  return sensitivity_offset[static_cast<std::size_t>(k)][static_cast<std::size_t>(it - ps.begin())];
+}
+
+bool KernelPlan::has_tangent(int op, int p) const {
+  const auto& ps = a.op_tangent[static_cast<std::size_t>(op)];
+  return std::binary_search(ps.begin(), ps.end(), p);
+}
+
+std::vector<int> KernelPlan::tangent_groups(int p) const {
+  std::vector<int> out;
+  for (int g : a.group_order)
+    if (has_tangent(group(g).value_op(), p)) out.push_back(g);
+  return out;
+}
+
+std::string Scope::declare(const std::string& name, const std::string& declaration) {
+  if (declared_.insert(name).second) declarations_.push_back(declaration);
+  return name;
+}
+
+std::string Scope::param(int p) {
+  const auto& param = plan_.param(p);
+  return declare("p_" + param.name,
+                 fmt::format("const Scalar* const p_{} = params + {};  // {} x {}", param.name,
+                             plan_.param_offset[static_cast<std::size_t>(p)], param.rows, param.cols));
+}
+std::string Scope::gradient(int p) {
+  const auto& param = plan_.param(p);
+  return declare("g_" + param.name, fmt::format("Scalar* const g_{} = grad + {};", param.name,
+                                                plan_.param_offset[static_cast<std::size_t>(p)]));
+}
+std::string Scope::input(int g) {
+  const auto offset = plan_.input_offset[static_cast<std::size_t>(g)];
+  if (values_ == Access::write)
+    return declare("in_" + plan_.group(g).name,
+                   fmt::format("const Scalar* const in_{} = input + {};", plan_.group(g).name, offset));
+  return declare("in_" + plan_.group(g).name,
+                 fmt::format("const Scalar* const in_{} = step.values.data() + {};  // input {} of the step",
+                             plan_.group(g).name, plan_.input_copy_offset + offset, plan_.group(g).name));
+}
+std::string Scope::target(int g) {
+  return declare("t_" + plan_.group(g).name,
+                 fmt::format("const Scalar* const t_{} = target + {};", plan_.group(g).name,
+                             plan_.target_offset[static_cast<std::size_t>(g)]));
+}
+std::string Scope::prev_state(int g) {
+  const auto offset = plan_.state_offset[static_cast<std::size_t>(plan_.state_of(g))];
+  if (values_ == Access::write)
+    return declare("r_" + plan_.group(g).name, fmt::format("const Scalar* const r_{} = state + {};  // {} at the previous step",
+                                                           plan_.group(g).name, offset, plan_.group(g).name));
+  return declare("r_" + plan_.group(g).name,
+                 fmt::format("const Scalar* const r_{} = step.values.data() + {};  // {} at the previous step",
+                             plan_.group(g).name, plan_.state_copy_offset + offset, plan_.group(g).name));
+}
+std::string Scope::value(int op) {
+  const auto& o = plan_.op(op);
+  const auto& owner = plan_.group(o.owner);
+  const bool root = owner.value_op() == op;
+  const std::string name = root ? "v_" + owner.name : fmt::format("tmp{}", op);
+  const char* qualifier = values_ == Access::write ? "" : "const ";
+  return declare(name, fmt::format("{}Scalar* const {} = step.values.data() + {};  // {}", qualifier, name,
+                                   plan_.value_offset[static_cast<std::size_t>(op)],
+                                   root ? "group " + owner.name : describe(plan_, op)));
+}
+std::string Scope::adjoint(int g) {
+  return declare("a_" + plan_.group(g).name,
+                 fmt::format("Scalar* const a_{} = adjoint.data() + {};", plan_.group(g).name,
+                             plan_.adjoint_offset[static_cast<std::size_t>(g)]));
+}
+std::string Scope::prev_adjoint(int g) {
+  return declare("ra_" + plan_.group(g).name,
+                 fmt::format("Scalar* const ra_{} = prev_state_adjoint + {};", plan_.group(g).name,
+                             plan_.state_offset[static_cast<std::size_t>(plan_.state_of(g))]));
+}
+std::string Scope::delta_prev(int k, int p) {
+  const auto& g = plan_.group(plan_.a.states[static_cast<std::size_t>(k)]);
+  const std::string name = "dp_" + g.name + "_" + plan_.param(p).name;
+  return declare(name, fmt::format("const Scalar* const {} = delta_prev + {};  // d {} / d {} at the previous step",
+                                   name, plan_.sensitivity_block(k, p), g.name, plan_.param(p).name));
+}
+std::string Scope::delta_next(int k, int p) {
+  const auto& g = plan_.group(plan_.a.states[static_cast<std::size_t>(k)]);
+  const std::string name = "dn_" + g.name + "_" + plan_.param(p).name;
+  return declare(name, fmt::format("Scalar* const {} = delta_next + {};  // d {} / d {}", name,
+                                   plan_.sensitivity_block(k, p), g.name, plan_.param(p).name));
+}
+
+std::string Scope::ref(int op, std::string_view row) {
+  const auto& o = plan_.op(op);
+  switch (o.code) {
+    case ir::OpCode::read: {
+      const auto& src = plan_.group(o.group);
+      if (src.kind == ir::GroupKind::input) return fmt::format("{}[{}]", input(o.group), row);
+      return ref(src.value_op(), row);
+    }
+    case ir::OpCode::read_delayed: return fmt::format("{}[{}]", prev_state(o.group), row);
+    case ir::OpCode::bias: return fmt::format("{}[{}]", param(o.param), row);
+    case ir::OpCode::constant: return literal(o.constant);
+    default: return fmt::format("{}[{}]", value(op), row);
+  }
+}
+
+std::string Scope::activation_source(std::string_view source, int op, std::string_view row) {
+  // Only the placeholders the rule uses are looked up, so only what is used gets declared.
+  const auto& o = plan_.op(op);
+  const bool uses_y = source.find("{y}") != std::string_view::npos;
+  const bool uses_z = source.find("{z}") != std::string_view::npos;
+  return fmt::format(fmt::runtime(source), fmt::arg("y", uses_y ? ref(op, row) : ""),
+                     fmt::arg("z", uses_z ? ref(o.a, row) : ""));
+}
+
+std::string Scope::coefficient(const Leaf& leaf, std::string_view row) {
+  std::vector<std::string> factors;
+  int child = leaf.op;
+  for (int parent : leaf.path) {
+    const auto& o = plan_.op(parent);
+    if (o.code == ir::OpCode::mul) {
+      factors.push_back(ref(o.a == child ? o.b : o.a, row));
+    } else if (o.code == ir::OpCode::activate) {
+      const auto rule = ir::rule(o.activation);
+      if (!rule.derivative_source.empty()) factors.push_back(activation_source(rule.derivative_source, parent, row));
+    }
+    child = parent;
+  }
+  std::string out;
+  for (const auto& f : factors) out += (out.empty() ? "" : " * ") + f;
+  return out;
+}
+
+void emit_function(CodeWriter& out, const std::string& signature, const Scope& scope, const CodeWriter& body,
+                   const std::vector<std::string>& preamble) {
+  out.open("{}", signature);
+  for (const auto& line : preamble) out.raw_line(line);
+  for (const auto& d : scope.declarations()) out.raw_line(d);
+  out.append(body);
+  out.close();
+}
+
+std::string literal(double value) { return fmt::format("Scalar({})", value); }
+
+std::string describe(const KernelPlan& plan, int op) {
+  const auto& o = plan.op(op);
+  auto arg = [&](int i) { return describe(plan, i); };
+  switch (o.code) {
+    case ir::OpCode::read: return plan.group(o.group).name;
+    case ir::OpCode::read_delayed: return fmt::format("delay({})", plan.group(o.group).name);
+    case ir::OpCode::connect: {
+      const auto& c = plan.net.connections[static_cast<std::size_t>(o.connection)];
+      if (c.kind == ir::ConnectionKind::identity) return fmt::format("{}({})", c.name, arg(o.a));
+      return fmt::format("{} {} * {}", ir::to_string(c.kind), c.name, arg(o.a));
+    }
+    case ir::OpCode::bias: return plan.param(o.param).name;
+    case ir::OpCode::constant: return fmt::format("{}", o.constant);
+    case ir::OpCode::add: return fmt::format("({} + {})", arg(o.a), arg(o.b));
+    case ir::OpCode::sub: return fmt::format("({} - {})", arg(o.a), arg(o.b));
+    case ir::OpCode::mul: return fmt::format("{} * {}", arg(o.a), arg(o.b));
+    case ir::OpCode::activate: return fmt::format("{}({})", ir::rule(o.activation).name, arg(o.a));
+  }
+  return "?";
+}
+
+}  // namespace loopgrad::emit::detail

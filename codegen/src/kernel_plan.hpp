@@ -1,0 +1,115 @@
+#pragma once
+// What every section of the kernel emitter shares: the layouts of the flat arrays, the names the
+// emitted code gives to them, and each group's expression decomposed into leaves with the
+// element-wise coefficient on their path to the group's value.
+//
+// A group's expression is a tree whose inner ops (+, -, *, activations) are element-wise, so its
+// Jacobian with respect to each leaf (a connection, a bias, a group read, a delay) is diagonal:
+//   d value[r] / d leaf[r] = sign * prod over the path of (the other factor of a *, or f'(z)).
+// The reverse pass scales the group's adjoint by it; the sensitivity update scales each leaf's
+// tangent rows by it. Neither needs the inner ops' tangents or adjoints stored.
+#include <cstddef>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "code_writer.hpp"
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/kernel.hpp"
+#include "loopgrad/ir/network.hpp"
+
+namespace loopgrad::emit::detail {
+
+struct Leaf {
+  int op = -1;
+  int sign = 1;
+  std::vector<int> path;  // ops from the leaf's parent up to the group's value op
+};
+
+struct KernelPlan {
+  KernelPlan(const ir::Network& network, const analysis::Analysis& analysis, const KernelOptions& options);
+
+  const ir::Network& net;
+  const analysis::Analysis& a;
+  KernelOptions options;
+  std::string scalar;  // "float" or "double"
+
+  std::vector<std::size_t> param_offset;              // per parameter group
+  std::vector<std::size_t> input_offset;              // per group (inputs only)
+  std::vector<std::size_t> target_offset;             // per group (outputs only)
+  std::vector<std::size_t> state_offset;              // per state index k
+  std::vector<std::vector<std::size_t>> sensitivity_offset;  // [k][i], block (k, a.state_params[k][i])
+  std::vector<long> value_offset;                     // per op: its array in Step::values, or -1
+  std::vector<std::size_t> adjoint_offset;            // per group (neurons only)
+  std::vector<std::vector<Leaf>> leaves;              // per group (neurons only)
+  std::vector<int> outputs;                           // output groups, declaration order
+  std::size_t param_count = 0, input_size = 0, target_size = 0, state_size = 0, sensitivity_size = 0,
+              values_size = 0, adjoint_size = 0, tangent_size = 0;
+  // Step::values also keeps the step's inputs and previous state, for the passes after forward.
+  std::size_t input_copy_offset = 0, state_copy_offset = 0;
+
+  const ir::Group& group(int g) const { return net.groups[static_cast<std::size_t>(g)]; }
+  const ir::Op& op(int i) const { return net.ops[static_cast<std::size_t>(i)]; }
+  const ir::Param& param(int p) const { return net.params[static_cast<std::size_t>(p)]; }
+  int state_of(int g) const { return a.state_index[static_cast<std::size_t>(g)]; }
+  std::size_t sensitivity_block(int k, int p) const;  // offset of block (k, p)
+  bool has_tangent(int op, int p) const;              // p in a.op_tangent[op]
+  // Groups whose tangent block for parameter group p is formed, in evaluation order.
+  std::vector<int> tangent_groups(int p) const;
+};
+
+// The names the emitted code uses. Every array gets a prefix, so no user name can collide with a
+// local of the emitted code: p_ parameters, g_ gradient, in_ inputs, t_ targets, r_ previous
+// state, v_ group values, tmpN other op values, a_ adjoints, ra_ adjoints of the previous state,
+// dp_/dn_ sensitivity blocks before and after the step, T_ tangent blocks.
+// A Scope records which arrays a function body uses and declares exactly those at its top.
+// Access::write is forward(): it writes the step's values and reads inputs and the previous state
+// from its arguments; Access::read is every later pass: it reads all of them from the step.
+class Scope {
+ public:
+  enum class Access { read, write };
+  Scope(const KernelPlan& plan, Access values) : plan_(plan), values_(values) {}
+
+  std::string param(int p);
+  std::string gradient(int p);
+  std::string input(int g);
+  std::string target(int g);
+  std::string prev_state(int g);
+  std::string value(int op);  // the array of an op that has one
+  std::string adjoint(int g);
+  std::string prev_adjoint(int g);
+  std::string delta_prev(int k, int p);
+  std::string delta_next(int k, int p);
+  // The C++ expression of op's value at index `row`.
+  std::string ref(int op, std::string_view row);
+  // An activation rule's source for op (an activate op) at `row`.
+  std::string activation_source(std::string_view source, int op, std::string_view row);
+  // The coefficient of a leaf at `row` without its sign: "" when it is 1.
+  std::string coefficient(const Leaf& leaf, std::string_view row);
+
+  std::vector<std::string> declarations() const { return declarations_; }
+
+ private:
+  std::string declare(const std::string& name, const std::string& declaration);
+  const KernelPlan& plan_;
+  Access values_;
+  std::set<std::string> declared_;
+  std::vector<std::string> declarations_;
+};
+
+// Appends `signature {`, the declarations the body's scope used, the body and `}`.
+// `preamble` lines come before the declarations (locals the declarations point into).
+void emit_function(CodeWriter& out, const std::string& signature, const Scope& scope, const CodeWriter& body,
+                   const std::vector<std::string>& preamble = {});
+
+std::string describe(const KernelPlan& plan, int op);  // "W_hh * delay(h)", for comments
+std::string literal(double value);                      // "Scalar(0.5)"
+
+// The sections of the header, each appending to `out`.
+void emit_layout(const KernelPlan& plan, std::string& out);       // sizes, storage types
+void emit_forward(const KernelPlan& plan, std::string& out);      // forward, next_state, loss
+void emit_reverse(const KernelPlan& plan, std::string& out);      // reverse
+void emit_sensitivity(const KernelPlan& plan, std::string& out);  // sensitivity_update, apply_sensitivity
+
+}  // namespace loopgrad::emit::detail
