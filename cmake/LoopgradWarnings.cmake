@@ -4,16 +4,16 @@ add_library(loopgrad_warnings INTERFACE)
 target_compile_options(loopgrad_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor -Wold-style-cast)
 
-add_library(loopgrad_sanitizers INTERFACE)
+# Sanitizers apply to everything the build compiles and links, generated kernels and the
+# generators that loopgrad_add_network builds included.
 if(LOOPGRAD_SANITIZE)
-  target_compile_options(loopgrad_sanitizers INTERFACE
-    -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  target_link_options(loopgrad_sanitizers INTERFACE -fsanitize=address,undefined)
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
 endif()
 
 # loopgrad_project_options(<target>): what every target of the project compiles with.
 function(loopgrad_project_options target)
   target_compile_features(${target} PRIVATE cxx_std_20)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
-  target_link_libraries(${target} PRIVATE loopgrad_warnings loopgrad_sanitizers)
+  target_link_libraries(${target} PRIVATE $<BUILD_INTERFACE:loopgrad_warnings>)
 endfunction()

@@ -51,6 +51,19 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("  static constexpr std::size_t sensitivity_size() {{ return n_sensitivity; }}");
   std::string offsets;
   for (auto o : plan.param_offset) offsets += (offsets.empty() ? "" : ", ") + std::to_string(o);
+  std::string groups;
+  for (std::size_t g = 0; g < net.groups.size(); ++g) {
+    const auto& group = net.groups[g];
+    const auto offset = group.kind == ir::GroupKind::input
+                            ? plan.input_copy_offset + plan.input_offset[g]
+                            : static_cast<std::size_t>(plan.value_offset[static_cast<std::size_t>(group.value_op())]);
+    groups += (groups.empty() ? "" : ", ") + std::to_string(offset);
+  }
+  head.line("  // Offset of group g's values (groups in declaration order, inputs included) in Step::values.");
+  head.line("  static constexpr std::size_t value_offset(int g) {{");
+  head.line("    constexpr std::array<std::size_t, {}> offsets{{{{{}}}}};", net.groups.size(), groups);
+  head.line("    return offsets[static_cast<std::size_t>(g)];");
+  head.line("  }}");
   head.line("  // Offset of parameter group p (in declaration order) in the parameter layout.");
   head.line("  static constexpr std::size_t param_offset(int p) {{");
   head.line("    constexpr std::array<std::size_t, {}> offsets{{{{{}}}}};", plan.param_offset.size(), offsets);

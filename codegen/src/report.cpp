@@ -1,8 +1,9 @@
 #include "loopgrad/emit/report.hpp"
 
+#include "loopgrad/emit/write_file.hpp"
+
 #include <fmt/format.h>
 
-#include <fstream>
 #include <stdexcept>
 
 namespace loopgrad::emit {
@@ -16,21 +17,6 @@ std::string pruned_cross_terms(const ir::Network& net, const analysis::Analysis&
   for (const auto& t : a.cross_terms)
     if (!t.nonzero) out += fmt::format("{}D[{},{}]", out.empty() ? "" : sep, group_name(net, t.to), group_name(net, t.from));
   return out;
-}
-
-void write_atomically(const std::filesystem::path& path, const std::string& text) {
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write '" + tmp.string() + "': check that the directory exists and is writable");
-    out << text;
-    out.close();
-    if (!out) throw std::runtime_error("writing '" + tmp.string() + "' failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot move '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
 }
 
 }  // namespace
@@ -177,12 +163,9 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
 }
 
 ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a, const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create report directory '" + dir.string() + "': " + ec.message());
   ReportPaths paths{dir / (net.name + ".dot"), dir / (net.name + ".json")};
-  write_atomically(paths.dot, to_dot(net, a));
-  write_atomically(paths.json, to_json(net, a).dump(2) + "\n");
+  write_file_atomically(paths.dot, to_dot(net, a));
+  write_file_atomically(paths.json, to_json(net, a).dump(2) + "\n");
   return paths;
 }
 

@@ -1,19 +1,17 @@
-// loopgrad demo: declare a network in the DSL, print what the analysis finds, and train it online
-// with exact gradients (RTRL, parameters updated every step) on a memory task: the output must
-// repeat the input from `delay` steps ago.
+// loopgrad demo: a network declared in the DSL (demo_network.hpp), generated at build time into a
+// self-contained kernel (demo_kernel.hpp), trained online with exact gradients (RTRL, parameters
+// updated every step) on a memory task: the output must repeat the input from `delay` steps ago.
 #include <fmt/format.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <random>
 #include <string>
 
+#include "demo_kernel.hpp"  // generated: needs nothing but the standard library
 #include "demo_network.hpp"
 #include "loopgrad/emit/report.hpp"
-#include "loopgrad/runtime/init.hpp"
-#include "loopgrad/runtime/interpreter.hpp"
-#include "loopgrad/runtime/rtrl.hpp"
 
 int main(int argc, char** argv) {
   int steps = 20000;
@@ -37,28 +35,51 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // What the analysis found (the generator printed the same at build time).
   const auto net = loopgrad::dsl::lower(demo::network());
-  const auto analysis = loopgrad::analysis::analyse(net);
-  fmt::print("{}\n", loopgrad::emit::summary(net, analysis));
+  fmt::print("{}\n", loopgrad::emit::summary(net, loopgrad::analysis::analyse(net)));
+  fmt::print("generated kernel: {}\ngraph: {}\nreport: {}\n\n", LOOPGRAD_DEMO_HEADER, LOOPGRAD_DEMO_DOT,
+             LOOPGRAD_DEMO_JSON);
 
-  const loopgrad::runtime::Interpreter<double> kernel(net, analysis);
-  auto params = loopgrad::runtime::initial_params<double>(net, 7);
-  loopgrad::runtime::Rtrl<loopgrad::runtime::Interpreter<double>, double> rtrl(kernel);
+  // PyTorch's initialisation: uniform in +-1/sqrt(fan_in), fan_in the columns of each weight.
+  demo_kernel::Params params;
+  std::mt19937_64 rng(7);
+  auto init = [&](auto span, std::size_t fan_in) {
+    std::uniform_real_distribution<double> u(-1 / std::sqrt(double(fan_in)), 1 / std::sqrt(double(fan_in)));
+    for (auto& w : span) w = u(rng);
+  };
+  init(params.W_xh(), 1);
+  init(params.W_hh(), 12);
+  init(params.b_h(), 12);
+  init(params.W_hm(), 12);
+  init(params.w_mm(), 6);
+  init(params.b_m(), 6);
+  init(params.W_hy(), 12);
+  init(params.W_my(), 6);
+  init(params.b_y(), 1);
 
-  fmt::print("training online, exact RTRL gradients, SGD every step (rate {}): y_N = x_(N-{})\n", rate, delay);
-  std::mt19937_64 rng(1);
+  demo_kernel::State state;
+  demo_kernel::Sensitivity sensitivity;
+  demo_kernel::Gradient gradient;
+  demo_kernel::Step step;
+  demo_kernel::Input input;
+  demo_kernel::Target target;
+
+  fmt::print("training online with the generated kernel: exact RTRL gradients, SGD every step (rate {}),\n"
+             "target y_N = x_(N-{})\n",
+             rate, delay);
   std::uniform_real_distribution<double> uniform(-1, 1);
   std::deque<double> past(static_cast<std::size_t>(delay) + 1, 0.0);
   // Mean loss over windows that double in length, so the early fall is visible too.
   int window_start = 1, window_end = 100;
   double window = 0;
   for (int t = 1; t <= steps; ++t) {
-    const double x = uniform(rng);
-    past.push_front(x);
+    input.x()[0] = uniform(rng);
+    past.push_front(input.x()[0]);
     past.pop_back();
-    const double target = past.back();
-    window += rtrl.step(params, &x, &target);
-    loopgrad::runtime::sgd_update(params, rtrl.gradient(), rate);
+    target.y()[0] = past.back();
+    window += demo_kernel::rtrl_step(params, state, sensitivity, input, &target, gradient, step);
+    for (std::size_t i = 0; i < params.flat.size(); ++i) params.flat[i] -= rate * gradient.flat[i];
     if (t == window_end || t == steps) {
       fmt::print("  steps {:>6} to {:>6}: mean loss {:.5f}\n", window_start, t, window / (t - window_start + 1));
       window = 0;

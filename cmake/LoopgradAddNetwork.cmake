@@ -1,0 +1,64 @@
+# loopgrad_add_network(<target> SPEC <file.cpp>
+#                      [NAMESPACE <name>] [SCALAR float|double]
+#                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>])
+#
+# Builds the generator from SPEC (a source that declares a network with the DSL and ends with
+# LOOPGRAD_GENERATOR(net)), runs it at build time, and makes <target> an INTERFACE library whose
+# include directory holds the emitted kernel header <target>.hpp. The generator reruns whenever the
+# spec or loopgrad changes. The graph and report go to REPORT_DIR (default: OUTPUT_DIR) as
+# <target>.dot and <target>.json. The target's properties LOOPGRAD_HEADER, LOOPGRAD_DOT and
+# LOOPGRAD_JSON hold the three paths.
+#
+# NAMESPACE defaults to <target>, SCALAR to double, OUTPUT_DIR to
+# ${CMAKE_CURRENT_BINARY_DIR}/<target>. (Halide's generator helpers work the same way.)
+function(loopgrad_add_network target)
+  cmake_parse_arguments(ARG "" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR" "" ${ARGN})
+  if(ARG_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "loopgrad_add_network(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT ARG_SPEC)
+    message(FATAL_ERROR "loopgrad_add_network(${target}): SPEC <file> is required: the source that declares the network")
+  endif()
+  get_filename_component(spec "${ARG_SPEC}" ABSOLUTE)
+  if(NOT EXISTS "${spec}")
+    message(FATAL_ERROR "loopgrad_add_network(${target}): spec file '${spec}' does not exist")
+  endif()
+  if(NOT ARG_NAMESPACE)
+    set(ARG_NAMESPACE ${target})
+  endif()
+  if(NOT ARG_SCALAR)
+    set(ARG_SCALAR double)
+  endif()
+  if(NOT ARG_SCALAR MATCHES "^(float|double)$")
+    message(FATAL_ERROR "loopgrad_add_network(${target}): SCALAR must be float or double, not '${ARG_SCALAR}'")
+  endif()
+  if(NOT ARG_OUTPUT_DIR)
+    set(ARG_OUTPUT_DIR ${CMAKE_CURRENT_BINARY_DIR}/${target})
+  endif()
+  if(NOT ARG_REPORT_DIR)
+    set(ARG_REPORT_DIR ${ARG_OUTPUT_DIR})
+  endif()
+
+  set(generator ${target}_generator)
+  add_executable(${generator} ${spec})
+  target_link_libraries(${generator} PRIVATE loopgrad::dsl loopgrad::codegen)
+  target_compile_features(${generator} PRIVATE cxx_std_20)
+
+  set(header ${ARG_OUTPUT_DIR}/${target}.hpp)
+  set(dot ${ARG_REPORT_DIR}/${target}.dot)
+  set(json ${ARG_REPORT_DIR}/${target}.json)
+  add_custom_command(
+    OUTPUT ${header} ${dot} ${json}
+    COMMAND ${generator} --header ${header} --dot ${dot} --json ${json}
+            --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} --quiet
+    DEPENDS ${generator}
+    COMMENT "loopgrad: generating ${target}.hpp from ${ARG_SPEC}"
+    VERBATIM)
+  add_custom_target(${target}_generate DEPENDS ${header} ${dot} ${json})
+
+  add_library(${target} INTERFACE)
+  target_include_directories(${target} INTERFACE ${ARG_OUTPUT_DIR})
+  target_compile_features(${target} INTERFACE cxx_std_20)
+  add_dependencies(${target} ${target}_generate)
+  set_target_properties(${target} PROPERTIES LOOPGRAD_HEADER ${header} LOOPGRAD_DOT ${dot} LOOPGRAD_JSON ${json})
+endfunction()

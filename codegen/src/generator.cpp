@@ -1,0 +1,125 @@
+#include "loopgrad/generator.hpp"
+
+#include <fmt/format.h>
+
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/kernel.hpp"
+#include "loopgrad/emit/report.hpp"
+#include "loopgrad/emit/write_file.hpp"
+
+namespace loopgrad {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Options {
+  std::optional<fs::path> header, dot, json, out_dir;
+  std::string namespace_name;
+  emit::ScalarType scalar = emit::ScalarType::float64;
+  bool quiet = false;
+};
+
+constexpr std::string_view usage =
+    "usage: {0} [--out-dir DIR] [--header PATH] [--dot PATH] [--json PATH]\n"
+    "       {1:{2}} [--namespace NAME] [--scalar float|double] [--quiet]\n"
+    "Writes the exact-gradient kernel of network '{3}' as a self-contained C++ header, its graph\n"
+    "(Graphviz DOT) and its analysis report (JSON). --out-dir DIR names them DIR/{3}.hpp, .dot, .json.\n";
+
+struct UsageError {
+  std::string message;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError{fmt::format("option {} needs a value", arg)};
+      return argv[++i];
+    };
+    if (arg == "--header") {
+      o.header = value();
+    } else if (arg == "--dot") {
+      o.dot = value();
+    } else if (arg == "--json") {
+      o.json = value();
+    } else if (arg == "--out-dir") {
+      o.out_dir = value();
+    } else if (arg == "--namespace") {
+      o.namespace_name = value();
+    } else if (arg == "--scalar") {
+      const std::string s = value();
+      if (s == "float") {
+        o.scalar = emit::ScalarType::float32;
+      } else if (s == "double") {
+        o.scalar = emit::ScalarType::float64;
+      } else {
+        throw UsageError{fmt::format("--scalar must be float or double, not '{}'", s)};
+      }
+    } else if (arg == "--quiet") {
+      o.quiet = true;
+    } else {
+      throw UsageError{fmt::format("unknown option '{}'", arg)};
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+int generator_main(int argc, char** argv, const ir::Network& net) {
+  const std::string program = argc > 0 ? fs::path(argv[0]).filename().string() : "loopgrad-generator";
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+      fmt::print(fmt::runtime(usage), program, "", program.size(), net.name);
+      return 0;
+    }
+  try {
+    Options o = parse(argc, argv);
+    if (o.out_dir) {
+      if (!o.header) o.header = *o.out_dir / (net.name + ".hpp");
+      if (!o.dot) o.dot = *o.out_dir / (net.name + ".dot");
+      if (!o.json) o.json = *o.out_dir / (net.name + ".json");
+    }
+    if (!o.header && !o.dot && !o.json) throw UsageError{"nothing to write: give --out-dir, --header, --dot or --json"};
+
+    const auto analysis = analysis::analyse(net);
+    emit::KernelOptions kernel_options;
+    kernel_options.namespace_name = o.namespace_name;
+    kernel_options.scalar = o.scalar;
+    // The command names only what shapes the text, so that the header does not depend on where
+    // the build tree is.
+    kernel_options.regenerate_command =
+        fmt::format("{} --namespace {} --scalar {}{}", program, o.namespace_name.empty() ? net.name : o.namespace_name,
+                    emit::to_string(o.scalar), o.header ? " --header " + o.header->filename().string() : "");
+    // Everything is rendered before anything is written.
+    const std::string header = o.header ? emit::emit_kernel(net, analysis, kernel_options) : "";
+    const std::string dot = o.dot ? emit::to_dot(net, analysis) : "";
+    const std::string json = o.json ? emit::to_json(net, analysis).dump(2) + "\n" : "";
+    if (o.header) emit::write_file_atomically(*o.header, header);
+    if (o.dot) emit::write_file_atomically(*o.dot, dot);
+    if (o.json) emit::write_file_atomically(*o.json, json);
+    if (!o.quiet) {
+      fmt::print("{}", emit::summary(net, analysis));
+      if (o.header) fmt::print("kernel header: {}\n", o.header->string());
+      if (o.dot) fmt::print("graph: {}\n", o.dot->string());
+      if (o.json) fmt::print("report: {}\n", o.json->string());
+    }
+    return 0;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "{}: {} (see {} --help)\n", program, e.message, program);
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 1;
+  }
+}
+
+}  // namespace loopgrad

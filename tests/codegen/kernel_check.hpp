@@ -1,0 +1,126 @@
+#pragma once
+// The check every generated kernel passes: the same parameters and inputs through the generated
+// kernel and the reference interpreter, 100 steps, comparing at every step the forward values,
+// the loss, the gradient (Eqn. 5), the sensitivity (Eqn. 4) and the state, once with fixed
+// parameters and once with an SGD update between steps; and with fixed parameters the summed
+// generated RTRL gradient against the interpreter's BPTT.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "loopgrad/runtime/bptt.hpp"
+#include "loopgrad/runtime/init.hpp"
+#include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/rtrl.hpp"
+#include "random_network.hpp"
+#include "test_kernels.hpp"
+
+namespace loopgrad::testing {
+
+// ||a - b|| / ||b|| (0 when both are zero).
+template <class A, class B>
+double relative_difference(const A* a, const B* b, std::size_t n) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    den += double(b[i]) * double(b[i]);
+  }
+  if (num == 0) return 0;
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+inline std::string fmt_double(double x) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3g", x);
+  return buffer;
+}
+
+template <class Kernel, class T>
+void check_kernel(const char* name, const ir::Network& net) {
+  const double tolerance = std::is_same_v<T, double> ? 1e-12 : 1e-4;
+  INFO("kernel " << std::string(name) << " (network '" << net.name << "'), tolerance " << tolerance);
+  const runtime::Interpreter<T> interpreter(net);
+  const Kernel kernel;
+  REQUIRE(kernel.param_count() == interpreter.param_count());
+  REQUIRE(kernel.input_size() == interpreter.input_size());
+  REQUIRE(kernel.target_size() == interpreter.target_size());
+  REQUIRE(kernel.state_size() == interpreter.state_size());
+  REQUIRE(kernel.sensitivity_size() == interpreter.sensitivity_size());
+  for (std::size_t p = 0; p < net.params.size(); ++p) REQUIRE(kernel.param_offset(int(p)) == interpreter.param_offset(int(p)));
+
+  std::mt19937_64 rng(std::hash<std::string>{}(name));
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform(-1, 1);
+  runtime::Sequence<T> seq;
+  for (int t = 0; t < 100; ++t) {
+    std::vector<T> x(interpreter.input_size());
+    for (auto& v : x) v = T(normal(rng));
+    seq.inputs.push_back(x);
+    if (t % 5 == 2) {
+      seq.targets.emplace_back();
+      continue;
+    }
+    std::vector<T> y;
+    for (const auto& g : net.groups) {
+      if (!g.is_output()) continue;
+      std::vector<T> part(std::size_t(g.size), T(0));
+      if (g.loss == ir::Loss::softmax_cross_entropy)
+        part[rng() % part.size()] = T(1);
+      else
+        for (auto& v : part) v = T(uniform(rng));
+      y.insert(y.end(), part.begin(), part.end());
+    }
+    seq.targets.emplace_back(y);
+  }
+
+  for (const bool online : {false, true}) {
+    INFO((online ? "with an SGD update every step" : "with fixed parameters"));
+    auto params = runtime::initial_params<T>(net, 5, 0.8);
+    runtime::Rtrl<runtime::Interpreter<T>, T> reference(interpreter);
+    runtime::Rtrl<Kernel, T> generated(kernel);
+    std::vector<double> summed(params.size(), 0.0);
+    double worst = 0;
+    for (std::size_t t = 0; t < seq.size(); ++t) {
+      INFO("step " << t);
+      const T expected_loss = reference.step(params, seq.inputs[t].data(), seq.target(t));
+      const T loss = generated.step(params, seq.inputs[t].data(), seq.target(t));
+      auto record = [&](double d) {
+        worst = std::max(worst, d);
+        return d;
+      };
+      CHECK(record(relative_difference(&loss, &expected_loss, 1)) <= tolerance);
+      for (std::size_t g = 0; g < net.groups.size(); ++g) {
+        if (net.groups[g].kind == ir::GroupKind::input) continue;
+        const auto& want = interpreter.value(reference.last_step(), int(g));
+        INFO("group " << net.groups[g].name);
+        CHECK(record(relative_difference(generated.last_step().values.data() + kernel.value_offset(int(g)), want.data(),
+                                         want.size())) <= tolerance);
+      }
+      CHECK(record(relative_difference(generated.gradient().data(), reference.gradient().data(), params.size())) <= tolerance);
+      CHECK(record(relative_difference(generated.sensitivity().data(), reference.sensitivity().data(),
+                                       reference.sensitivity().size())) <= tolerance);
+      CHECK(record(relative_difference(generated.state().data(), reference.state().data(), reference.state().size())) <=
+            tolerance);
+      for (std::size_t i = 0; i < summed.size(); ++i) summed[i] += double(generated.gradient()[i]);
+      if (online) runtime::sgd_update(params, reference.gradient(), T(0.01));
+    }
+    const std::string summary = std::string(name) + (online ? " online" : " fixed") +
+                                ": worst relative difference to the interpreter " + fmt_double(worst);
+    MESSAGE(summary);
+    if (!online && std::is_same_v<T, double>) {
+      const auto bptt = runtime::bptt_gradient(interpreter, params, seq);
+      CHECK(relative_difference(summed.data(), bptt.gradient.data(), summed.size()) <= 1e-10);
+    }
+  }
+}
+
+}  // namespace loopgrad::testing
+
+#define LOOPGRAD_CHECK_KERNEL(ns, scalar, expression)                      \
+  TEST_CASE("generated kernel " #ns " equals the interpreter (" #expression ")") { \
+    loopgrad::testing::check_kernel<ns::Kernel, scalar>(#ns, expression); \
+  }

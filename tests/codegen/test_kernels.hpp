@@ -1,0 +1,51 @@
+#pragma once
+// Every network whose generated kernel the test build checks: the core issue's test networks
+// (double, and float for some) and the random-network corpus. The build-time tool emits one
+// header per entry; the test rebuilds each network from the same expression and compares.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../networks.hpp"
+#include "loopgrad/ir/network.hpp"
+#include "random_network.hpp"
+
+namespace loopgrad::testing {
+
+struct TestKernel {
+  std::string name;        // the kernel's namespace and header name
+  std::string scalar;      // "float" or "double"
+  std::string expression;  // C++ that builds the network's IR, for the test's own copy
+  std::function<ir::Network()> make;
+};
+
+// Seeds of the random-network corpus; printed by every failing check.
+inline constexpr unsigned random_network_count = 60;
+inline constexpr unsigned random_float_count = 10;
+
+inline std::vector<TestKernel> test_kernels() {
+#define LOOPGRAD_NETWORK(expr) #expr, [] { return expr; }
+  std::vector<TestKernel> out = {
+      {"k_elman", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 5, 2>()))},
+      {"k_stacked", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::stacked_rnn_network<3, 4, 5, 3>()))},
+      {"k_lstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 2>()))},
+      {"k_gru", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::gru_network<3, 4, 2>()))},
+      {"k_diagonal", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::diagonal_rnn_network<3, 6, 2>()))},
+      {"k_multi_loop", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
+      {"k_all_ops", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
+      {"k_elman_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 5, 2>()))},
+      {"k_lstm_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 2>()))},
+      {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
+      {"k_all_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
+  };
+#undef LOOPGRAD_NETWORK
+  for (unsigned seed = 1; seed <= random_network_count; ++seed) {
+    const std::string expression = "loopgrad::testing::random_network(" + std::to_string(seed) + ")";
+    out.push_back({"k_random_" + std::to_string(seed), "double", expression, [seed] { return random_network(seed); }});
+    if (seed <= random_float_count)
+      out.push_back({"k_random_" + std::to_string(seed) + "_f", "float", expression, [seed] { return random_network(seed); }});
+  }
+  return out;
+}
+
+}  // namespace loopgrad::testing

@@ -1,0 +1,15 @@
+# cmake -DCOMMAND="prog;arg;..." -DEXPECT="regex" -P expect_failure.cmake
+# Passes when COMMAND exits non-zero and its output (stdout + stderr) matches EXPECT.
+execute_process(COMMAND ${COMMAND} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a failure, but '${COMMAND}' succeeded:\n${out}${err}")
+endif()
+if(NOT "${out}${err}" MATCHES "${EXPECT}")
+  message(FATAL_ERROR "the output of '${COMMAND}' does not match '${EXPECT}':\n${out}${err}")
+endif()
+string(REGEX MATCHALL "\n" lines "${err}")
+list(LENGTH lines n)
+if(n GREATER 1)
+  message(FATAL_ERROR "an error must be one line, got:\n${err}")
+endif()
+message(STATUS "failed as expected: ${err}")
