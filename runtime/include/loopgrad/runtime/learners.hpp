@@ -1,0 +1,218 @@
+#pragma once
+// Online learners: every gradient algorithm behind one interface, over any kernel with the
+// interpreter's interface (the reference interpreter or a generated kernel):
+//
+//   T observe(params, input, target)   run one step (target may be nullptr); returns C_N
+//   bool gradient_ready() const        an update is due after this step
+//   const std::vector<T>& gradient()   the gradient to apply now (valid when ready)
+//   void reset()                       zero state, no history
+//
+// ExactRtrl          exact, every step or accumulated over m steps (constant memory)
+// TruncatedBptt      every k1 steps, backpropagate the last k1 losses through the last k2 steps
+// NthOrder           every step, backpropagate the step's loss through the last N steps
+// RandomTruncation   unbiased random truncation (Tallec & Ollivier 2017)
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "loopgrad/runtime/rtrl.hpp"
+
+namespace loopgrad::runtime {
+
+// Exact RTRL; with accumulate = m > 1 the gradient is the sum over m steps and is ready every m.
+template <class Kernel, class T>
+class ExactRtrl {
+ public:
+  explicit ExactRtrl(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {})
+      : rtrl_(k, options), accumulate_(accumulate < 1 ? 1 : accumulate), sum_(k.param_count(), T(0)) {}
+
+  T observe(const std::vector<T>& params, const T* input, const T* target) {
+    if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
+    const T c = rtrl_.step(params, input, target);
+    for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] += rtrl_.gradient()[i];
+    ready_ = rtrl_.steps() % accumulate_ == 0;
+    return c;
+  }
+  bool gradient_ready() const { return ready_; }
+  const std::vector<T>& gradient() const { return sum_; }
+  void reset() {
+    rtrl_.reset();
+    std::fill(sum_.begin(), sum_.end(), T(0));
+    ready_ = false;
+  }
+  Rtrl<Kernel, T>& rtrl() { return rtrl_; }
+  const Rtrl<Kernel, T>& rtrl() const { return rtrl_; }
+  std::vector<T>& accumulated() { return sum_; }  // for checkpoints
+  bool& ready_flag() { return ready_; }
+
+ private:
+  Rtrl<Kernel, T> rtrl_;
+  int accumulate_;
+  std::vector<T> sum_;
+  bool ready_ = false;
+};
+
+// The history the BPTT-style learners keep: the last steps' values and targets.
+template <class Kernel, class T>
+struct History {
+  struct Entry {
+    typename Kernel::Step step;
+    std::optional<std::vector<T>> target;
+  };
+  std::deque<Entry> entries;  // oldest first
+};
+
+// Truncated BPTT(k1, k2) (Williams & Peng 1990): every k1 steps, the losses of the last k1 steps
+// are backpropagated through the last k2 steps (k2 >= k1). Memory grows with k2; dependencies
+// longer than k2 steps get no gradient.
+template <class Kernel, class T>
+class TruncatedBptt {
+ public:
+  TruncatedBptt(const Kernel& k, int k1, int k2)
+      : k_(k),
+        k1_(k1 < 1 ? 1 : k1),
+        k2_(k2 < k1_ ? k1_ : k2),
+        state_(k.state_size(), T(0)),
+        gradient_(k.param_count(), T(0)),
+        adjoint_(k.state_size(), T(0)),
+        prev_(k.state_size(), T(0)) {}
+
+  T observe(const std::vector<T>& params, const T* input, const T* target) {
+    auto& h = history_.entries;
+    if (h.size() == static_cast<std::size_t>(k2_)) {
+      h.front().target.reset();
+      spare_ = std::move(h.front());
+      h.pop_front();
+    }
+    h.push_back(std::move(spare_));
+    auto& e = h.back();
+    k_.forward(params.data(), state_.data(), input, e.step);
+    if (target != nullptr)
+      e.target.emplace(target, target + k_.target_size());
+    else
+      e.target.reset();
+    const T c = k_.loss(e.step, target);
+    k_.next_state(e.step, state_.data());
+    ready_ = ++count_ % k1_ == 0;
+    if (ready_) backpropagate(params);
+    return c;
+  }
+  bool gradient_ready() const { return ready_; }
+  const std::vector<T>& gradient() const { return gradient_; }
+  void reset() {
+    history_.entries.clear();
+    std::fill(state_.begin(), state_.end(), T(0));
+    count_ = 0;
+    ready_ = false;
+  }
+  const std::vector<T>& state() const { return state_; }
+
+ private:
+  void backpropagate(const std::vector<T>& params) {
+    std::fill(gradient_.begin(), gradient_.end(), T(0));
+    std::fill(adjoint_.begin(), adjoint_.end(), T(0));
+    auto& h = history_.entries;
+    for (std::size_t back = 0; back < h.size(); ++back) {
+      auto& e = h[h.size() - 1 - back];
+      const T* target = back < static_cast<std::size_t>(k1_) && e.target ? e.target->data() : nullptr;
+      k_.reverse(params.data(), e.step, target, back == 0 ? nullptr : adjoint_.data(), gradient_.data(), prev_.data());
+      adjoint_.swap(prev_);
+    }
+  }
+
+  const Kernel& k_;
+  int k1_, k2_;
+  History<Kernel, T> history_;
+  typename History<Kernel, T>::Entry spare_;
+  std::vector<T> state_, gradient_, adjoint_, prev_;
+  std::int64_t count_ = 0;
+  bool ready_ = false;
+};
+
+// N-th order approximation: at every step, the step's loss backpropagated through the current
+// step and the N before it, and an update every step. N = 0 ignores the recurrence; N >= the
+// sequence length is exact for fixed parameters. (Truncated BPTT with k1 = 1, k2 = N + 1.)
+template <class Kernel, class T>
+class NthOrder : public TruncatedBptt<Kernel, T> {
+ public:
+  NthOrder(const Kernel& k, int n) : TruncatedBptt<Kernel, T>(k, 1, n + 1) {}
+};
+
+// Unbiased random truncation (Tallec & Ollivier 2017, "Unbiasing Truncated Backpropagation
+// Through Time", the ARTBP estimator): at each step the backward chain into the previous step is
+// cut with probability c; where it is kept, the gradient crossing it is divided by (1 - c). Each
+// cut closes a segment, which is backpropagated at once and yields a gradient; over the draws the
+// expected sum of the segments' gradients is the full BPTT gradient (for fixed parameters).
+// Segments are 1/c steps long on average. `max_length` (0: none) forces a cut on a longer
+// segment, which bounds memory but makes the estimate biased.
+template <class Kernel, class T>
+class RandomTruncation {
+ public:
+  RandomTruncation(const Kernel& k, double cut_probability, std::uint64_t seed, int max_length = 0)
+      : k_(k),
+        c_(cut_probability),
+        max_length_(max_length),
+        rng_(seed),
+        state_(k.state_size(), T(0)),
+        gradient_(k.param_count(), T(0)),
+        adjoint_(k.state_size(), T(0)),
+        prev_(k.state_size(), T(0)) {}
+
+  T observe(const std::vector<T>& params, const T* input, const T* target) {
+    auto& h = history_.entries;
+    const bool cut = !h.empty() && (std::bernoulli_distribution(c_)(rng_) ||
+                                    (max_length_ > 0 && h.size() >= static_cast<std::size_t>(max_length_)));
+    ready_ = false;
+    if (cut) {
+      backpropagate(params);
+      ready_ = true;
+    }
+    h.emplace_back();
+    auto& e = h.back();
+    k_.forward(params.data(), state_.data(), input, e.step);
+    if (target != nullptr) e.target.emplace(target, target + k_.target_size());
+    const T c = k_.loss(e.step, target);
+    k_.next_state(e.step, state_.data());
+    return c;
+  }
+  // Closes the open segment (the end of a finite sequence); its gradient is then ready.
+  void flush(const std::vector<T>& params) {
+    ready_ = !history_.entries.empty();
+    if (ready_) backpropagate(params);
+  }
+  bool gradient_ready() const { return ready_; }
+  const std::vector<T>& gradient() const { return gradient_; }
+  void reset() {
+    history_.entries.clear();
+    std::fill(state_.begin(), state_.end(), T(0));
+    ready_ = false;
+  }
+
+ private:
+  void backpropagate(const std::vector<T>& params) {
+    auto& h = history_.entries;
+    std::fill(gradient_.begin(), gradient_.end(), T(0));
+    std::fill(adjoint_.begin(), adjoint_.end(), T(0));
+    const T reweight = static_cast<T>(1.0 / (1.0 - c_));
+    for (std::size_t back = 0; back < h.size(); ++back) {
+      auto& e = h[h.size() - 1 - back];
+      k_.reverse(params.data(), e.step, e.target ? e.target->data() : nullptr, back == 0 ? nullptr : adjoint_.data(),
+                 gradient_.data(), prev_.data());
+      // The chain into the previous step was kept (this segment goes on): compensate.
+      for (std::size_t i = 0; i < prev_.size(); ++i) adjoint_[i] = prev_[i] * reweight;
+    }
+    h.clear();
+  }
+
+  const Kernel& k_;
+  double c_;
+  int max_length_;
+  std::mt19937_64 rng_;
+  History<Kernel, T> history_;
+  std::vector<T> state_, gradient_, adjoint_, prev_;
+  bool ready_ = false;
+};
+
+}  // namespace loopgrad::runtime
