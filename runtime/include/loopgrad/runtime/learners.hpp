@@ -81,12 +81,13 @@ class TruncatedBptt {
 
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     auto& h = history_.entries;
-    if (h.size() == static_cast<std::size_t>(k2_)) {
-      h.front().target.reset();
-      spare_ = std::move(h.front());
+    if (h.size() == static_cast<std::size_t>(k2_)) {  // the oldest entry's buffers become the newest's
+      auto oldest = std::move(h.front());
       h.pop_front();
+      h.push_back(std::move(oldest));
+    } else {
+      h.emplace_back();
     }
-    h.push_back(std::move(spare_));
     auto& e = h.back();
     k_.forward(params.data(), state_.data(), input, e.step);
     if (target != nullptr)
@@ -125,7 +126,6 @@ class TruncatedBptt {
   const Kernel& k_;
   int k1_, k2_;
   History<Kernel, T> history_;
-  typename History<Kernel, T>::Entry spare_;
   std::vector<T> state_, gradient_, adjoint_, prev_;
   std::int64_t count_ = 0;
   bool ready_ = false;

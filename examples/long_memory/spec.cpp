@@ -1,0 +1,5 @@
+// long_memory's network: an Elman layer of 24 tanh units reading one input, a linear output.
+#include "loopgrad/cells/elman.hpp"
+#include "loopgrad/generator.hpp"
+
+LOOPGRAD_GENERATOR((loopgrad::cells::elman_network<1, 24, 1>()))

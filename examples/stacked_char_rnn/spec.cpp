@@ -1,0 +1,4 @@
+#include "loopgrad/generator.hpp"
+#include "network.hpp"
+
+LOOPGRAD_GENERATOR(char_rnn::network())
