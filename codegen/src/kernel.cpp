@@ -30,7 +30,10 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
   out += "#pragma once\n\n#include <array>\n#include <cmath>\n#include <cstddef>\n#include <span>\n#include <vector>\n\n";
   out += fmt::format("namespace {} {{\n\n", ns);
-  detail::emit_layout(plan, out);
+  // The sensitivity section is written first: the layout states how many multiplications it does.
+  std::string sensitivity;
+  const std::int64_t emitted_macs = detail::emit_sensitivity(plan, sensitivity);
+  detail::emit_layout(plan, emitted_macs, out);
 
   detail::CodeWriter head(0);
   head.line("// The kernel interface (DESIGN.md section 2) on flat arrays in the layouts above; the same as");
@@ -73,7 +76,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   out += head.str();
   detail::emit_forward(plan, out);
   detail::emit_reverse(plan, out);
-  detail::emit_sensitivity(plan, out);
+  out += sensitivity;
   detail::CodeWriter tail(0);
   tail.line(" private:");
   tail.line("  static Scalar log_sum_exp([[maybe_unused]] const Scalar* y, [[maybe_unused]] std::size_t n) {{");

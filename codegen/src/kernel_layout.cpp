@@ -28,7 +28,7 @@ void emit_views(CodeWriter& w, const std::vector<View>& views) {
 
 }  // namespace
 
-void emit_layout(const KernelPlan& plan, std::string& out) {
+void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out) {
   const auto& net = plan.net;
   CodeWriter w(0);
   w.line("using Scalar = {};", plan.scalar);
@@ -41,8 +41,10 @@ void emit_layout(const KernelPlan& plan, std::string& out) {
   w.line("inline constexpr std::size_t n_sensitivity = {}; // stored values of Delta = dR/dP", plan.sensitivity_size);
   w.line("inline constexpr std::size_t n_step_values = {}; // values one step keeps", plan.values_size);
   w.line("inline constexpr std::size_t n_tangent = {};     // workspace of the sensitivity update", plan.tangent_size);
-  w.line("inline constexpr long long macs_per_step = {};   // of the sensitivity update, as the analysis counts",
-         plan.a.macs_per_step);
+  w.line("// Multiplications per step of the sensitivity update: as the analysis counts them, and as this");
+  w.line("// header performs them (the emitter counts every loop it writes; the two agree).");
+  w.line("inline constexpr long long macs_per_step = {};", plan.a.macs_per_step);
+  w.line("inline constexpr long long emitted_macs_per_step = {};", emitted_macs);
   w.blank();
 
   std::vector<View> params;

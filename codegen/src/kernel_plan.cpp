@@ -23,26 +23,6 @@ void check_identifier(const ir::Network& net, std::string_view what, const std::
         net.name, what, name));
 }
 
-void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& path, std::vector<Leaf>& out) {
-  const auto& o = net.ops[static_cast<std::size_t>(op)];
-  switch (o.code) {
-    case ir::OpCode::add:
-    case ir::OpCode::sub:
-    case ir::OpCode::mul:
-      path.insert(path.begin(), op);
-      collect_leaves(net, o.a, sign, path, out);
-      collect_leaves(net, o.b, o.code == ir::OpCode::sub ? -sign : sign, path, out);
-      path.erase(path.begin());
-      break;
-    case ir::OpCode::activate:
-      path.insert(path.begin(), op);
-      collect_leaves(net, o.a, sign, path, out);
-      path.erase(path.begin());
-      break;
-    default: out.push_back({op, sign, path}); break;
-  }
-}
-
 bool is_alias(ir::OpCode code) {
   return code == ir::OpCode::read || code == ir::OpCode::read_delayed || code == ir::OpCode::bias ||
          code == ir::OpCode::constant;
@@ -51,7 +31,7 @@ bool is_alias(ir::OpCode code) {
 }  // namespace
 
 KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& analysis, const KernelOptions& opts)
-    : net(network), a(analysis), options(opts), scalar(to_string(opts.scalar)) {
+    : net(network), a(analysis), options(opts), scalar(to_string(opts.scalar)), leaves(analysis.leaves) {
   if (options.namespace_name.empty()) options.namespace_name = net.name;
   check_identifier(net, "namespace", options.namespace_name);
   for (const auto& g : net.groups) check_identifier(net, "group", g.name);
@@ -64,7 +44,6 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
   input_offset.assign(net.groups.size(), 0);
   target_offset.assign(net.groups.size(), 0);
   adjoint_offset.assign(net.groups.size(), 0);
-  leaves.assign(net.groups.size(), {});
   for (std::size_t g = 0; g < net.groups.size(); ++g) {
     const auto& group = net.groups[g];
     const auto n = static_cast<std::size_t>(group.size);
@@ -80,8 +59,6 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
       target_size += n;
       outputs.push_back(static_cast<int>(g));
     }
-    std::vector<int> path;
-    collect_leaves(net, group.value_op(), 1, path, leaves[g]);
   }
   for (std::size_t k = 0; k < a.states.size(); ++k) {
     state_offset.push_back(state_size);
@@ -114,6 +91,27 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
       need += static_cast<std::size_t>(group(g).size) * static_cast<std::size_t>(net.params[p].size());
     }
     tangent_size = std::max(tangent_size, need);
+  }
+  coefficient_offset.assign(net.ops.size(), -1);
+  for (std::size_t p = 0; p < net.params.size(); ++p)
+    for (int g : tangent_groups(static_cast<int>(p)))
+      for (const auto& leaf : leaves[static_cast<std::size_t>(g)])
+        if (!leaf.constant_coefficient && coefficient_offset[static_cast<std::size_t>(leaf.op)] < 0 &&
+            contributes(leaf, static_cast<int>(p))) {
+          coefficient_offset[static_cast<std::size_t>(leaf.op)] = static_cast<long>(tangent_size);
+          tangent_size += static_cast<std::size_t>(op(leaf.op).size);
+        }
+}
+
+bool KernelPlan::contributes(const Leaf& leaf, int p) const {
+  const auto& o = op(leaf.op);
+  switch (o.code) {
+    case ir::OpCode::connect:
+      return has_tangent(o.a, p) || net.connections[static_cast<std::size_t>(o.connection)].param == p;
+    case ir::OpCode::bias: return o.param == p;
+    case ir::OpCode::read:
+    case ir::OpCode::read_delayed: return has_tangent(leaf.op, p);
+    default: return false;
   }
 }
 

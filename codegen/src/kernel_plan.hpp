@@ -1,13 +1,9 @@
 #pragma once
-// What every section of the kernel emitter shares: the layouts of the flat arrays, the names the
-// emitted code gives to them, and each group's expression decomposed into leaves with the
-// element-wise coefficient on their path to the group's value.
-//
-// A group's expression is a tree whose inner ops (+, -, *, activations) are element-wise, so its
-// Jacobian with respect to each leaf (a connection, a bias, a group read, a delay) is diagonal:
-//   d value[r] / d leaf[r] = sign * prod over the path of (the other factor of a *, or f'(z)).
-// The reverse pass scales the group's adjoint by it; the sensitivity update scales each leaf's
-// tangent rows by it. Neither needs the inner ops' tangents or adjoints stored.
+// What every section of the kernel emitter shares: the layouts of the flat arrays and the names
+// the emitted code gives to them. Each group's expression comes decomposed into leaves by the
+// analysis (analysis::Leaf): the reverse pass scales the group's adjoint by a leaf's coefficient,
+// the sensitivity update scales the leaf's tangent rows by it, so neither needs the inner ops'
+// tangents or adjoints stored.
 #include <cstddef>
 #include <set>
 #include <string>
@@ -21,11 +17,7 @@
 
 namespace loopgrad::emit::detail {
 
-struct Leaf {
-  int op = -1;
-  int sign = 1;
-  std::vector<int> path;  // ops from the leaf's parent up to the group's value op
-};
+using analysis::Leaf;
 
 struct KernelPlan {
   KernelPlan(const ir::Network& network, const analysis::Analysis& analysis, const KernelOptions& options);
@@ -42,7 +34,10 @@ struct KernelPlan {
   std::vector<std::vector<std::size_t>> sensitivity_offset;  // [k][i], block (k, a.state_params[k][i])
   std::vector<long> value_offset;                     // per op: its array in Step::values, or -1
   std::vector<std::size_t> adjoint_offset;            // per group (neurons only)
-  std::vector<std::vector<Leaf>> leaves;              // per group (neurons only)
+  const std::vector<std::vector<Leaf>>& leaves;       // per group, the analysis's
+  // The sensitivity update evaluates each coefficient it needs once per step into the workspace:
+  // offset per leaf op, -1 where the coefficient is +-1 or unused.
+  std::vector<long> coefficient_offset;
   std::vector<int> outputs;                           // output groups, declaration order
   std::size_t param_count = 0, input_size = 0, target_size = 0, state_size = 0, sensitivity_size = 0,
               values_size = 0, adjoint_size = 0, tangent_size = 0;
@@ -55,6 +50,8 @@ struct KernelPlan {
   int state_of(int g) const { return a.state_index[static_cast<std::size_t>(g)]; }
   std::size_t sensitivity_block(int k, int p) const;  // offset of block (k, p)
   bool has_tangent(int op, int p) const;              // p in a.op_tangent[op]
+  // Whether a leaf adds to the tangent block of parameter group p.
+  bool contributes(const Leaf& leaf, int p) const;
   // Groups whose tangent block for parameter group p is formed, in evaluation order.
   std::vector<int> tangent_groups(int p) const;
 };
@@ -107,9 +104,11 @@ std::string describe(const KernelPlan& plan, int op);  // "W_hh * delay(h)", for
 std::string literal(double value);                      // "Scalar(0.5)"
 
 // The sections of the header, each appending to `out`.
-void emit_layout(const KernelPlan& plan, std::string& out);       // sizes, storage types
+// Sizes and storage types; `emitted_macs` is the update's multiplications as emitted.
+void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out);
 void emit_forward(const KernelPlan& plan, std::string& out);      // forward, next_state, loss
 void emit_reverse(const KernelPlan& plan, std::string& out);      // reverse
-void emit_sensitivity(const KernelPlan& plan, std::string& out);  // sensitivity_update, apply_sensitivity
+// sensitivity_update and apply_sensitivity; returns the multiplications per step of the update.
+std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out);
 
 }  // namespace loopgrad::emit::detail

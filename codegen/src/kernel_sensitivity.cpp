@@ -4,9 +4,14 @@
 // so it runs block by block: for parameter group p, the tangent block dv/dp of every group v that
 // depends on p, in evaluation order, each the sum over its expression's leaves of
 //   coefficient[r] * (the leaf's Jacobian times its source's block, plus its immediate block).
-// A state's block is written straight into Delta_N; other groups' blocks live in a workspace that
-// every block reuses.
+// The coefficients are evaluated once per step. A state's block is written straight into Delta_N;
+// other groups' blocks live in a workspace that every block reuses.
+//
+// The emitter counts the multiplications of every loop it writes; the header states the total
+// (emitted_macs_per_step), and the test suite checks it against the analysis's macs_per_step.
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "kernel_plan.hpp"
 
@@ -22,164 +27,179 @@ std::string source_tangent(const KernelPlan& plan, Scope& s, int read_op, int p)
   return "T_" + plan.group(op.group).name;
 }
 
-// `T[row * cols + j] += scale * src[...]`, or without `scale` when the coefficient is +-1.
-std::string axpy(std::string_view scale, int sign) {
-  if (scale.empty()) return sign < 0 ? "-=" : "+=";
-  return "+=";
+std::string delayed_name(const KernelPlan& plan, const ir::Op& read) {
+  return read.code == ir::OpCode::read_delayed ? fmt::format("delay({})", plan.group(read.group).name)
+                                               : plan.group(read.group).name;
 }
 
-void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf, int p, std::size_t cols) {
-  const auto& op = plan.op(leaf.op);
-  const auto n = static_cast<std::size_t>(op.size);
-  const std::string T = "T_" + plan.group(g).name;
-  auto coefficient = [&](std::string_view row) {
-    std::string c = s.coefficient(leaf, row);
-    if (leaf.sign < 0 && !c.empty()) c = "-(" + c + ")";
-    return c;
-  };
-  // Multiplies `factor` by the leaf's coefficient: "c * factor", or factor alone.
-  auto scaled = [&](std::string_view row, const std::string& factor) {
-    const std::string c = coefficient(row);
-    if (c.empty()) return leaf.sign < 0 ? "-" + factor : factor;
-    return factor.empty() ? c : c + " * " + factor;
-  };
-  switch (op.code) {
-    case ir::OpCode::connect: {
-      const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
-      const std::string src = source_tangent(plan, s, op.a, p);
-      const auto m = static_cast<std::size_t>(plan.op(op.a).size);
-      const bool immediate = c.param == p;
-      if (src.empty() && !immediate) return;
-      const auto& from = plan.op(op.a);
-      const std::string from_name = (from.code == ir::OpCode::read_delayed ? "delay(" : "") + plan.group(from.group).name +
-                                    (from.code == ir::OpCode::read_delayed ? ")" : "");
-      if (!src.empty()) {
-        if (from.code == ir::OpCode::read_delayed)
-          w.line("// cross term D[{}, {}] through {}: {} * d {} / d {}", plan.group(g).name, plan.group(from.group).name,
-                 c.name, c.name, from_name, plan.param(p).name);
-        else
-          w.line("// {} <- {} through {}: {} * d {} / d {}", plan.group(g).name, from_name, c.name, c.name, from_name,
-                 plan.param(p).name);
-        switch (c.kind) {
-          case ir::ConnectionKind::dense: {
-            const std::string W = s.param(c.param);
-            const std::string coef = coefficient("r");
-            w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-            if (!coef.empty()) w.line("const Scalar c = {};", coef);
-            w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-            w.line("const Scalar w = {}{}{}[r * {} + s];", coef.empty() ? "" : "c * ", coef.empty() && leaf.sign < 0 ? "-" : "",
-                   W, m);
-            w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[s * {} + j];", cols, T, cols, src, cols);
-            w.close();
-            w.close();
-            break;
-          }
-          case ir::ConnectionKind::diagonal: {
-            const std::string W = s.param(c.param);
-            w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-            w.line("const Scalar w = {};", scaled("r", W + "[r]"));
-            w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T, cols, src, cols);
-            w.close();
-            break;
-          }
-          case ir::ConnectionKind::identity: {
-            const std::string coef = coefficient("r");
-            w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-            if (coef.empty()) {
-              w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] {} {}[r * {} + j];", cols, T, cols,
-                     axpy("", leaf.sign), src, cols);
-            } else {
-              w.line("const Scalar w = {};", coef);
-              w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T, cols, src, cols);
-            }
-            w.close();
-            break;
-          }
-          case ir::ConnectionKind::sparse: {
-            const std::string W = s.param(c.param);
-            for (std::size_t e = 0; e < c.mask.size(); ++e) {
-              const auto to = static_cast<std::size_t>(c.mask[e].to), fr = static_cast<std::size_t>(c.mask[e].from);
-              w.open("");
-              w.line("const Scalar w = {};", scaled(std::to_string(to), fmt::format("{}[{}]", W, e)));
-              w.line("for (std::size_t j = 0; j < {}; ++j) {}[{} + j] += w * {}[{} + j];", cols, T, to * cols, src, fr * cols);
-              w.close();
-            }
-            break;
-          }
-        }
-      }
-      if (immediate) {
-        w.line("// immediate block d {} / d {}: the connection's input", plan.group(g).name, plan.param(p).name);
-        switch (c.kind) {
-          case ir::ConnectionKind::dense:
-            w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-            if (coefficient("r").empty()) {
-              w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] {} {};", m, T, cols, m, axpy("", leaf.sign),
-                     s.ref(op.a, "s"));
-            } else {
-              w.line("const Scalar c = {};", coefficient("r"));
-              w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] += c * {};", m, T, cols, m, s.ref(op.a, "s"));
-            }
-            w.close();
-            break;
-          case ir::ConnectionKind::diagonal:
-            w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T, cols, scaled("r", s.ref(op.a, "r")));
-            break;
-          case ir::ConnectionKind::sparse:
-            for (std::size_t e = 0; e < c.mask.size(); ++e) {
-              const auto to = static_cast<std::size_t>(c.mask[e].to);
-              w.line("{}[{}] += {};", T, to * cols + e,
-                     scaled(std::to_string(to), s.ref(op.a, std::to_string(c.mask[e].from))));
-            }
-            break;
-          case ir::ConnectionKind::identity: break;
-        }
-      }
-      break;
-    }
-    case ir::OpCode::bias:
-      if (op.param != p) return;
-      w.line("// immediate block d {} / d {}", plan.group(g).name, plan.param(p).name);
-      if (coefficient("r").empty())
-        w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] {} Scalar(1);", n, T, cols, axpy("", leaf.sign));
-      else
-        w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T, cols, coefficient("r"));
-      break;
-    case ir::OpCode::read:
-    case ir::OpCode::read_delayed: {
-      const std::string src = source_tangent(plan, s, leaf.op, p);
-      if (src.empty()) return;
-      if (op.code == ir::OpCode::read_delayed)
-        w.line("// cross term D[{}, {}]: d {} / d {}", plan.group(g).name, plan.group(op.group).name, describe(plan, leaf.op),
-               plan.param(p).name);
-      else
-        w.line("// {} <- {}", plan.group(g).name, plan.group(op.group).name);
-      const std::string coef = coefficient("r");
-      w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-      if (coef.empty()) {
-        w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] {} {}[r * {} + j];", cols, T, cols, axpy("", leaf.sign), src,
-               cols);
-      } else {
-        w.line("const Scalar w = {};", coef);
-        w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T, cols, src, cols);
-      }
-      w.close();
-      break;
-    }
-    default: break;
+struct LeafWriter {
+  const KernelPlan& plan;
+  Scope& s;
+  CodeWriter& w;
+  std::int64_t& macs;
+  int g;
+  const Leaf& leaf;
+  int p;
+  std::size_t cols;
+
+  bool scaled() const { return !leaf.constant_coefficient; }
+  // The leaf's coefficient at `row` (sign included), for a leaf whose coefficient is not +-1.
+  std::string coefficient(std::string_view row) const {
+    return fmt::format("coef{}[{}]", leaf.op, row);
   }
-}
+  // `factor` times the coefficient: one multiply when scaled, the sign otherwise.
+  std::string times(std::string_view row, const std::string& factor) const {
+    if (scaled()) return coefficient(row) + " * " + factor;
+    return leaf.sign < 0 ? "-" + factor : factor;
+  }
+  // `+=` or `-=` for an unscaled leaf.
+  const char* accumulate() const { return leaf.sign < 0 ? "-=" : "+="; }
+  std::string T() const { return "T_" + plan.group(g).name; }
+
+  // T[r] += c[r] * src[r] (or += / -= src[r]) for r < n, every column: n * cols multiplies when
+  // scaled.
+  void rowwise(std::size_t n, const std::string& src) {
+    w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+    if (scaled()) {
+      w.line("const Scalar w = {};", coefficient("r"));
+      w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T(), cols, src, cols);
+      macs += static_cast<std::int64_t>(n * cols);
+    } else {
+      w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] {} {}[r * {} + j];", cols, T(), cols, accumulate(), src, cols);
+    }
+    w.close();
+  }
+
+  void connect() {
+    const auto& op = plan.op(leaf.op);
+    const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+    const auto n = static_cast<std::size_t>(op.size);
+    const auto m = static_cast<std::size_t>(plan.op(op.a).size);
+    const std::string src = source_tangent(plan, s, op.a, p);
+    const std::string from = delayed_name(plan, plan.op(op.a));
+    if (!src.empty()) {
+      if (plan.op(op.a).code == ir::OpCode::read_delayed)
+        w.line("// cross term D[{}, {}] through {}: {} * d {} / d {}", plan.group(g).name, plan.group(plan.op(op.a).group).name,
+               c.name, c.name, from, plan.param(p).name);
+      else
+        w.line("// {} <- {} through {}: {} * d {} / d {}", plan.group(g).name, from, c.name, c.name, from, plan.param(p).name);
+      switch (c.kind) {
+        case ir::ConnectionKind::dense: {
+          const std::string W = s.param(c.param);
+          w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+          w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+          w.line("const Scalar w = {};", times("r", fmt::format("{}[r * {} + s]", W, m)));
+          w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[s * {} + j];", cols, T(), cols, src, cols);
+          w.close();
+          w.close();
+          macs += static_cast<std::int64_t>(n * m * cols + (scaled() ? n * m : 0));
+          break;
+        }
+        case ir::ConnectionKind::diagonal: {
+          const std::string W = s.param(c.param);
+          w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+          w.line("const Scalar w = {};", times("r", W + "[r]"));
+          w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T(), cols, src, cols);
+          w.close();
+          macs += static_cast<std::int64_t>(n * cols + (scaled() ? n : 0));
+          break;
+        }
+        case ir::ConnectionKind::identity: rowwise(n, src); break;
+        case ir::ConnectionKind::sparse: {
+          const std::string W = s.param(c.param);
+          for (std::size_t e = 0; e < c.mask.size(); ++e) {
+            const auto to = static_cast<std::size_t>(c.mask[e].to), fr = static_cast<std::size_t>(c.mask[e].from);
+            w.open("");
+            w.line("const Scalar w = {};", times(std::to_string(to), fmt::format("{}[{}]", W, e)));
+            w.line("for (std::size_t j = 0; j < {}; ++j) {}[{} + j] += w * {}[{} + j];", cols, T(), to * cols, src, fr * cols);
+            w.close();
+          }
+          macs += static_cast<std::int64_t>(c.mask.size() * cols + (scaled() ? c.mask.size() : 0));
+          break;
+        }
+      }
+    }
+    if (c.param != p) return;
+    w.line("// immediate block d {} / d {}: the connection's input", plan.group(g).name, plan.param(p).name);
+    switch (c.kind) {
+      case ir::ConnectionKind::dense:
+        w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+        if (scaled()) {
+          w.line("const Scalar c = {};", coefficient("r"));
+          w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] += c * {};", m, T(), cols, m, s.ref(op.a, "s"));
+          macs += static_cast<std::int64_t>(n * m);
+        } else {
+          w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] {} {};", m, T(), cols, m, accumulate(),
+                 s.ref(op.a, "s"));
+        }
+        w.close();
+        break;
+      case ir::ConnectionKind::diagonal:
+        w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T(), cols, times("r", s.ref(op.a, "r")));
+        macs += static_cast<std::int64_t>(scaled() ? n : 0);
+        break;
+      case ir::ConnectionKind::sparse:
+        for (std::size_t e = 0; e < c.mask.size(); ++e) {
+          const auto to = static_cast<std::size_t>(c.mask[e].to);
+          w.line("{}[{}] += {};", T(), to * cols + e, times(std::to_string(to), s.ref(op.a, std::to_string(c.mask[e].from))));
+        }
+        macs += static_cast<std::int64_t>(scaled() ? c.mask.size() : 0);
+        break;
+      case ir::ConnectionKind::identity: break;
+    }
+  }
+
+  void emit() {
+    const auto& op = plan.op(leaf.op);
+    const auto n = static_cast<std::size_t>(op.size);
+    switch (op.code) {
+      case ir::OpCode::connect: connect(); break;
+      case ir::OpCode::bias:
+        if (op.param != p) return;
+        w.line("// immediate block d {} / d {}", plan.group(g).name, plan.param(p).name);
+        if (scaled())
+          w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T(), cols, coefficient("r"));
+        else
+          w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] {} Scalar(1);", n, T(), cols, accumulate());
+        break;
+      case ir::OpCode::read:
+      case ir::OpCode::read_delayed: {
+        const std::string src = source_tangent(plan, s, leaf.op, p);
+        if (src.empty()) return;
+        if (op.code == ir::OpCode::read_delayed)
+          w.line("// cross term D[{}, {}]: d {} / d {}", plan.group(g).name, plan.group(op.group).name, describe(plan, leaf.op),
+                 plan.param(p).name);
+        else
+          w.line("// {} <- {}", plan.group(g).name, plan.group(op.group).name);
+        rowwise(n, src);
+        break;
+      }
+      default: break;
+    }
+  }
+};
 
 }  // namespace
 
-void emit_sensitivity(const KernelPlan& plan, std::string& out) {
+std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
+  std::int64_t macs = 0;
   CodeWriter w(1);
   {
     Scope s(plan, Scope::Access::read);
     CodeWriter body(2);
-    if (plan.tangent_size > 0) {
-      body.line("if (step.tangent.size() != n_tangent) step.tangent.assign(n_tangent, Scalar(0));");
-    }
+    if (plan.tangent_size > 0) body.line("if (step.tangent.size() != n_tangent) step.tangent.assign(n_tangent, Scalar(0));");
+    // The coefficients, once per step.
+    for (int g : plan.a.group_order)
+      for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)]) {
+        const long offset = plan.coefficient_offset[static_cast<std::size_t>(leaf.op)];
+        if (offset < 0) continue;
+        std::string value = s.coefficient(leaf, "r");
+        if (leaf.sign < 0) value = "-(" + value + ")";
+        body.line("// coefficient of {} in {}", describe(plan, leaf.op), plan.group(g).name);
+        body.line("Scalar* const coef{} = step.tangent.data() + {};", leaf.op, offset);
+        body.line("for (std::size_t r = 0; r < {}; ++r) coef{}[r] = {};", plan.op(leaf.op).size, leaf.op, value);
+        macs += plan.op(leaf.op).size * static_cast<std::int64_t>(std::count(value.begin(), value.end(), '*'));
+      }
     for (std::size_t p = 0; p < plan.net.params.size(); ++p) {
       const int pi = static_cast<int>(p);
       const auto groups = plan.tangent_groups(pi);
@@ -205,7 +225,8 @@ void emit_sensitivity(const KernelPlan& plan, std::string& out) {
           work += size;
         }
         body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
-        for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)]) emit_leaf(plan, s, body, g, leaf, pi, cols);
+        for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
+          LeafWriter{plan, s, body, macs, g, leaf, pi, cols}.emit();
       }
       body.close();
     }
@@ -241,6 +262,7 @@ void emit_sensitivity(const KernelPlan& plan, std::string& out) {
   }
   w.blank();
   out += w.str();
+  return macs;
 }
 
 }  // namespace loopgrad::emit::detail

@@ -57,47 +57,105 @@ std::vector<ParamSet> propagate_tangents(const ir::Network& net, const Analysis&
   return t;
 }
 
-// Multiply-adds of the tangent propagation: a linear map applied to each incoming block, and the
-// diagonal Jacobians of *, activations and diagonal connections. Sums, copies and the immediate
-// blocks (which only place values) cost no multiplication.
-std::int64_t count_macs(const ir::Network& net, const std::vector<ParamSet>& t) {
-  auto block_cols = [&](const ParamSet& s) {
-    std::int64_t cols = 0;
-    for (int p : s) cols += net.params[static_cast<std::size_t>(p)].size();
-    return cols;
-  };
-  std::int64_t macs = 0;
-  for (std::size_t i = 0; i < net.ops.size(); ++i) {
-    const auto& op = net.ops[i];
-    if (t[i].empty()) continue;
-    const std::int64_t n = op.size;
-    switch (op.code) {
-      case ir::OpCode::connect: {
-        const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
-        const std::int64_t cols = block_cols(t[static_cast<std::size_t>(op.a)]);
-        const std::int64_t m = net.ops[static_cast<std::size_t>(op.a)].size;
-        if (c.kind == ir::ConnectionKind::dense) macs += n * m * cols;
-        if (c.kind == ir::ConnectionKind::diagonal) macs += n * cols;
-        if (c.kind == ir::ConnectionKind::sparse) macs += static_cast<std::int64_t>(c.mask.size()) * cols;
-        break;
+// The leaves of the expression rooted at `op` (see Leaf in analysis.hpp).
+void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& path, std::vector<Leaf>& out) {
+  const auto& o = net.ops[static_cast<std::size_t>(op)];
+  const bool elementwise = o.code == ir::OpCode::add || o.code == ir::OpCode::sub || o.code == ir::OpCode::mul ||
+                           o.code == ir::OpCode::activate;
+  if (!elementwise) {
+    Leaf leaf{op, sign, path, true, 0};
+    int factors = 0;
+    for (int parent : path) {
+      const auto& a = net.ops[static_cast<std::size_t>(parent)];
+      if (a.code == ir::OpCode::mul) ++factors;
+      if (a.code == ir::OpCode::activate && a.activation != ir::Activation::identity) {
+        ++factors;
+        // f'(z) itself: tanh' = 1 - y*y and sigmoid' = y*(1 - y) multiply once, relu' selects.
+        if (a.activation != ir::Activation::relu) ++leaf.coefficient_multiplies;
       }
-      case ir::OpCode::mul:
-        macs += n * (block_cols(t[static_cast<std::size_t>(op.a)]) + block_cols(t[static_cast<std::size_t>(op.b)]));
-        break;
-      case ir::OpCode::activate:
-        if (op.activation != ir::Activation::identity) macs += n * block_cols(t[static_cast<std::size_t>(op.a)]);
-        break;
-      default: break;
+    }
+    leaf.constant_coefficient = factors == 0;
+    leaf.coefficient_multiplies += std::max(factors - 1, 0);
+    out.push_back(std::move(leaf));
+    return;
+  }
+  path.insert(path.begin(), op);
+  collect_leaves(net, o.a, sign, path, out);
+  if (o.code != ir::OpCode::activate) collect_leaves(net, o.b, o.code == ir::OpCode::sub ? -sign : sign, path, out);
+  path.erase(path.begin());
+}
+
+// Multiply-adds of the sensitivity update as the kernel evaluates it, given the tangent blocks
+// each op carries: for every parameter block p and every group whose block for p is formed, each
+// leaf's Jacobian applied to its source's block (the axpy), the leaf's coefficient folded into
+// the weights it scales, and the immediate blocks (a multiply only when the coefficient is not
+// +-1); plus, once per step, the coefficients the update uses. Sums and copies are free.
+std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& t) {
+  std::int64_t macs = 0;
+  std::set<int> used;  // leaves whose coefficient the update reads
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    const int pi = static_cast<int>(p);
+    const std::int64_t cols = net.params[p].size();
+    for (int g : a.group_order) {
+      const auto& group = net.groups[static_cast<std::size_t>(g)];
+      if (t[static_cast<std::size_t>(group.value_op())].count(pi) == 0) continue;
+      for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+        const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
+        const std::int64_t n = op.size;
+        const bool coef = !leaf.constant_coefficient;
+        bool contributes = false;
+        if (op.code == ir::OpCode::connect) {
+          const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+          const bool source = t[static_cast<std::size_t>(op.a)].count(pi) > 0;
+          const bool own = c.param == pi;
+          const std::int64_t m = net.ops[static_cast<std::size_t>(op.a)].size;
+          const auto nnz = static_cast<std::int64_t>(c.mask.size());
+          contributes = source || own;
+          switch (c.kind) {
+            case ir::ConnectionKind::dense:
+              macs += (source ? n * m * cols + (coef ? n * m : 0) : 0) + (own && coef ? n * m : 0);
+              break;
+            case ir::ConnectionKind::diagonal:
+              macs += (source ? n * cols + (coef ? n : 0) : 0) + (own && coef ? n : 0);
+              break;
+            case ir::ConnectionKind::identity: macs += source && coef ? n * cols : 0; break;
+            case ir::ConnectionKind::sparse:
+              macs += (source ? nnz * cols + (coef ? nnz : 0) : 0) + (own && coef ? nnz : 0);
+              break;
+          }
+        } else if (op.code == ir::OpCode::bias) {
+          contributes = op.param == pi;
+        } else if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
+          contributes = t[static_cast<std::size_t>(leaf.op)].count(pi) > 0;
+          macs += contributes && coef ? n * cols : 0;
+        }
+        if (contributes && coef) used.insert(leaf.op);
+      }
     }
   }
+  for (std::size_t g = 0; g < net.groups.size(); ++g)
+    for (const auto& leaf : a.leaves[g])
+      if (used.count(leaf.op)) macs += static_cast<std::int64_t>(net.ops[static_cast<std::size_t>(leaf.op)].size) * leaf.coefficient_multiplies;
   return macs;
 }
 
 }  // namespace
 
+bool Analysis::has_tangent(int op, int param) const {
+  const auto& ps = op_tangent[static_cast<std::size_t>(op)];
+  return std::binary_search(ps.begin(), ps.end(), param);
+}
+
 void plan_sensitivity(const ir::Network& net, Analysis& a) {
   const auto K = a.states.size();
   const auto P = net.params.size();
+
+  a.leaves.assign(net.groups.size(), {});
+  for (std::size_t g = 0; g < net.groups.size(); ++g)
+    if (net.groups[g].kind == ir::GroupKind::neuron) {
+      std::vector<int> path;
+      collect_leaves(net, net.groups[g].value_op(), 1, path, a.leaves[g]);
+    }
 
   // Imm(k): parameters used in any group from which a within-step path reaches k.
   std::vector<ParamSet> S(K);
@@ -168,7 +226,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
   }
   a.op_tangent.assign(net.ops.size(), {});
   for (std::size_t i = 0; i < net.ops.size(); ++i) a.op_tangent[i].assign(pruned[i].begin(), pruned[i].end());
-  a.macs_per_step = count_macs(net, pruned);
+  a.macs_per_step = count_macs(net, a, pruned);
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.
@@ -178,7 +236,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
       net, a, [&](int) { return all; }, [&](int g) { return reaches_stored_state(g, true); });
   for (auto& t : dense)
     if (!t.empty()) t = all;
-  a.dense_macs_per_step = count_macs(net, dense);
+  a.dense_macs_per_step = count_macs(net, a, dense);
 }
 
 }  // namespace loopgrad::analysis

@@ -15,6 +15,7 @@
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/learners.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
 #include "random_network.hpp"
 #include "test_kernels.hpp"
@@ -40,7 +41,7 @@ inline std::string fmt_double(double x) {
 }
 
 template <class Kernel, class T>
-void check_kernel(const char* name, const ir::Network& net) {
+void check_kernel(const char* name, const ir::Network& net, long long emitted_macs) {
   const double tolerance = std::is_same_v<T, double> ? 1e-12 : 1e-4;
   INFO("kernel " << std::string(name) << " (network '" << net.name << "'), tolerance " << tolerance);
   const runtime::Interpreter<T> interpreter(net);
@@ -51,6 +52,9 @@ void check_kernel(const char* name, const ir::Network& net) {
   REQUIRE(kernel.state_size() == interpreter.state_size());
   REQUIRE(kernel.sensitivity_size() == interpreter.sensitivity_size());
   for (std::size_t p = 0; p < net.params.size(); ++p) REQUIRE(kernel.param_offset(int(p)) == interpreter.param_offset(int(p)));
+  // The multiplications the emitted update performs, counted loop by loop as it was written, are
+  // the ones the analysis reports.
+  CHECK(emitted_macs == interpreter.analysis().macs_per_step);
 
   std::mt19937_64 rng(std::hash<std::string>{}(name));
   std::normal_distribution<double> normal;
@@ -114,6 +118,15 @@ void check_kernel(const char* name, const ir::Network& net) {
     if (!online && std::is_same_v<T, double>) {
       const auto bptt = runtime::bptt_gradient(interpreter, params, seq);
       CHECK(relative_difference(summed.data(), bptt.gradient.data(), summed.size()) <= 1e-10);
+      // The BPTT-style learners run on the generated kernel as on the interpreter.
+      runtime::TruncatedBptt<Kernel, T> on_kernel(kernel, 3, 5);
+      runtime::TruncatedBptt<runtime::Interpreter<T>, T> on_interpreter(interpreter, 3, 5);
+      for (std::size_t t = 0; t < 30; ++t) {
+        on_kernel.observe(params, seq.inputs[t].data(), seq.target(t));
+        on_interpreter.observe(params, seq.inputs[t].data(), seq.target(t));
+        if (on_kernel.gradient_ready())
+          CHECK(relative_difference(on_kernel.gradient().data(), on_interpreter.gradient().data(), params.size()) <= tolerance);
+      }
     }
   }
 }
@@ -122,5 +135,5 @@ void check_kernel(const char* name, const ir::Network& net) {
 
 #define LOOPGRAD_CHECK_KERNEL(ns, scalar, expression)                      \
   TEST_CASE("generated kernel " #ns " equals the interpreter (" #expression ")") { \
-    loopgrad::testing::check_kernel<ns::Kernel, scalar>(#ns, expression); \
+    loopgrad::testing::check_kernel<ns::Kernel, scalar>(#ns, expression, ns::emitted_macs_per_step); \
   }

@@ -50,6 +50,20 @@ struct SensitivityBlock {
   bool nonzero = false;  // stored and updated: the parameter reaches the state and the state a loss
 };
 
+// A leaf of a group's expression: an op that is not element-wise arithmetic (a connection, a
+// bias, a group read, a delay, a number) with the element-wise ops on its way to the group's
+// value. Since +, -, * and activations act element by element, d value[r] / d leaf[r] is
+// `sign` times the product of the path's factors (the other operand of a *, f'(z) of an
+// activation): the leaf's coefficient. The reverse pass scales the group's adjoint by it, the
+// sensitivity update scales each leaf's tangent rows by it.
+struct Leaf {
+  int op = -1;
+  int sign = 1;
+  std::vector<int> path;            // ops from the leaf's parent up to the group's value op
+  bool constant_coefficient = true; // the coefficient is sign * 1: no factor on the path
+  int coefficient_multiplies = 0;   // multiplications to evaluate the coefficient, per element
+};
+
 struct Analysis {
   // classify
   std::vector<int> group_order;              // evaluation order of neuron groups in one step
@@ -68,17 +82,22 @@ struct Analysis {
   std::vector<std::pair<int, int>> recurrency_abstraction_violations;  // both D^{kl}, D^{lk} != 0
 
   // plan_sensitivity
+  std::vector<std::vector<Leaf>> leaves;             // per group (neuron groups; empty for inputs)
   std::vector<SensitivityBlock> sensitivity_blocks;  // every (state, param), states-major
   std::vector<std::vector<int>> state_params;  // per state (index into `states`): nonzero params
   std::vector<std::vector<int>> op_tangent;    // per op: param groups of its nonzero tangent
                                                // blocks, empty where no tangent is needed
-  std::int64_t macs_per_step = 0;        // the pruned sensitivity update (Eqn. 4), tangent form
+  // Multiply-adds of the sensitivity update as the kernel evaluates it (README, "Reports"): per
+  // parameter block, each leaf's Jacobian times its source's block, scaled by the leaf's
+  // coefficient; plus each used coefficient once per step.
+  std::int64_t macs_per_step = 0;        // the pruned sensitivity update (Eqn. 4)
   std::int64_t dense_macs_per_step = 0;  // the same update with nothing pruned
   std::int64_t sensitivity_values = 0;   // values of Delta stored, pruned
   std::int64_t dense_sensitivity_values = 0;  // sum_k n_k |P|
   std::int64_t gradient_macs_per_step = 0;    // sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
 
   bool cross_term(int to_state, int from_state) const;  // by group index
+  bool has_tangent(int op, int param) const;             // param in op_tangent[op]
 };
 
 // Passes, each documented where it is defined. They read the network and the fields earlier
