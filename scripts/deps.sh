@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages loopgrad needs, only those missing. Needs root (or sudo).
 set -euo pipefail
-packages=(g++ cmake make libboost-dev libboost-graph-dev libfmt-dev doctest-dev nlohmann-json3-dev)
+packages=(g++ cmake make libboost-dev libboost-graph-dev libfmt-dev doctest-dev nlohmann-json3-dev libbenchmark-dev libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

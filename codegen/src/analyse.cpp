@@ -3,12 +3,12 @@
 
 namespace loopgrad::analysis {
 
-Analysis analyse(const ir::Network& net) {
+Analysis analyse(const ir::Network& net, const AnalysisOptions& options) {
   ir::validate(net);
   Analysis a;
   classify(net, a);
   find_loops(net, a);
-  plan_sensitivity(net, a);
+  plan_sensitivity(net, a, options);
   return a;
 }
 

@@ -92,6 +92,13 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
     }
     tangent_size = std::max(tangent_size, need);
   }
+  // Scaled weights: as large as the largest dense connection.
+  scaled_weights_offset = tangent_size;
+  std::size_t largest_dense = 0;
+  for (const auto& c : net.connections)
+    if (c.kind == ir::ConnectionKind::dense)
+      largest_dense = std::max(largest_dense, static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()));
+  tangent_size += largest_dense;
   coefficient_offset.assign(net.ops.size(), -1);
   for (std::size_t p = 0; p < net.params.size(); ++p)
     for (int g : tangent_groups(static_cast<int>(p)))

@@ -38,6 +38,8 @@ struct KernelPlan {
   // The sensitivity update evaluates each coefficient it needs once per step into the workspace:
   // offset per leaf op, -1 where the coefficient is +-1 or unused.
   std::vector<long> coefficient_offset;
+  // Where a dense leaf's weights, scaled by its coefficient, are kept during one block.
+  std::size_t scaled_weights_offset = 0;
   std::vector<int> outputs;                           // output groups, declaration order
   std::size_t param_count = 0, input_size = 0, target_size = 0, state_size = 0, sensitivity_size = 0,
               values_size = 0, adjoint_size = 0, tangent_size = 0;

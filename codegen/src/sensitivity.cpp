@@ -146,7 +146,7 @@ bool Analysis::has_tangent(int op, int param) const {
   return std::binary_search(ps.begin(), ps.end(), param);
 }
 
-void plan_sensitivity(const ir::Network& net, Analysis& a) {
+void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions& options) {
   const auto K = a.states.size();
   const auto P = net.params.size();
 
@@ -178,6 +178,11 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
     }
   }
 
+  // Without pruning every state keeps every parameter group.
+  if (!options.prune)
+    for (auto& set : S)
+      for (std::size_t p = 0; p < P; ++p) set.insert(static_cast<int>(p));
+
   // A state's Delta is stored only if the state can influence a loss.
   a.state_params.assign(K, {});
   a.sensitivity_blocks.clear();
@@ -185,7 +190,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
   a.dense_sensitivity_values = 0;
   for (std::size_t k = 0; k < K; ++k) {
     const auto g = static_cast<std::size_t>(a.states[k]);
-    const bool stored = a.influences_loss[g];
+    const bool stored = a.influences_loss[g] || !options.prune;
     const std::int64_t n = net.groups[g].size;
     a.dense_sensitivity_values += n * net.param_count();
     for (std::size_t p = 0; p < P; ++p) {
@@ -213,8 +218,13 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
         const auto& params = a.state_params[static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(l)])];
         return ParamSet(params.begin(), params.end());
       },
-      [&](int g) { return reaches_stored_state(g, false); });
-  for (std::size_t k = 0; k < K; ++k) {
+      [&](int g) { return reaches_stored_state(g, !options.prune); });
+  ParamSet all;
+  for (std::size_t p = 0; p < P; ++p) all.insert(static_cast<int>(p));
+  if (!options.prune)
+    for (auto& t : pruned)
+      if (!t.empty()) t = all;
+  for (std::size_t k = 0; k < K && options.prune; ++k) {
     const auto& g = net.groups[static_cast<std::size_t>(a.states[k])];
     const auto& got = pruned[static_cast<std::size_t>(g.value_op())];
     if (a.influences_loss[static_cast<std::size_t>(a.states[k])] &&
@@ -230,8 +240,6 @@ void plan_sensitivity(const ir::Network& net, Analysis& a) {
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.
-  ParamSet all;
-  for (std::size_t p = 0; p < P; ++p) all.insert(static_cast<int>(p));
   auto dense = propagate_tangents(
       net, a, [&](int) { return all; }, [&](int g) { return reaches_stored_state(g, true); });
   for (auto& t : dense)

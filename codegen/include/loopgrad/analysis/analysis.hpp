@@ -100,14 +100,21 @@ struct Analysis {
   bool has_tangent(int op, int param) const;             // param in op_tangent[op]
 };
 
+struct AnalysisOptions {
+  // false: keep every sensitivity block of every state and carry every parameter group through
+  // every tangent that depends on anything (dense RTRL). For comparisons only: the kernel is still
+  // exact, it just multiplies structural zeros.
+  bool prune = true;
+};
+
 // Passes, each documented where it is defined. They read the network and the fields earlier
 // passes filled in, and fill in their own.
 void classify(const ir::Network& net, Analysis& a);
 void find_loops(const ir::Network& net, Analysis& a);
-void plan_sensitivity(const ir::Network& net, Analysis& a);
+void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions& options = {});
 
 // The whole pipeline. Throws ir::validate's std::invalid_argument for malformed IR and
 // AnalysisError for networks that cannot be evaluated.
-Analysis analyse(const ir::Network& net);
+Analysis analyse(const ir::Network& net, const AnalysisOptions& options = {});
 
 }  // namespace loopgrad::analysis

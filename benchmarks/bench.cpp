@@ -1,0 +1,211 @@
+// loopgrad_bench: exact RTRL on generated kernels against the limits. For every network of
+// bench_networks.hpp, as Google Benchmark counters (--benchmark_format=json carries them all):
+//   rtrl/<net>/pruned       one exact RTRL step on the generated kernel: time per step per stream,
+//                           macs (performed, counted by the emitter), min_macs (the analysis's
+//                           structural count), FLOP/s, and bytes held per stream by RTRL and by BPTT
+//                           at T = 1e2..1e5 (computed from the layouts)
+//   rtrl/<net>/dense        the same with pruning switched off (every block, dense RTRL)
+//   rtrl/<net>/interpreter  the reference interpreter
+//   forward/<net>           the forward pass alone
+//   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
+//                           products (W times a tangent block): the speed limit of that part
+//   bptt/<net>/<T>          full BPTT over T steps: the cost of the same exact gradient at step T
+// Run by hand: build/release/benchmarks/loopgrad_bench [--benchmark_filter=lstm]
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_networks.hpp"
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/runtime/bptt.hpp"
+#include "loopgrad/runtime/init.hpp"
+#include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/rtrl.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace {
+
+using loopgrad::runtime::Interpreter;
+using loopgrad::runtime::Rtrl;
+
+std::vector<double> random_vector(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal;
+  std::vector<double> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+benchmark::Counter per_step_ns() {
+  return benchmark::Counter(1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// Bytes one stream holds: RTRL's buffers (state, Delta and the next Delta, one step's values, the
+// workspace, the gradient), and BPTT's history of T steps (values and targets).
+struct Memory {
+  double rtrl;
+  double bptt_per_step;
+  double bptt_fixed;
+};
+
+template <class Kernel>
+void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<double>& params, long long macs,
+               long long min_macs, Memory memory) {
+  loopgrad::runtime::RtrlOptions<double> options;
+  options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  Rtrl<Kernel, double> rtrl(kernel, options);
+  const auto input = random_vector(kernel.input_size(), 1);
+  const auto target = random_vector(kernel.target_size(), 2);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(rtrl.step(params, input.data(), target.data()));
+    benchmark::ClobberMemory();
+  }
+  state.counters["ns_per_step"] = per_step_ns();
+  state.counters["macs"] = static_cast<double>(macs);
+  state.counters["min_macs"] = static_cast<double>(min_macs);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["rtrl_bytes"] = memory.rtrl;
+  for (int e = 2; e <= 5; ++e) {
+    const double T = std::pow(10.0, e);
+    state.counters["bptt_bytes_T1e" + std::to_string(e)] = memory.bptt_fixed + T * memory.bptt_per_step;
+  }
+}
+
+template <class Kernel>
+void forward_only(benchmark::State& state, const std::vector<double>& params) {
+  const Kernel kernel;
+  typename Kernel::Step step;
+  std::vector<double> r(kernel.state_size(), 0.0);
+  const auto input = random_vector(kernel.input_size(), 1);
+  for (auto _ : state) {
+    kernel.forward(params.data(), r.data(), input.data(), step);
+    kernel.next_state(step, r.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["ns_per_step"] = per_step_ns();
+}
+
+struct Gemm {
+  int m, n, k;  // C (m x n) += A (m x k) * B (k x n)
+};
+
+// The dense products of the sensitivity update: for every block p, every dense connection whose
+// source carries a tangent block for p, W (rows x from) times that block (from x |P_p|).
+std::vector<Gemm> dense_products(const loopgrad::ir::Network& net, const loopgrad::analysis::Analysis& a) {
+  std::vector<Gemm> out;
+  for (std::size_t p = 0; p < net.params.size(); ++p)
+    for (int g : a.group_order) {
+      if (!a.has_tangent(net.groups[static_cast<std::size_t>(g)].value_op(), static_cast<int>(p))) continue;
+      for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+        const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
+        if (op.code != loopgrad::ir::OpCode::connect) continue;
+        const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+        if (c.kind != loopgrad::ir::ConnectionKind::dense || !a.has_tangent(op.a, static_cast<int>(p))) continue;
+        out.push_back({op.size, net.params[p].size(), net.ops[static_cast<std::size_t>(op.a)].size});
+      }
+    }
+  return out;
+}
+
+void blas(benchmark::State& state, const std::vector<Gemm>& shapes) {
+  openblas_set_num_threads(1);
+  std::size_t biggest = 1;
+  for (const auto& g : shapes)
+    biggest = std::max({biggest, std::size_t(g.m) * g.k, std::size_t(g.k) * g.n, std::size_t(g.m) * g.n});
+  const auto A = random_vector(biggest, 3), B = random_vector(biggest, 4);
+  std::vector<double> C(biggest, 0.0);
+  double flops = 0;
+  for (const auto& g : shapes) flops += 2.0 * g.m * g.n * g.k;
+  for (auto _ : state) {
+    for (const auto& g : shapes)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.m, g.n, g.k, 1.0, A.data(), g.k, B.data(), g.n, 1.0, C.data(), g.n);
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["products"] = static_cast<double>(shapes.size());
+}
+
+template <class Kernel>
+void bptt(benchmark::State& state, const std::vector<double>& params, int T) {
+  const Kernel kernel;
+  loopgrad::runtime::Sequence<double> seq;
+  for (int t = 0; t < T; ++t) {
+    seq.inputs.push_back(random_vector(kernel.input_size(), static_cast<unsigned>(t)));
+    seq.targets.emplace_back(random_vector(kernel.target_size(), static_cast<unsigned>(t) + 7));
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(loopgrad::runtime::bptt_gradient(kernel, params, seq).loss);
+  state.counters["T"] = T;
+}
+
+// What the registered benchmarks of one network share; kept alive for the whole run.
+struct Entry {
+  loopgrad::ir::Network net;
+  loopgrad::analysis::Analysis analysis;
+  std::vector<double> params;
+  std::unique_ptr<Interpreter<double>> interpreter;
+};
+
+template <class Pruned, class Dense>
+void register_network(const std::string& name, const loopgrad::ir::Network& net, long long pruned_macs,
+                      long long dense_macs, std::size_t step_values, std::size_t workspace) {
+  static std::deque<Entry> entries;
+  auto& e = entries.emplace_back();
+  e.net = net;
+  e.analysis = loopgrad::analysis::analyse(net);
+  e.params = loopgrad::runtime::initial_params<double>(net, 1, 0.5);
+  e.interpreter = std::make_unique<Interpreter<double>>(e.net, e.analysis);
+  const Entry* entry = &e;
+  const long long min_macs = e.analysis.macs_per_step;
+  const Memory memory{8.0 * double(Pruned::state_size() + 2 * Pruned::sensitivity_size() + Pruned::param_count() +
+                                   step_values + workspace),
+                      8.0 * double(step_values + Pruned::target_size()),
+                      8.0 * double(2 * Pruned::state_size() + Pruned::param_count())};
+  benchmark::RegisterBenchmark(("rtrl/" + name + "/pruned").c_str(), [=](benchmark::State& s) {
+    rtrl_step(s, Pruned{}, entry->params, pruned_macs, min_macs, memory);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("rtrl/" + name + "/dense").c_str(), [=](benchmark::State& s) {
+    rtrl_step(s, Dense{}, entry->params, dense_macs, min_macs, memory);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("rtrl/" + name + "/interpreter").c_str(), [=](benchmark::State& s) {
+    rtrl_step(s, *entry->interpreter, entry->params, min_macs, min_macs, memory);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only<Pruned>(s, entry->params); })
+      ->Unit(benchmark::kMicrosecond);
+  const auto shapes = dense_products(e.net, e.analysis);
+  if (!shapes.empty())
+    benchmark::RegisterBenchmark(("blas/" + name).c_str(), [shapes](benchmark::State& s) { blas(s, shapes); })
+        ->Unit(benchmark::kMicrosecond);
+  for (int T : {10, 100, 1000})
+    benchmark::RegisterBenchmark(("bptt/" + name + "/" + std::to_string(T)).c_str(),
+                                 [=](benchmark::State& s) { bptt<Pruned>(s, entry->params, T); })
+        ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+// The kernels' headers (the listed networks are registered in main).
+#define LOOPGRAD_BENCH_NETWORK(ns, expression)
+#include "bench_networks.inc"
+#undef LOOPGRAD_BENCH_NETWORK
+
+int main(int argc, char** argv) {
+#define LOOPGRAD_BENCH_NETWORK(ns, expression) \
+  register_network<ns::Kernel, ns##_dense::Kernel>(#ns, expression, ns::emitted_macs_per_step, \
+                                                   ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent);
+  // clang-format off
+  #include "bench_networks.inc"
+  // clang-format on
+#undef LOOPGRAD_BENCH_NETWORK
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

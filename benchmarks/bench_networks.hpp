@@ -1,0 +1,45 @@
+#pragma once
+// The benchmarked networks (issue: Elman 16/64/256, stacked 2 x 128, LSTM 128, GRU 128, the
+// diagonal layer of 1024 units with 32 inputs, and the random corpus's three largest). One table
+// for the build-time tool that emits their kernels and for the benchmark that rebuilds their IR.
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "loopgrad/cells.hpp"
+#include "random_network.hpp"
+
+namespace bench {
+
+struct BenchNetwork {
+  std::string name;        // kernel namespace (pruned); "<name>_dense" is the unpruned kernel
+  std::string expression;  // C++ that builds the IR
+  std::function<loopgrad::ir::Network()> make;
+};
+
+inline std::vector<BenchNetwork> networks() {
+#define BENCH_NETWORK(expr) #expr, [] { return expr; }
+  std::vector<BenchNetwork> out = {
+      {"elman16", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 16, 8>()))},
+      {"elman64", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 64, 8>()))},
+      {"elman256", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 256, 8>()))},
+      {"stacked2x128", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::stacked_rnn_network<32, 128, 128, 32>()))},
+      {"lstm128", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 128, 8>()))},
+      {"gru128", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::gru_network<32, 128, 8>()))},
+      {"diagonal1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::diagonal_rnn_network<32, 1024, 8>()))},
+  };
+#undef BENCH_NETWORK
+  // The random corpus's three largest (by parameter count, seeds 1..60 as in the test suite).
+  std::vector<std::pair<int, unsigned>> sizes;
+  for (unsigned seed = 1; seed <= 60; ++seed) sizes.emplace_back(loopgrad::testing::random_network(seed).param_count(), seed);
+  std::sort(sizes.rbegin(), sizes.rend());
+  for (int i = 0; i < 3; ++i) {
+    const unsigned seed = sizes[static_cast<std::size_t>(i)].second;
+    out.push_back({"random" + std::to_string(seed), "loopgrad::testing::random_network(" + std::to_string(seed) + ")",
+                   [seed] { return loopgrad::testing::random_network(seed); }});
+  }
+  return out;
+}
+
+}  // namespace bench

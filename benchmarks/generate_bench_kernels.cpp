@@ -1,0 +1,42 @@
+// Build-time tool of the benchmark: emits every benchmarked network's kernel twice, pruned
+// (<name>.hpp) and with nothing pruned (<name>_dense.hpp), and bench_networks.inc, which lists
+// them for the benchmark program.
+#include <fmt/format.h>
+
+#include <exception>
+
+#include "bench_networks.hpp"
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/kernel.hpp"
+#include "loopgrad/emit/write_file.hpp"
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fmt::print(stderr, "usage: {} DIR\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  try {
+    std::string inc;
+    for (const auto& n : bench::networks()) {
+      const auto net = n.make();
+      for (const bool prune : {true, false}) {
+        loopgrad::emit::KernelOptions options;
+        options.namespace_name = prune ? n.name : n.name + "_dense";
+        options.regenerate_command = "the benchmark build (benchmarks/generate_bench_kernels.cpp)";
+        loopgrad::analysis::AnalysisOptions analysis_options;
+        analysis_options.prune = prune;
+        loopgrad::emit::write_file_atomically(
+            dir + "/" + options.namespace_name + ".hpp",
+            loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net, analysis_options), options));
+        inc += fmt::format("#include \"{}.hpp\"\n", options.namespace_name);
+      }
+      inc += fmt::format("LOOPGRAD_BENCH_NETWORK({}, {})\n", n.name, n.expression);
+    }
+    loopgrad::emit::write_file_atomically(dir + "/bench_networks.inc", inc);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}: {}\n", argv[0], e.what());
+    return 1;
+  }
+  return 0;
+}
