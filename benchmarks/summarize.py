@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Turns loopgrad_bench's JSON (--benchmark_out=bench.json --benchmark_out_format=json) into the
+markdown table of docs/benchmarks.md and, with gnuplot, the plot of time and memory per step
+against T for RTRL and BPTT.  Usage: summarize.py bench.json [plot.png]"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def main(path, png=None):
+    runs = {b["name"]: b for b in json.load(open(path))["benchmarks"]}
+    nets = []
+    for name in runs:
+        if name.startswith("rtrl/") and name.endswith("/pruned"):
+            nets.append(name.split("/")[1])
+    ns = lambda b: b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+    print("| network | RTRL ns/step | macs | min_macs | GFLOP/s | OpenBLAS GFLOP/s (dense shapes) | "
+          "% of BLAS | unpruned ns/step | pruned speed-up | interpreter ns/step | kernel vs interpreter | "
+          "forward ns | RTRL / forward | BPTT at T=10 / 100 / 1000 (ns) |")
+    print("|" + " --- |" * 14)
+    for n in nets:
+        p, d, i = runs[f"rtrl/{n}/pruned"], runs[f"rtrl/{n}/dense"], runs[f"rtrl/{n}/interpreter"]
+        f = runs[f"forward/{n}"]
+        blas = runs.get(f"blas/{n}")
+        gf = p["FLOP/s"] / 1e9
+        bgf = blas["FLOP/s"] / 1e9 if blas else float("nan")
+        bptt = " / ".join(f"{ns(runs[f'bptt/{n}/{T}']):.3g}" for T in (10, 100, 1000))
+        print(f"| {n} | {ns(p):.4g} | {p['macs']:.4g} | {p['min_macs']:.4g} | {gf:.1f} | {bgf:.1f} | "
+              f"{100 * gf / bgf:.0f}% | {ns(d):.4g} | {ns(d) / ns(p):.2f}x | {ns(i):.4g} | {ns(i) / ns(p):.1f}x | "
+              f"{ns(f):.3g} | {ns(p) / ns(f):.0f}x | {bptt} |")
+    print()
+    print("| network | RTRL bytes per stream | BPTT bytes at T = 1e2 | 1e3 | 1e4 | 1e5 |")
+    print("|" + " --- |" * 6)
+    for n in nets:
+        p = runs[f"rtrl/{n}/pruned"]
+        print(f"| {n} | {p['rtrl_bytes']:.3g} | " + " | ".join(f"{p[f'bptt_bytes_T1e{e}']:.3g}" for e in (2, 3, 4, 5)) + " |")
+    if png:
+        net = "elman64" if "elman64" in nets else nets[0]
+        p = runs[f"rtrl/{net}/pruned"]
+        with tempfile.TemporaryDirectory() as d:
+            data = os.path.join(d, "t.dat")
+            with open(data, "w") as out:
+                for T in (10, 100, 1000):
+                    out.write(f"{T} {ns(p) / 1e3} {ns(runs[f'bptt/{net}/{T}']) / 1e3} {p['rtrl_bytes'] / 1e6} "
+                              f"{(p['bptt_bytes_T1e2'] + (T - 100) * (p['bptt_bytes_T1e3'] - p['bptt_bytes_T1e2']) / 900) / 1e6}\n")
+                for e in (4, 5):
+                    out.write(f"{10 ** e} NaN NaN {p['rtrl_bytes'] / 1e6} {p[f'bptt_bytes_T1e{e}'] / 1e6}\n")
+            script = f"""set terminal pngcairo size 1000,420 noenhanced
+set output '{png}'
+set multiplot layout 1,2
+set logscale xy
+set grid
+set key top left
+set xlabel 'T (steps of history)'
+set format y '%g'
+set title 'time for the exact gradient at step T ({net})'
+set ylabel 'microseconds'
+plot '{data}' using 1:2 with linespoints lw 2 title 'RTRL, per step (constant)', '{data}' using 1:3 with linespoints lw 2 title 'BPTT over the T steps'
+set title 'memory per stream ({net})'
+set ylabel 'MB'
+plot '{data}' using 1:4 with linespoints lw 2 title 'RTRL', '{data}' using 1:5 with linespoints lw 2 title 'BPTT'
+unset multiplot
+"""
+            subprocess.run(["gnuplot"], input=script.encode(), check=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
