@@ -98,34 +98,43 @@ struct LeafWriter {
             W = "wc";
           }
           const char* sign = scaled() || leaf.sign > 0 ? "" : "-";
+          // Column tiles of 512 (a tile of the source block stays in L2), inside each register
+          // tiles of 4 rows x 8 columns of T accumulated over the whole inner dimension before they
+          // are stored; rows and columns that do not fill a register tile go row by row.
           const std::size_t tile = 512;
-          const std::size_t full = n / 4 * 4;
+          const std::size_t rows4 = n / 4 * 4;
           w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
           w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
-          if (full > 0) {
-            w.open("for (std::size_t r = 0; r < {}; r += 4)", full);
+          if (rows4 > 0) {
+            w.line("const std::size_t j8 = j0 + (j1 - j0) / 8 * 8;");
+            w.open("for (std::size_t r = 0; r < {}; r += 4)", rows4);
+            w.open("for (std::size_t jc = j0; jc < j8; jc += 8)");
+            w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
+            w.line("Scalar a0[8], a1[8], a2[8], a3[8];");
+            w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
+                   cols, 2 * cols, 3 * cols);
             w.open("for (std::size_t s = 0; s < {}; ++s)", m);
             for (int i = 0; i < 4; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
-            w.line("const Scalar* const x = {} + s * {};", src, cols);
-            w.line("Scalar* const t = {} + r * {};", T(), cols);
-            w.open("for (std::size_t j = j0; j < j1; ++j)");
-            w.line("const Scalar v = x[j];");
-            w.line("t[j] += w0 * v;");
-            w.line("t[{} + j] += w1 * v;", cols);
-            w.line("t[{} + j] += w2 * v;", 2 * cols);
-            w.line("t[{} + j] += w3 * v;", 3 * cols);
+            w.line("const Scalar* const x = {} + s * {} + jc;", src, cols);
+            w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
             w.close();
+            w.line("for (std::size_t j = 0; j < 8; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
+                   cols, 2 * cols, 3 * cols);
             w.close();
             w.close();
           }
-          if (full < n) {
-            w.open("for (std::size_t r = {}; r < {}; ++r)", full, n);
+          // The rest row by row: the tile's last columns for the register-tiled rows, then every
+          // column of the rows past them.
+          auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
+            w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
             w.open("for (std::size_t s = 0; s < {}; ++s)", m);
             w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
-            w.line("for (std::size_t j = j0; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", T(), cols, src, cols);
+            w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
             w.close();
             w.close();
-          }
+          };
+          if (rows4 > 0) rest("0", rows4, "j8");
+          if (rows4 < n) rest(std::to_string(rows4), n, "j0");
           w.close();
           w.close();
           macs += static_cast<std::int64_t>(n * m * cols + (scaled() ? n * m : 0));
