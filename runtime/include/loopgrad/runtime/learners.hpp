@@ -54,7 +54,8 @@ class ExactRtrl {
   bool ready_ = false;
 };
 
-// The history the BPTT-style learners keep: the last steps' values and targets.
+// The history the BPTT-style learners keep: the last steps' values and targets, and the state
+// after the newest.
 template <class Kernel, class T>
 struct History {
   struct Entry {
@@ -62,6 +63,25 @@ struct History {
     std::optional<std::vector<T>> target;
   };
   std::deque<Entry> entries;  // oldest first
+  std::vector<T> state;
+
+  explicit History(const Kernel& k) : state(k.state_size(), T(0)) {}
+  // Runs one step from `state` into `e` (the newest entry), keeps its target, advances `state`;
+  // returns C_N.
+  T record(const Kernel& k, const std::vector<T>& params, const T* input, const T* target, Entry& e) {
+    k.forward(params.data(), state.data(), input, e.step);
+    if (target != nullptr)
+      e.target.emplace(target, target + k.target_size());
+    else
+      e.target.reset();
+    const T c = k.loss(e.step, target);
+    k.next_state(e.step, state.data());
+    return c;
+  }
+  void clear() {
+    entries.clear();
+    std::fill(state.begin(), state.end(), T(0));
+  }
 };
 
 // Truncated BPTT(k1, k2) (Williams & Peng 1990): every k1 steps, the losses of the last k1 steps
@@ -74,7 +94,7 @@ class TruncatedBptt {
       : k_(k),
         k1_(k1 < 1 ? 1 : k1),
         k2_(k2 < k1_ ? k1_ : k2),
-        state_(k.state_size(), T(0)),
+        history_(k),
         gradient_(k.param_count(), T(0)),
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
@@ -88,14 +108,7 @@ class TruncatedBptt {
     } else {
       h.emplace_back();
     }
-    auto& e = h.back();
-    k_.forward(params.data(), state_.data(), input, e.step);
-    if (target != nullptr)
-      e.target.emplace(target, target + k_.target_size());
-    else
-      e.target.reset();
-    const T c = k_.loss(e.step, target);
-    k_.next_state(e.step, state_.data());
+    const T c = history_.record(k_, params, input, target, h.back());
     ready_ = ++count_ % k1_ == 0;
     if (ready_) backpropagate(params);
     return c;
@@ -103,12 +116,11 @@ class TruncatedBptt {
   bool gradient_ready() const { return ready_; }
   const std::vector<T>& gradient() const { return gradient_; }
   void reset() {
-    history_.entries.clear();
-    std::fill(state_.begin(), state_.end(), T(0));
+    history_.clear();
     count_ = 0;
     ready_ = false;
   }
-  const std::vector<T>& state() const { return state_; }
+  const std::vector<T>& state() const { return history_.state; }
 
  private:
   void backpropagate(const std::vector<T>& params) {
@@ -126,7 +138,7 @@ class TruncatedBptt {
   const Kernel& k_;
   int k1_, k2_;
   History<Kernel, T> history_;
-  std::vector<T> state_, gradient_, adjoint_, prev_;
+  std::vector<T> gradient_, adjoint_, prev_;
   std::int64_t count_ = 0;
   bool ready_ = false;
 };
@@ -155,7 +167,7 @@ class RandomTruncation {
         c_(cut_probability),
         max_length_(max_length),
         rng_(seed),
-        state_(k.state_size(), T(0)),
+        history_(k),
         gradient_(k.param_count(), T(0)),
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
@@ -170,12 +182,7 @@ class RandomTruncation {
       ready_ = true;
     }
     h.emplace_back();
-    auto& e = h.back();
-    k_.forward(params.data(), state_.data(), input, e.step);
-    if (target != nullptr) e.target.emplace(target, target + k_.target_size());
-    const T c = k_.loss(e.step, target);
-    k_.next_state(e.step, state_.data());
-    return c;
+    return history_.record(k_, params, input, target, h.back());
   }
   // Closes the open segment (the end of a finite sequence); its gradient is then ready.
   void flush(const std::vector<T>& params) {
@@ -185,8 +192,7 @@ class RandomTruncation {
   bool gradient_ready() const { return ready_; }
   const std::vector<T>& gradient() const { return gradient_; }
   void reset() {
-    history_.entries.clear();
-    std::fill(state_.begin(), state_.end(), T(0));
+    history_.clear();
     ready_ = false;
   }
 
@@ -211,7 +217,7 @@ class RandomTruncation {
   int max_length_;
   std::mt19937_64 rng_;
   History<Kernel, T> history_;
-  std::vector<T> state_, gradient_, adjoint_, prev_;
+  std::vector<T> gradient_, adjoint_, prev_;
   bool ready_ = false;
 };
 
