@@ -5,6 +5,8 @@
 //                           structural count), FLOP/s, and bytes held per stream by RTRL and by BPTT
 //                           at T = 1e2..1e5 (computed from the layouts)
 //   rtrl/<net>/dense        the same with pruning switched off (every block, dense RTRL)
+//   rtrl/<net>/blas         the pruned kernel generated with its large dense products (>= 2^20
+//                           flops) as OpenBLAS calls (the --blas-min-flops generation option)
 //   rtrl/<net>/interpreter  the reference interpreter
 //   forward/<net>           the forward pass alone
 //   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
@@ -152,7 +154,7 @@ struct Entry {
   std::unique_ptr<Interpreter<double>> interpreter;
 };
 
-template <class Pruned, class Dense>
+template <class Pruned, class Dense, class Blas>
 void register_network(const std::string& name, const loopgrad::ir::Network& net, long long pruned_macs,
                       long long dense_macs, std::size_t step_values, std::size_t workspace) {
   static std::deque<Entry> entries;
@@ -172,6 +174,10 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   })->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("rtrl/" + name + "/dense").c_str(), [=](benchmark::State& s) {
     rtrl_step(s, Dense{}, entry->params, dense_macs, min_macs, memory);
+  })->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("rtrl/" + name + "/blas").c_str(), [=](benchmark::State& s) {
+    openblas_set_num_threads(1);
+    rtrl_step(s, Blas{}, entry->params, pruned_macs, min_macs, memory);
   })->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("rtrl/" + name + "/interpreter").c_str(), [=](benchmark::State& s) {
     rtrl_step(s, *entry->interpreter, entry->params, min_macs, min_macs, memory);
@@ -197,7 +203,7 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
 
 int main(int argc, char** argv) {
 #define LOOPGRAD_BENCH_NETWORK(ns, expression) \
-  register_network<ns::Kernel, ns##_dense::Kernel>(#ns, expression, ns::emitted_macs_per_step, \
+  register_network<ns::Kernel, ns##_dense::Kernel, ns##_blas::Kernel>(#ns, expression, ns::emitted_macs_per_step, \
                                                    ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent);
   // clang-format off
   #include "bench_networks.inc"

@@ -1,9 +1,11 @@
-// Build-time tool of the benchmark: emits every benchmarked network's kernel twice, pruned
-// (<name>.hpp) and with nothing pruned (<name>_dense.hpp), and bench_networks.inc, which lists
-// them for the benchmark program.
+// Build-time tool of the benchmark: emits every benchmarked network's kernel three times: pruned
+// (<name>.hpp), with nothing pruned (<name>_dense.hpp), and pruned with its dense products of at
+// least 2^20 flops through CBLAS (<name>_blas.hpp); and bench_networks.inc, which lists them for
+// the benchmark program.
 #include <fmt/format.h>
 
 #include <exception>
+#include <string>
 
 #include "bench_networks.hpp"
 #include "loopgrad/analysis/analysis.hpp"
@@ -20,9 +22,11 @@ int main(int argc, char** argv) {
     std::string inc;
     for (const auto& n : bench::networks()) {
       const auto net = n.make();
-      for (const bool prune : {true, false}) {
+      for (const char* variant : {"", "_dense", "_blas"}) {
+        const bool prune = std::string(variant) != "_dense";
         loopgrad::emit::KernelOptions options;
-        options.namespace_name = prune ? n.name : n.name + "_dense";
+        options.namespace_name = n.name + variant;
+        if (std::string(variant) == "_blas") options.blas_min_flops = 1 << 20;
         options.regenerate_command = "the benchmark build (benchmarks/generate_bench_kernels.cpp)";
         loopgrad::analysis::AnalysisOptions analysis_options;
         analysis_options.prune = prune;

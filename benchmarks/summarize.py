@@ -17,9 +17,9 @@ def main(path, png=None):
             nets.append(name.split("/")[1])
     ns = lambda b: b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
     print("| network | RTRL ns/step | macs | min_macs | GFLOP/s | OpenBLAS GFLOP/s (dense shapes) | "
-          "% of BLAS | unpruned ns/step | pruned speed-up | interpreter ns/step | kernel vs interpreter | "
-          "forward ns | RTRL / forward | BPTT at T=10 / 100 / 1000 (ns) |")
-    print("|" + " --- |" * 14)
+          "% of BLAS | with --blas-min-flops 2^20: ns/step, GFLOP/s, % of BLAS | unpruned ns/step | pruned speed-up | "
+          "interpreter ns/step | kernel vs interpreter | forward ns | RTRL / forward | BPTT at T=10 / 100 / 1000 (ns) |")
+    print("|" + " --- |" * 15)
     for n in nets:
         p, d, i = runs[f"rtrl/{n}/pruned"], runs[f"rtrl/{n}/dense"], runs[f"rtrl/{n}/interpreter"]
         f = runs[f"forward/{n}"]
@@ -27,8 +27,10 @@ def main(path, png=None):
         gf = p["FLOP/s"] / 1e9
         bgf = blas["FLOP/s"] / 1e9 if blas else float("nan")
         bptt = " / ".join(f"{ns(runs[f'bptt/{n}/{T}']):.3g}" for T in (10, 100, 1000))
+        b = runs[f"rtrl/{n}/blas"]
+        bl = b["FLOP/s"] / 1e9
         print(f"| {n} | {ns(p):.4g} | {p['macs']:.4g} | {p['min_macs']:.4g} | {gf:.1f} | {bgf:.1f} | "
-              f"{100 * gf / bgf:.0f}% | {ns(d):.4g} | {ns(d) / ns(p):.2f}x | {ns(i):.4g} | {ns(i) / ns(p):.1f}x | "
+              f"{100 * gf / bgf:.0f}% | {ns(b):.4g}, {bl:.1f}, {100 * bl / bgf:.0f}% | {ns(d):.4g} | {ns(d) / ns(p):.2f}x | {ns(i):.4g} | {ns(i) / ns(p):.1f}x | "
               f"{ns(f):.3g} | {ns(p) / ns(f):.0f}x | {bptt} |")
     print()
     print("| network | RTRL bytes per stream | BPTT bytes at T = 1e2 | 1e3 | 1e4 | 1e5 |")

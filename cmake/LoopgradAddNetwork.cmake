@@ -1,6 +1,6 @@
 # loopgrad_add_network(<target> SPEC <file.cpp>
 #                      [NAMESPACE <name>] [SCALAR float|double]
-#                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>])
+#                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>] [BLAS_MIN_FLOPS <n>])
 #
 # Builds the generator from SPEC (a source that declares a network with the DSL and ends with
 # LOOPGRAD_GENERATOR(net)), runs it at build time, and makes <target> an INTERFACE library whose
@@ -9,10 +9,12 @@
 # <target>.dot and <target>.json. The target's properties LOOPGRAD_HEADER, LOOPGRAD_DOT and
 # LOOPGRAD_JSON hold the three paths.
 #
-# NAMESPACE defaults to <target>, SCALAR to double, OUTPUT_DIR to
+# BLAS_MIN_FLOPS n makes every dense product of at least n flops a CBLAS call (the kernel then
+# needs OpenBLAS, which <target> links); without it the header needs nothing but the standard
+# library. NAMESPACE defaults to <target>, SCALAR to double, OUTPUT_DIR to
 # ${CMAKE_CURRENT_BINARY_DIR}/<target>. (Halide's generator helpers work the same way.)
 function(loopgrad_add_network target)
-  cmake_parse_arguments(ARG "" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR" "" ${ARGN})
+  cmake_parse_arguments(ARG "" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR;BLAS_MIN_FLOPS" "" ${ARGN})
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "loopgrad_add_network(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
   endif()
@@ -39,6 +41,15 @@ function(loopgrad_add_network target)
     set(ARG_REPORT_DIR ${ARG_OUTPUT_DIR})
   endif()
 
+  set(blas_option)
+  if(ARG_BLAS_MIN_FLOPS)
+    find_library(LOOPGRAD_OPENBLAS_LIBRARY openblas)
+    if(NOT LOOPGRAD_OPENBLAS_LIBRARY)
+      message(FATAL_ERROR "loopgrad_add_network(${target}): BLAS_MIN_FLOPS needs OpenBLAS (apt-get install libopenblas-dev)")
+    endif()
+    set(blas_option --blas-min-flops ${ARG_BLAS_MIN_FLOPS})
+  endif()
+
   set(generator ${target}_generator)
   add_executable(${generator} ${spec})
   target_link_libraries(${generator} PRIVATE loopgrad::dsl loopgrad::codegen)
@@ -50,7 +61,7 @@ function(loopgrad_add_network target)
   add_custom_command(
     OUTPUT ${header} ${dot} ${json}
     COMMAND ${generator} --header ${header} --dot ${dot} --json ${json}
-            --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} --quiet
+            --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} ${blas_option} --quiet
     DEPENDS ${generator}
     COMMENT "loopgrad: generating ${target}.hpp from ${ARG_SPEC}"
     VERBATIM)
@@ -60,5 +71,8 @@ function(loopgrad_add_network target)
   target_include_directories(${target} INTERFACE ${ARG_OUTPUT_DIR})
   target_compile_features(${target} INTERFACE cxx_std_20)
   add_dependencies(${target} ${target}_generate)
+  if(ARG_BLAS_MIN_FLOPS)
+    target_link_libraries(${target} INTERFACE ${LOOPGRAD_OPENBLAS_LIBRARY})
+  endif()
   set_target_properties(${target} PROPERTIES LOOPGRAD_HEADER ${header} LOOPGRAD_DOT ${dot} LOOPGRAD_JSON ${json})
 endfunction()

@@ -24,13 +24,15 @@ struct Options {
   std::string namespace_name;
   emit::ScalarType scalar = emit::ScalarType::float64;
   bool quiet = false;
+  long long blas_min_flops = 0;
 };
 
 constexpr std::string_view usage =
     "usage: {0} [--out-dir DIR] [--header PATH] [--dot PATH] [--json PATH]\n"
-    "       {1:{2}} [--namespace NAME] [--scalar float|double] [--quiet]\n"
+    "       {1:{2}} [--namespace NAME] [--scalar float|double] [--blas-min-flops N] [--quiet]\n"
     "Writes the exact-gradient kernel of network '{3}' as a self-contained C++ header, its graph\n"
-    "(Graphviz DOT) and its analysis report (JSON). --out-dir DIR names them DIR/{3}.hpp, .dot, .json.\n";
+    "(Graphviz DOT) and its analysis report (JSON). --out-dir DIR names them DIR/{3}.hpp, .dot, .json.\n"
+    "--blas-min-flops N: dense products of at least N flops call CBLAS (the header then needs it).\n";
 
 struct UsageError {
   std::string message;
@@ -63,6 +65,14 @@ Options parse(int argc, char** argv) {
       } else {
         throw UsageError{fmt::format("--scalar must be float or double, not '{}'", s)};
       }
+    } else if (arg == "--blas-min-flops") {
+      const std::string v = value();
+      try {
+        o.blas_min_flops = std::stoll(v);
+      } catch (const std::exception&) {
+        throw UsageError{fmt::format("--blas-min-flops needs a number of flops, not '{}'", v)};
+      }
+      if (o.blas_min_flops < 0) throw UsageError{"--blas-min-flops must not be negative"};
     } else if (arg == "--quiet") {
       o.quiet = true;
     } else {
@@ -94,11 +104,14 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
     emit::KernelOptions kernel_options;
     kernel_options.namespace_name = o.namespace_name;
     kernel_options.scalar = o.scalar;
+    kernel_options.blas_min_flops = o.blas_min_flops;
     // The command names only what shapes the text, so that the header does not depend on where
     // the build tree is.
     kernel_options.regenerate_command =
-        fmt::format("{} --namespace {} --scalar {}{}", program, o.namespace_name.empty() ? net.name : o.namespace_name,
-                    emit::to_string(o.scalar), o.header ? " --header " + o.header->filename().string() : "");
+        fmt::format("{} --namespace {} --scalar {}{}{}", program, o.namespace_name.empty() ? net.name : o.namespace_name,
+                    emit::to_string(o.scalar),
+                    o.blas_min_flops > 0 ? fmt::format(" --blas-min-flops {}", o.blas_min_flops) : "",
+                    o.header ? " --header " + o.header->filename().string() : "");
     // Everything is rendered before anything is written.
     const std::string header = o.header ? emit::emit_kernel(net, analysis, kernel_options) : "";
     const std::string dot = o.dot ? emit::to_dot(net, analysis) : "";

@@ -98,6 +98,15 @@ struct LeafWriter {
             W = "wc";
           }
           const char* sign = scaled() || leaf.sign > 0 ? "" : "-";
+          const auto flops = 2 * static_cast<long long>(n * m * cols);
+          if (plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops) {
+            w.line("// ({} x {}) times ({} x {}) through CBLAS", n, m, m, cols);
+            w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar(1), {}, {});",
+                   plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, T(), cols);
+            w.close();
+            macs += static_cast<std::int64_t>(n * m * cols + (scaled() ? n * m : 0));
+            break;
+          }
           // Column tiles of 512 (a tile of the source block stays in L2), inside each register
           // tiles of 4 rows x 8 columns of T accumulated over the whole inner dimension before they
           // are stored; rows and columns that do not fill a register tile go row by row.

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   const int shards = std::stoi(argv[2]);
   try {
     std::vector<std::string> inc(static_cast<std::size_t>(shards));
+    std::string blas_inc;  // kernels that call CBLAS: their own shard, outside the strict test
     const auto kernels = loopgrad::testing::test_kernels();
     for (std::size_t i = 0; i < kernels.size(); ++i) {
       const auto& k = kernels[i];
@@ -29,11 +30,13 @@ int main(int argc, char** argv) {
       options.namespace_name = k.name;
       options.scalar = k.scalar == "float" ? loopgrad::emit::ScalarType::float32 : loopgrad::emit::ScalarType::float64;
       options.regenerate_command = "the test build (tests/codegen/generate_test_kernels.cpp)";
+      options.blas_min_flops = k.blas_min_flops;
       loopgrad::emit::write_file_atomically(dir + "/" + k.name + ".hpp",
                                             loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net), options));
-      inc[i % inc.size()] += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_CHECK_KERNEL({}, {}, {})\n", k.name, k.name,
+      (k.blas_min_flops > 0 ? blas_inc : inc[i % inc.size()]) += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_CHECK_KERNEL({}, {}, {})\n", k.name, k.name,
                                          k.scalar, k.expression);
     }
+    loopgrad::emit::write_file_atomically(dir + "/shard_blas.inc", blas_inc);
     for (int s = 0; s < shards; ++s)
       loopgrad::emit::write_file_atomically(fmt::format("{}/shard_{}.inc", dir, s), inc[static_cast<std::size_t>(s)]);
     fmt::print("wrote {} kernels into {}\n", kernels.size(), dir);

@@ -2,6 +2,7 @@
 // Every network whose generated kernel the test build checks: the core issue's test networks
 // (double, and float for some) and the random-network corpus. The build-time tool emits one
 // header per entry; the test rebuilds each network from the same expression and compares.
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ struct TestKernel {
   std::string scalar;      // "float" or "double"
   std::string expression;  // C++ that builds the network's IR, for the test's own copy
   std::function<ir::Network()> make;
+  long long blas_min_flops = 0;  // > 0: dense products call CBLAS (the kernel's shard is shard_blas)
 };
 
 // Seeds of the random-network corpus; printed by every failing check.
@@ -38,6 +40,15 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
       {"k_all_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
   };
+  // Every dense product through CBLAS: the generation option of issue 5, checked like the rest.
+  for (const auto& [name, scalar] : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},
+                                     {"k_lstm_f", "float"}}) {
+    auto base = *std::find_if(out.begin(), out.end(), [&](const TestKernel& k) { return k.name == name; });
+    base.name += "_blas";
+    base.scalar = scalar;
+    base.blas_min_flops = 1;
+    out.push_back(base);
+  }
 #undef LOOPGRAD_NETWORK
   for (unsigned seed = 1; seed <= random_network_count; ++seed) {
     const std::string expression = "loopgrad::testing::random_network(" + std::to_string(seed) + ")";
