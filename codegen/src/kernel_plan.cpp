@@ -229,7 +229,7 @@ std::string Scope::ref(int op, std::string_view row) {
 }
 
 std::string Scope::activation_source(std::string_view source, int op, std::string_view row) {
-  // Only the placeholders the rule uses are looked up, so only what is used gets declared.
+  // Only the replacement fields the rule uses are looked up, so only what is used gets declared.
   const auto& o = plan_.op(op);
   const bool uses_y = source.find("{y}") != std::string_view::npos;
   const bool uses_z = source.find("{z}") != std::string_view::npos;
