@@ -3,6 +3,8 @@
 // when Eqn. 4 is evaluated path by path, and what that costs.
 #include <algorithm>
 #include <fmt/format.h>
+#include <boost/dynamic_bitset.hpp>
+#include <map>
 #include <set>
 
 #include "loopgrad/analysis/analysis.hpp"
@@ -139,6 +141,104 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
   return macs;
 }
 
+// Neuron-level structure: for every stored block (state k, parameter group p), which entries of
+// d R^k / d P_p can ever be nonzero. Each group's block for p is a pattern (one bitset of |P_p|
+// columns per neuron), built from its leaves: a dense connection gives every row the union of its
+// source's rows, a diagonal or identity connection and a group read keep row r in row r, a sparse
+// link carries row `from` into row `to`; the immediate blocks set row r's own weights (dense: the
+// columns of row r of W; diagonal and bias: column r; sparse: the link's column). delay(l) reads
+// the pattern of Delta^l, which is iterated to its fixed point (patterns only grow).
+void count_neuron_nonzeros(const ir::Network& net, Analysis& a) {
+  using Rows = std::vector<boost::dynamic_bitset<>>;
+  const auto P = net.params.size();
+  std::map<std::pair<int, int>, Rows> delta;  // (state group, param) -> pattern of Delta
+  for (const auto& b : a.sensitivity_blocks)
+    if (b.nonzero)
+      delta[{b.state, b.param}] = Rows(static_cast<std::size_t>(net.groups[static_cast<std::size_t>(b.state)].size),
+                                       boost::dynamic_bitset<>(static_cast<std::size_t>(net.params[static_cast<std::size_t>(b.param)].size())));
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t p = 0; p < P; ++p) {
+      const int pi = static_cast<int>(p);
+      const auto cols = static_cast<std::size_t>(net.params[p].size());
+      std::map<int, Rows> group;  // this step's pattern of every group that carries block p
+      auto source = [&](int read_op) -> const Rows* {
+        const auto& op = net.ops[static_cast<std::size_t>(read_op)];
+        if (!a.has_tangent(read_op, pi)) return nullptr;
+        if (op.code == ir::OpCode::read_delayed) return &delta.at({op.group, pi});
+        return &group.at(op.group);
+      };
+      for (int g : a.group_order) {
+        const auto& grp = net.groups[static_cast<std::size_t>(g)];
+        if (!a.has_tangent(grp.value_op(), pi)) continue;
+        Rows rows(static_cast<std::size_t>(grp.size), boost::dynamic_bitset<>(cols));
+        for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+          const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
+          if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
+            if (const Rows* src = source(leaf.op))
+              for (std::size_t r = 0; r < rows.size(); ++r) rows[r] |= (*src)[r];
+          } else if (op.code == ir::OpCode::bias) {
+            if (op.param == pi)
+              for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
+          } else if (op.code == ir::OpCode::connect) {
+            const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+            const auto m = static_cast<std::size_t>(net.ops[static_cast<std::size_t>(op.a)].size);
+            if (const Rows* src = source(op.a)) {
+              switch (c.kind) {
+                case ir::ConnectionKind::dense: {
+                  boost::dynamic_bitset<> all(cols);
+                  for (const auto& row : *src) all |= row;
+                  for (auto& row : rows) row |= all;
+                  break;
+                }
+                case ir::ConnectionKind::diagonal:
+                case ir::ConnectionKind::identity:
+                  for (std::size_t r = 0; r < rows.size(); ++r) rows[r] |= (*src)[r];
+                  break;
+                case ir::ConnectionKind::sparse:
+                  for (const auto& e : c.mask) rows[static_cast<std::size_t>(e.to)] |= (*src)[static_cast<std::size_t>(e.from)];
+                  break;
+              }
+            }
+            if (c.param == pi) {
+              switch (c.kind) {
+                case ir::ConnectionKind::dense:
+                  for (std::size_t r = 0; r < rows.size(); ++r)
+                    for (std::size_t s = 0; s < m; ++s) rows[r].set(r * m + s);
+                  break;
+                case ir::ConnectionKind::diagonal:
+                  for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
+                  break;
+                case ir::ConnectionKind::sparse:
+                  for (std::size_t e = 0; e < c.mask.size(); ++e) rows[static_cast<std::size_t>(c.mask[e].to)].set(e);
+                  break;
+                case ir::ConnectionKind::identity: break;
+              }
+            }
+          }
+        }
+        group[g] = std::move(rows);
+      }
+      for (auto& [key, rows] : delta)
+        if (key.second == pi && group.count(key.first) > 0) {
+          const auto& now = group.at(key.first);
+          for (std::size_t r = 0; r < rows.size(); ++r)
+            if (!now[r].is_subset_of(rows[r])) {
+              rows[r] |= now[r];
+              changed = true;
+            }
+        }
+    }
+  }
+  a.sensitivity_nonzeros = 0;
+  for (auto& b : a.sensitivity_blocks) {
+    b.nonzeros = 0;
+    if (!b.nonzero) continue;
+    for (const auto& row : delta.at({b.state, b.param})) b.nonzeros += static_cast<std::int64_t>(row.count());
+    a.sensitivity_nonzeros += b.nonzeros;
+  }
+}
+
 }  // namespace
 
 bool Analysis::has_tangent(int op, int param) const {
@@ -237,6 +337,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   a.op_tangent.assign(net.ops.size(), {});
   for (std::size_t i = 0; i < net.ops.size(); ++i) a.op_tangent[i].assign(pruned[i].begin(), pruned[i].end());
   a.macs_per_step = count_macs(net, a, pruned);
+  count_neuron_nonzeros(net, a);
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.

@@ -85,6 +85,7 @@ TEST_CASE("Elman: one self-recurrent loop, only the layer's parameters in Delta"
   CHECK(x.a.macs_per_step < x.a.dense_macs_per_step);
   CHECK(x.a.sensitivity_values == H * S);
   CHECK(x.a.dense_sensitivity_values == H * P);
+  CHECK(x.a.sensitivity_nonzeros == H * S);  // a dense recurrence fills every block
 }
 
 TEST_CASE("stacked RNN: two ordered loops, D[h1,h2] pruned, no Delta of layer 1 w.r.t. layer 2") {
@@ -161,6 +162,10 @@ TEST_CASE("diagonal RNN: the recurrence is element-wise") {
   // diagonal w * T(h') costs H*S (+ H per block to fold in tanh'), not H*H*S; the immediate
   // blocks of W_xh and w_hh cost H*In and H; three coefficients of H each.
   CHECK(x.a.macs_per_step == H * S + 3 * H + H * In + H + 3 * H);
+  // At neuron level Delta stays row-sparse: unit r depends only on its own row of W_xh, its own
+  // w_hh and b_h entries, so H*S stored values hold S nonzeros.
+  CHECK(x.a.sensitivity_values == H * S);
+  CHECK(x.a.sensitivity_nonzeros == S);
 }
 
 TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {

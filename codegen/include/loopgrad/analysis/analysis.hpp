@@ -48,6 +48,10 @@ struct SensitivityBlock {
   int state = -1;  // group index
   int param = -1;  // parameter group index
   bool nonzero = false;  // stored and updated: the parameter reaches the state and the state a loss
+  // Entries of the block that are structurally nonzero at neuron level (diagonal and sparse
+  // connections keep Delta row-sparse): boolean patterns propagated through the step to a fixed
+  // point over time. At most state size x parameter group size; 0 when the block is not stored.
+  std::int64_t nonzeros = 0;
 };
 
 // A leaf of a group's expression: an op that is not element-wise arithmetic (a connection, a
@@ -93,6 +97,7 @@ struct Analysis {
   std::int64_t macs_per_step = 0;        // the pruned sensitivity update (Eqn. 4)
   std::int64_t dense_macs_per_step = 0;  // the same update with nothing pruned
   std::int64_t sensitivity_values = 0;   // values of Delta stored, pruned
+  std::int64_t sensitivity_nonzeros = 0; // of those, structurally nonzero at neuron level
   std::int64_t dense_sensitivity_values = 0;  // sum_k n_k |P|
   std::int64_t gradient_macs_per_step = 0;    // sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
 
