@@ -16,6 +16,7 @@
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
 #include "loopgrad/runtime/learners.hpp"
+#include "loopgrad/runtime/optimizer.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
 #include "random_network.hpp"
 #include "test_kernels.hpp"
@@ -110,7 +111,7 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
       CHECK(record(relative_difference(generated.state().data(), reference.state().data(), reference.state().size())) <=
             tolerance);
       for (std::size_t i = 0; i < summed.size(); ++i) summed[i] += double(generated.gradient()[i]);
-      if (online) runtime::sgd_update(params, reference.gradient(), T(0.01));
+      if (online) runtime::Sgd<T>{T(0.01)}.apply(params, reference.gradient());
     }
     const std::string summary = std::string(name) + (online ? " online" : " fixed") +
                                 ": worst relative difference to the interpreter " + fmt_double(worst);

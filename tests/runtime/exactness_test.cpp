@@ -11,6 +11,7 @@
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/optimizer.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
 
 using namespace loopgrad;
@@ -150,7 +151,7 @@ TEST_CASE("online SGD with exact gradients lowers the loss on a memory task") {
   for (int t = 0; t < 6000; ++t) {
     const double x = u(rng), target = x2;
     const double c = rtrl.step(params, &x, &target);
-    runtime::sgd_update(params, rtrl.gradient(), 0.05);
+    runtime::Sgd<double>{0.05}.apply(params, rtrl.gradient());
     if (t < 500) first += c / 500;
     if (t >= 5500) last += c / 500;
     x2 = x1;

@@ -121,10 +121,4 @@ class Rtrl {
   bool warned_ = false;
 };
 
-// Plain stochastic gradient descent, P <- P - rate * g.
-template <class T>
-void sgd_update(std::vector<T>& params, const std::vector<T>& gradient, T rate) {
-  for (std::size_t i = 0; i < params.size(); ++i) params[i] -= rate * gradient[i];
-}
-
 }  // namespace loopgrad::runtime
