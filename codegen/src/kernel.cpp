@@ -57,6 +57,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("  static constexpr std::size_t target_size() {{ return n_targets; }}");
   head.line("  static constexpr std::size_t state_size() {{ return n_state; }}");
   head.line("  static constexpr std::size_t sensitivity_size() {{ return n_sensitivity; }}");
+  head.line("  static constexpr std::size_t sensitivity_block_size() {{ return n_sensitivity_blocks; }}");
   std::string offsets;
   for (auto o : plan.param_offset) offsets += (offsets.empty() ? "" : ", ") + std::to_string(o);
   std::string groups;

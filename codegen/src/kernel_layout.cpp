@@ -26,6 +26,30 @@ void emit_views(CodeWriter& w, const std::vector<View>& views) {
   }
 }
 
+// How a stored block's entries are laid out, for its comment.
+std::string describe_pattern(const analysis::Pattern& p) {
+  if (p.full()) return "row-major";
+  // One run per row, of one length, starting at a column affine in the row: say where.
+  bool affine = !p.rows.empty();
+  for (const auto& row : p.rows) affine = affine && row.size() == 1;
+  const std::int64_t length = affine ? p.rows[0][0].end - p.rows[0][0].begin : 0;
+  const std::int64_t step = affine && p.rows.size() > 1 ? p.rows[1][0].begin - p.rows[0][0].begin : 0;
+  for (std::size_t r = 0; affine && r < p.rows.size(); ++r)
+    affine = p.rows[r][0].end - p.rows[r][0].begin == length &&
+             p.rows[r][0].begin == p.rows[0][0].begin + static_cast<std::int64_t>(r) * step;
+  if (affine) {
+    const std::string first = step == 0 ? std::to_string(p.rows[0][0].begin)
+                              : p.rows[0][0].begin == 0 ? fmt::format("{} r", step)
+                                                         : fmt::format("{} + {} r", p.rows[0][0].begin, step);
+    return length == 1 ? fmt::format("row-sparse: row r stores column {} only", first)
+                       : fmt::format("row-sparse: row r stores columns {} to {} + {}", first, first, length - 1);
+  }
+  std::size_t runs = 0;
+  for (const auto& row : p.rows) runs += row.size();
+  return fmt::format("row-sparse: {} of {} entries, in {} runs of columns row after row (see the JSON report)",
+                     p.nonzeros, p.cols * static_cast<std::int64_t>(p.rows.size()), runs);
+}
+
 }  // namespace
 
 void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out) {
@@ -39,6 +63,8 @@ void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string&
   w.line("inline constexpr std::size_t n_targets = {};     // target values per step", plan.target_size);
   w.line("inline constexpr std::size_t n_state = {};       // recurrent state values", plan.state_size);
   w.line("inline constexpr std::size_t n_sensitivity = {}; // stored values of Delta = dR/dP", plan.sensitivity_size);
+  w.line("inline constexpr std::size_t n_sensitivity_blocks = {}; // the stored blocks written out whole",
+         plan.sensitivity_block_size);
   w.line("inline constexpr std::size_t n_step_values = {}; // values one step keeps", plan.values_size);
   w.line("inline constexpr std::size_t n_tangent = {};     // workspace of the sensitivity update", plan.tangent_size);
   w.line("// Multiplications per step of the sensitivity update: as the analysis counts them, and as this");
@@ -115,11 +141,13 @@ void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string&
     for (int p : plan.a.state_params[k]) {
       const auto& param = plan.param(p);
       blocks.push_back({"d_" + g.name + "_d_" + param.name, plan.sensitivity_block(static_cast<int>(k), p),
-                        static_cast<std::size_t>(g.size) * static_cast<std::size_t>(param.size()),
-                        fmt::format("d {} / d {}: {} x {}, row-major", g.name, param.name, g.size, param.size())});
+                        static_cast<std::size_t>(plan.pattern(plan.a.states[k], p).nonzeros),
+                        fmt::format("d {} / d {}: {} x {}, {}", g.name, param.name, g.size, param.size(),
+                                    describe_pattern(plan.pattern(plan.a.states[k], p)))});
     }
   }
-  w.line("// The sensitivity Delta = dR/dP: only the blocks that are structurally nonzero, state by state.");
+  w.line("// The sensitivity Delta = dR/dP: only the blocks that are structurally nonzero, state by state,");
+  w.line("// and of each only the entries that can be nonzero (its neuron-level pattern), row after row.");
   {
     std::string pruned;
     for (const auto& b : plan.a.sensitivity_blocks)

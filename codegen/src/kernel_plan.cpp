@@ -67,7 +67,8 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
     sensitivity_offset.emplace_back();
     for (int p : a.state_params[k]) {
       sensitivity_offset.back().push_back(sensitivity_size);
-      sensitivity_size += n * static_cast<std::size_t>(net.params[static_cast<std::size_t>(p)].size());
+      sensitivity_size += static_cast<std::size_t>(a.pattern(a.states[k], p).nonzeros);
+      sensitivity_block_size += n * static_cast<std::size_t>(net.params[static_cast<std::size_t>(p)].size());
     }
   }
   value_offset.assign(net.ops.size(), -1);
@@ -88,17 +89,27 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
     for (int g : tangent_groups(static_cast<int>(p))) {
       const int k = state_of(g);
       if (k >= 0 && sensitivity_block(k, static_cast<int>(p)) != static_cast<std::size_t>(-1)) continue;
-      need += static_cast<std::size_t>(group(g).size) * static_cast<std::size_t>(net.params[p].size());
+      need += static_cast<std::size_t>(pattern(g, static_cast<int>(p)).nonzeros);
     }
     tangent_size = std::max(tangent_size, need);
   }
-  // Scaled weights: as large as the largest dense connection.
+  // Scaled weights: as large as the largest weighted connection.
   scaled_weights_offset = tangent_size;
-  std::size_t largest_dense = 0;
+  std::size_t largest_weights = 0;
   for (const auto& c : net.connections)
-    if (c.kind == ir::ConnectionKind::dense)
-      largest_dense = std::max(largest_dense, static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()));
-  tangent_size += largest_dense;
+    if (c.param >= 0)
+      largest_weights = std::max(largest_weights, static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()));
+  tangent_size += largest_weights;
+  row_start.reserve(a.patterns.size());
+  for (const auto& pat : a.patterns) {
+    std::vector<std::size_t> starts{0};
+    for (const auto& row : pat.rows) {
+      std::size_t n = starts.back();
+      for (const auto& run : row) n += static_cast<std::size_t>(run.end - run.begin);
+      starts.push_back(n);
+    }
+    row_start.push_back(std::move(starts));
+  }
   coefficient_offset.assign(net.ops.size(), -1);
   for (std::size_t p = 0; p < net.params.size(); ++p)
     for (int g : tangent_groups(static_cast<int>(p)))
@@ -114,10 +125,10 @@ bool KernelPlan::contributes(const Leaf& leaf, int p) const {
   const auto& o = op(leaf.op);
   switch (o.code) {
     case ir::OpCode::connect:
-      return has_tangent(o.a, p) || net.connections[static_cast<std::size_t>(o.connection)].param == p;
+      return carried(leaf.op, p) > 0 || net.connections[static_cast<std::size_t>(o.connection)].param == p;
     case ir::OpCode::bias: return o.param == p;
     case ir::OpCode::read:
-    case ir::OpCode::read_delayed: return has_tangent(leaf.op, p);
+    case ir::OpCode::read_delayed: return carried(leaf.op, p) > 0;
     default: return false;
   }
 }
@@ -129,6 +140,20 @@ std::size_t KernelPlan::sensitivity_block(int k, int p) const {
   return sensitivity_offset[static_cast<std::size_t>(k)][static_cast<std::size_t>(it - ps.begin())];
 }
 
+std::size_t KernelPlan::position(int g, int p, std::size_t r, std::int64_t col) const {
+  const auto index = static_cast<std::size_t>(a.pattern_index[static_cast<std::size_t>(g)][static_cast<std::size_t>(p)]);
+  std::size_t at = row_start[index][r];
+  for (const auto& run : a.patterns[index].rows[r]) {
+    if (col < run.end) {
+      if (col < run.begin) break;
+      return at + static_cast<std::size_t>(col - run.begin);
+    }
+    at += static_cast<std::size_t>(run.end - run.begin);
+  }
+  throw std::logic_error(fmt::format("loopgrad internal error: column {} of row {} is not in the pattern of d {} / d {}", col,
+                                     r, group(g).name, param(p).name));
+}
+
 bool KernelPlan::has_tangent(int op, int p) const {
   const auto& ps = a.op_tangent[static_cast<std::size_t>(op)];
   return std::binary_search(ps.begin(), ps.end(), p);
@@ -137,7 +162,7 @@ bool KernelPlan::has_tangent(int op, int p) const {
 std::vector<int> KernelPlan::tangent_groups(int p) const {
   std::vector<int> out;
   for (int g : a.group_order)
-    if (has_tangent(group(g).value_op(), p)) out.push_back(g);
+    if (has_tangent(group(g).value_op(), p) && pattern(g, p).nonzeros > 0) out.push_back(g);
   return out;
 }
 

@@ -39,8 +39,11 @@ struct KernelPlan {
   // offset per leaf op, -1 where the coefficient is +-1 or unused.
   std::vector<long> coefficient_offset;
   // Where a dense leaf's weights, scaled by its coefficient, are kept during one block.
+  // Diagonal and sparse leaves keep their weights scaled by the coefficient there too.
   std::size_t scaled_weights_offset = 0;
   std::vector<int> outputs;                           // output groups, declaration order
+  std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets
+  std::size_t sensitivity_block_size = 0;  // every stored block full: the interpreter's layout
   std::size_t param_count = 0, input_size = 0, target_size = 0, state_size = 0, sensitivity_size = 0,
               values_size = 0, adjoint_size = 0, tangent_size = 0;
   // Step::values also keeps the step's inputs and previous state, for the passes after forward.
@@ -51,10 +54,18 @@ struct KernelPlan {
   const ir::Param& param(int p) const { return net.params[static_cast<std::size_t>(p)]; }
   int state_of(int g) const { return a.state_index[static_cast<std::size_t>(g)]; }
   std::size_t sensitivity_block(int k, int p) const;  // offset of block (k, p)
+  // The neuron-level pattern of the tangent block d group / d P_p (a state's is its Delta's):
+  // the kernel stores its entries row after row, each row's runs in column order.
+  const analysis::Pattern& pattern(int g, int p) const { return a.pattern(g, p); }
+  // Where column `col` of row `r` of pattern (g, p) is stored, from the block's start; the
+  // column must be in the pattern.
+  std::size_t position(int g, int p, std::size_t r, std::int64_t col) const;
   bool has_tangent(int op, int p) const;              // p in a.op_tangent[op]
+  // Entries of block p that a leaf carries into its group (analysis::carried_entries).
+  std::int64_t carried(int leaf_op, int p) const { return analysis::carried_entries(net, a, leaf_op, p); }
   // Whether a leaf adds to the tangent block of parameter group p.
   bool contributes(const Leaf& leaf, int p) const;
-  // Groups whose tangent block for parameter group p is formed, in evaluation order.
+  // Groups whose tangent block for parameter group p is formed (has entries), in evaluation order.
   std::vector<int> tangent_groups(int p) const;
 };
 

@@ -14,15 +14,17 @@
 #include <algorithm>
 
 #include "kernel_plan.hpp"
+#include "record_loop.hpp"
 
 namespace loopgrad::emit::detail {
 
 namespace {
 
-// The tangent block of a leaf's source for parameter group p: "" if structurally zero.
-std::string source_tangent(const KernelPlan& plan, Scope& s, int read_op, int p) {
+// The tangent block of a leaf's source for parameter group p: "" if the leaf carries nothing of
+// it (no tangent, or no entries that reach the leaf's group).
+std::string source_tangent(const KernelPlan& plan, Scope& s, int leaf_op, int read_op, int p) {
   const auto& op = plan.op(read_op);
-  if (!plan.has_tangent(read_op, p)) return "";
+  if (plan.carried(leaf_op, p) == 0) return "";
   if (op.code == ir::OpCode::read_delayed) return s.delta_prev(plan.state_of(op.group), p);
   return "T_" + plan.group(op.group).name;
 }
@@ -37,16 +39,14 @@ struct LeafWriter {
   Scope& s;
   CodeWriter& w;
   std::int64_t& macs;
+  int& tables;  // records tables written so far in this function, for unique names
   int g;
   const Leaf& leaf;
   int p;
-  std::size_t cols;
 
   bool scaled() const { return !leaf.constant_coefficient; }
   // The leaf's coefficient at `row` (sign included), for a leaf whose coefficient is not +-1.
-  std::string coefficient(std::string_view row) const {
-    return fmt::format("coef{}[{}]", leaf.op, row);
-  }
+  std::string coefficient(std::string_view row) const { return fmt::format("coef{}[{}]", leaf.op, row); }
   // `factor` times the coefficient: one multiply when scaled, the sign otherwise.
   std::string times(std::string_view row, const std::string& factor) const {
     if (scaled()) return coefficient(row) + " * " + factor;
@@ -55,19 +55,119 @@ struct LeafWriter {
   // `+=` or `-=` for an unscaled leaf.
   const char* accumulate() const { return leaf.sign < 0 ? "-=" : "+="; }
   std::string T() const { return "T_" + plan.group(g).name; }
+  std::string table() { return fmt::format("runs{}", tables++); }
+  std::string scaled_weights() const { return fmt::format("step.tangent.data() + {}", plan.scaled_weights_offset); }
 
-  // T[r] += c[r] * src[r] (or += / -= src[r]) for r < n, every column: n * cols multiplies when
-  // scaled.
-  void rowwise(std::size_t n, const std::string& src) {
-    w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-    if (scaled()) {
-      w.line("const Scalar w = {};", coefficient("r"));
-      w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T(), cols, src, cols);
-      macs += static_cast<std::int64_t>(n * cols);
+  // T[row r] += weight(r) * src[row r] entry by entry over the source's runs, every row r of the
+  // source group `from` (weight "" for +-1): one multiply per source entry when weighted.
+  template <class Weight>
+  void rowwise(int from, const std::string& src, Weight weight) {
+    const auto& S = plan.pattern(from, p);
+    RecordLoop loop({"row", "to", "from", "length"});
+    for (std::size_t r = 0; r < S.rows.size(); ++r)
+      for (const auto& run : S.rows[r])
+        loop.add_run({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
+                 static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin},
+                1);
+    if (loop.empty()) return;
+    const auto f = loop.open(w, table());
+    const std::string factor = weight(f[0]);
+    if (!factor.empty()) {
+      w.line("const Scalar w = {};", factor);
+      for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += w * {}[{}{}]", T(), f[1], j, src, f[2], j); });
+      macs += S.nonzeros;
     } else {
-      w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] {} {}[r * {} + j];", cols, T(), cols, accumulate(), src, cols);
+      for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] {} {}[{}{}]", T(), f[1], j, accumulate(), src, f[2], j); });
     }
     w.close();
+  }
+
+  // T += W * src for a dense W (n x m) whose source rows share one set of columns with T's rows:
+  // a product of (n x m) and (m x cols) in compact storage.
+  void dense_product(std::size_t n, std::size_t m, std::size_t cols, const std::string& W, const std::string& src,
+                     const char* sign) {
+    const auto flops = 2 * static_cast<long long>(n * m * cols);
+    if (plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops) {
+      w.line("// ({} x {}) times ({} x {}) through CBLAS", n, m, m, cols);
+      w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar(1), {}, {});",
+             plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, T(), cols);
+      return;
+    }
+    // Column tiles of 512 (a tile of the source block stays in L2), inside each register tiles of
+    // 4 rows x 8 columns of T accumulated over the whole inner dimension before they are stored;
+    // rows and columns that do not fill a register tile go row by row.
+    const std::size_t tile = 512;
+    const std::size_t rows4 = n / 4 * 4;
+    w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
+    w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
+    if (rows4 > 0) {
+      w.line("const std::size_t j8 = j0 + (j1 - j0) / 8 * 8;");
+      w.open("for (std::size_t r = 0; r < {}; r += 4)", rows4);
+      w.open("for (std::size_t jc = j0; jc < j8; jc += 8)");
+      w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
+      w.line("Scalar a0[8], a1[8], a2[8], a3[8];");
+      w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
+             cols, 2 * cols, 3 * cols);
+      w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+      for (int i = 0; i < 4; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
+      w.line("const Scalar* const x = {} + s * {} + jc;", src, cols);
+      w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
+      w.close();
+      w.line("for (std::size_t j = 0; j < 8; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
+             cols, 2 * cols, 3 * cols);
+      w.close();
+      w.close();
+    }
+    // The rest row by row: the tile's last columns for the register-tiled rows, then every
+    // column of the rows past them.
+    auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
+      w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
+      w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+      w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
+      w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
+      w.close();
+      w.close();
+    };
+    if (rows4 > 0) rest("0", rows4, "j8");
+    if (rows4 < n) rest(std::to_string(rows4), n, "j0");
+    w.close();
+  }
+
+  // T += W * src for a dense W (n x m) and a row-sparse source: every run of every source row s
+  // goes into every row of T, scaled by W[r][s]: n multiplies per source entry.
+  void dense_sparse_product(int from, std::size_t n, std::size_t m, const std::string& W, const std::string& src,
+                            const char* sign) {
+    const auto& S = plan.pattern(from, p);
+    const auto& Tp = plan.pattern(g, p);
+    if (Tp.uniform()) {
+      // Every row of T has the same columns: a source run lands at the same place in each.
+      const auto stride = static_cast<std::size_t>(Tp.nonzeros) / n;
+      RecordLoop loop({"source row", "at", "from", "length"});
+      for (std::size_t r = 0; r < S.rows.size(); ++r)
+        for (const auto& run : S.rows[r])
+          loop.add_run({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, 0, run.begin)),
+                   static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin},
+                  1);
+      const auto f = loop.open(w, table());
+      w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+      w.line("const Scalar w0 = {}{}[r * {} + {}];", sign, W, m, f[0]);
+      for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[r * {} + {}{}] += w0 * {}[{}{}]", T(), stride, f[1], j, src, f[2], j); });
+      w.close();
+      w.close();
+    } else {
+      RecordLoop loop({"source row", "row", "to", "from", "length"});
+      for (std::size_t s0 = 0; s0 < S.rows.size(); ++s0)
+        for (const auto& run : S.rows[s0])
+          for (std::size_t r = 0; r < n; ++r)
+            loop.add({static_cast<std::int64_t>(s0), static_cast<std::int64_t>(r),
+                      static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
+                      static_cast<std::int64_t>(plan.position(from, p, s0, run.begin)), run.end - run.begin});
+      const auto f = loop.open(w, table());
+      w.line("const Scalar w0 = {}{}[{} * {} + {}];", sign, W, f[1], m, f[0]);
+      for_run(w, f[4], [&](const std::string& j) { return fmt::format("{}[{}{}] += w0 * {}[{}{}]", T(), f[2], j, src, f[3], j); });
+      w.close();
+    }
+    macs += static_cast<std::int64_t>(n) * S.nonzeros;
   }
 
   void connect() {
@@ -75,100 +175,92 @@ struct LeafWriter {
     const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
     const auto n = static_cast<std::size_t>(op.size);
     const auto m = static_cast<std::size_t>(plan.op(op.a).size);
-    const std::string src = source_tangent(plan, s, op.a, p);
+    const std::string src = source_tangent(plan, s, leaf.op, op.a, p);
     const std::string from = delayed_name(plan, plan.op(op.a));
+    const int from_group = plan.op(op.a).group;
     if (!src.empty()) {
       if (plan.op(op.a).code == ir::OpCode::read_delayed)
-        w.line("// cross term D[{}, {}] through {}: {} * d {} / d {}", plan.group(g).name, plan.group(plan.op(op.a).group).name,
+        w.line("// cross term D[{}, {}] through {}: {} * d {} / d {}", plan.group(g).name, plan.group(from_group).name,
                c.name, c.name, from, plan.param(p).name);
       else
         w.line("// {} <- {} through {}: {} * d {} / d {}", plan.group(g).name, from, c.name, c.name, from, plan.param(p).name);
+      const std::string W = c.param >= 0 ? s.param(c.param) : std::string();  // identity has none
       switch (c.kind) {
         case ir::ConnectionKind::dense: {
-          // T[r][j] += sum_s c[r] W[r][s] src[s][j]: four rows of T at a time over a column tile
-          // that stays in L1, so each tile of src is read once per four rows (a register-blocked
-          // product the compiler vectorises over j).
-          std::string W = s.param(c.param);
           w.open("");
+          std::string weights = W;
           if (scaled()) {
-            w.line("Scalar* const wc = step.tangent.data() + {};  // {} scaled by the coefficient", plan.scaled_weights_offset,
-                   c.name);
+            w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
             w.line("for (std::size_t r = 0; r < {}; ++r) for (std::size_t s = 0; s < {}; ++s) wc[r * {} + s] = {}[r] * {}[r * {} + s];",
                    n, m, m, fmt::format("coef{}", leaf.op), W, m);
-            W = "wc";
+            weights = "wc";
+            macs += static_cast<std::int64_t>(n * m);
           }
           const char* sign = scaled() || leaf.sign > 0 ? "" : "-";
-          const auto flops = 2 * static_cast<long long>(n * m * cols);
-          if (plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops) {
-            w.line("// ({} x {}) times ({} x {}) through CBLAS", n, m, m, cols);
-            w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar(1), {}, {});",
-                   plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, T(), cols);
-            w.close();
-            macs += static_cast<std::int64_t>(n * m * cols + (scaled() ? n * m : 0));
-            break;
+          const auto& S = plan.pattern(from_group, p);
+          const auto& Tp = plan.pattern(g, p);
+          if (S.uniform() && Tp.uniform() && S.rows.front() == Tp.rows.front()) {
+            // Source and T rows share their columns: a dense product in compact storage.
+            const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
+            if (!S.full()) w.line("// every row holds the same {} of the block's {} columns", cols, S.cols);
+            dense_product(n, m, cols, weights, src, sign);
+            macs += static_cast<std::int64_t>(n) * S.nonzeros;
+          } else {
+            w.line("// the source block is row-sparse: {} of its {} x {} entries", S.nonzeros, m, S.cols);
+            dense_sparse_product(from_group, n, m, weights, src, sign);
           }
-          // Column tiles of 512 (a tile of the source block stays in L2), inside each register
-          // tiles of 4 rows x 8 columns of T accumulated over the whole inner dimension before they
-          // are stored; rows and columns that do not fill a register tile go row by row.
-          const std::size_t tile = 512;
-          const std::size_t rows4 = n / 4 * 4;
-          w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
-          w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
-          if (rows4 > 0) {
-            w.line("const std::size_t j8 = j0 + (j1 - j0) / 8 * 8;");
-            w.open("for (std::size_t r = 0; r < {}; r += 4)", rows4);
-            w.open("for (std::size_t jc = j0; jc < j8; jc += 8)");
-            w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
-            w.line("Scalar a0[8], a1[8], a2[8], a3[8];");
-            w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
-                   cols, 2 * cols, 3 * cols);
-            w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-            for (int i = 0; i < 4; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
-            w.line("const Scalar* const x = {} + s * {} + jc;", src, cols);
-            w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
-            w.close();
-            w.line("for (std::size_t j = 0; j < 8; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
-                   cols, 2 * cols, 3 * cols);
-            w.close();
-            w.close();
-          }
-          // The rest row by row: the tile's last columns for the register-tiled rows, then every
-          // column of the rows past them.
-          auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
-            w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
-            w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-            w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
-            w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
-            w.close();
-            w.close();
-          };
-          if (rows4 > 0) rest("0", rows4, "j8");
-          if (rows4 < n) rest(std::to_string(rows4), n, "j0");
           w.close();
-          w.close();
-          macs += static_cast<std::int64_t>(n * m * cols + (scaled() ? n * m : 0));
           break;
         }
         case ir::ConnectionKind::diagonal: {
-          const std::string W = s.param(c.param);
-          w.open("for (std::size_t r = 0; r < {}; ++r)", n);
-          w.line("const Scalar w = {};", times("r", W + "[r]"));
-          w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w * {}[r * {} + j];", cols, T(), cols, src, cols);
-          w.close();
-          macs += static_cast<std::int64_t>(n * cols + (scaled() ? n : 0));
+          if (scaled()) {
+            w.open("");
+            w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
+            w.line("for (std::size_t r = 0; r < {}; ++r) wc[r] = {} * {}[r];", n, coefficient("r"), W);
+            macs += static_cast<std::int64_t>(n);
+            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("wc[{}]", r); });
+            w.close();
+          } else {
+            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("{}{}[{}]", leaf.sign < 0 ? "-" : "", W, r); });
+          }
           break;
         }
-        case ir::ConnectionKind::identity: rowwise(n, src); break;
+        case ir::ConnectionKind::identity:
+          rowwise(from_group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); });
+          break;
         case ir::ConnectionKind::sparse: {
-          const std::string W = s.param(c.param);
+          const auto& S = plan.pattern(from_group, p);
+          w.open("");
+          std::string weights = W;
+          if (scaled()) {
+            RecordLoop links({"link", "to"});
+            for (std::size_t e = 0; e < c.mask.size(); ++e) links.add({static_cast<std::int64_t>(e), c.mask[e].to});
+            w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
+            const auto f = links.open(w, table());
+            w.line("wc[{}] = {} * {}[{}];", f[0], coefficient(f[1]), W, f[0]);
+            w.close();
+            macs += static_cast<std::int64_t>(c.mask.size());
+            weights = "wc";
+          }
+          RecordLoop loop({"link", "to", "from", "length"});
+          std::int64_t entries = 0;
           for (std::size_t e = 0; e < c.mask.size(); ++e) {
             const auto to = static_cast<std::size_t>(c.mask[e].to), fr = static_cast<std::size_t>(c.mask[e].from);
-            w.open("");
-            w.line("const Scalar w = {};", times(std::to_string(to), fmt::format("{}[{}]", W, e)));
-            w.line("for (std::size_t j = 0; j < {}; ++j) {}[{} + j] += w * {}[{} + j];", cols, T(), to * cols, src, fr * cols);
+            for (const auto& run : S.rows[fr]) {
+              loop.add_run({static_cast<std::int64_t>(e), static_cast<std::int64_t>(plan.position(g, p, to, run.begin)),
+                       static_cast<std::int64_t>(plan.position(from_group, p, fr, run.begin)), run.end - run.begin},
+                      1);
+              entries += run.end - run.begin;
+            }
+          }
+          if (!loop.empty()) {
+            const auto f = loop.open(w, table());
+            w.line("const Scalar w = {}{}[{}];", scaled() || leaf.sign > 0 ? "" : "-", weights, f[0]);
+            for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += w * {}[{}{}]", T(), f[1], j, src, f[2], j); });
             w.close();
           }
-          macs += static_cast<std::int64_t>(c.mask.size() * cols + (scaled() ? c.mask.size() : 0));
+          macs += entries;
+          w.close();
           break;
         }
       }
@@ -176,29 +268,42 @@ struct LeafWriter {
     if (c.param != p) return;
     w.line("// immediate block d {} / d {}: the connection's input", plan.group(g).name, plan.param(p).name);
     switch (c.kind) {
-      case ir::ConnectionKind::dense:
-        w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+      case ir::ConnectionKind::dense: {
+        RecordLoop rows({"row", "at"});
+        for (std::size_t r = 0; r < n; ++r)
+          rows.add({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, static_cast<std::int64_t>(r * m)))});
+        const auto f = rows.open(w, table());
         if (scaled()) {
-          w.line("const Scalar c = {};", coefficient("r"));
-          w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] += c * {};", m, T(), cols, m, s.ref(op.a, "s"));
+          w.line("const Scalar c = {};", coefficient(f[0]));
+          w.line("for (std::size_t s = 0; s < {}; ++s) {}[{} + s] += c * {};", m, T(), f[1], s.ref(op.a, "s"));
           macs += static_cast<std::int64_t>(n * m);
         } else {
-          w.line("for (std::size_t s = 0; s < {}; ++s) {}[r * {} + r * {} + s] {} {};", m, T(), cols, m, accumulate(),
-                 s.ref(op.a, "s"));
+          w.line("for (std::size_t s = 0; s < {}; ++s) {}[{} + s] {} {};", m, T(), f[1], accumulate(), s.ref(op.a, "s"));
         }
         w.close();
         break;
-      case ir::ConnectionKind::diagonal:
-        w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T(), cols, times("r", s.ref(op.a, "r")));
+      }
+      case ir::ConnectionKind::diagonal: {
+        RecordLoop rows({"row", "at"});
+        for (std::size_t r = 0; r < n; ++r)
+          rows.add({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, static_cast<std::int64_t>(r)))});
+        const auto f = rows.open(w, table());
+        w.line("{}[{}] += {};", T(), f[1], times(f[0], s.ref(op.a, f[0])));
+        w.close();
         macs += static_cast<std::int64_t>(scaled() ? n : 0);
         break;
-      case ir::ConnectionKind::sparse:
-        for (std::size_t e = 0; e < c.mask.size(); ++e) {
-          const auto to = static_cast<std::size_t>(c.mask[e].to);
-          w.line("{}[{}] += {};", T(), to * cols + e, times(std::to_string(to), s.ref(op.a, std::to_string(c.mask[e].from))));
-        }
+      }
+      case ir::ConnectionKind::sparse: {
+        RecordLoop links({"link", "to", "from", "at"});
+        for (std::size_t e = 0; e < c.mask.size(); ++e)
+          links.add({static_cast<std::int64_t>(e), c.mask[e].to, c.mask[e].from,
+                     static_cast<std::int64_t>(plan.position(g, p, static_cast<std::size_t>(c.mask[e].to), static_cast<std::int64_t>(e)))});
+        const auto f = links.open(w, table());
+        w.line("{}[{}] += {};", T(), f[3], times(f[1], s.ref(op.a, f[2])));
+        w.close();
         macs += static_cast<std::int64_t>(scaled() ? c.mask.size() : 0);
         break;
+      }
       case ir::ConnectionKind::identity: break;
     }
   }
@@ -208,30 +313,48 @@ struct LeafWriter {
     const auto n = static_cast<std::size_t>(op.size);
     switch (op.code) {
       case ir::OpCode::connect: connect(); break;
-      case ir::OpCode::bias:
+      case ir::OpCode::bias: {
         if (op.param != p) return;
         w.line("// immediate block d {} / d {}", plan.group(g).name, plan.param(p).name);
+        RecordLoop rows({"row", "at"});
+        for (std::size_t r = 0; r < n; ++r)
+          rows.add({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, static_cast<std::int64_t>(r)))});
+        const auto f = rows.open(w, table());
         if (scaled())
-          w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] += {};", n, T(), cols, coefficient("r"));
+          w.line("{}[{}] += {};", T(), f[1], coefficient(f[0]));
         else
-          w.line("for (std::size_t r = 0; r < {}; ++r) {}[r * {} + r] {} Scalar(1);", n, T(), cols, accumulate());
+          w.line("{}[{}] {} Scalar(1);", T(), f[1], accumulate());
+        w.close();
         break;
+      }
       case ir::OpCode::read:
       case ir::OpCode::read_delayed: {
-        const std::string src = source_tangent(plan, s, leaf.op, p);
+        const std::string src = source_tangent(plan, s, leaf.op, leaf.op, p);
         if (src.empty()) return;
         if (op.code == ir::OpCode::read_delayed)
           w.line("// cross term D[{}, {}]: d {} / d {}", plan.group(g).name, plan.group(op.group).name, describe(plan, leaf.op),
                  plan.param(p).name);
         else
           w.line("// {} <- {}", plan.group(g).name, plan.group(op.group).name);
-        rowwise(n, src);
+        rowwise(op.group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); });
         break;
       }
       default: break;
     }
   }
 };
+
+// One record per run of a stored block's pattern: (row, column, where it is stored, length).
+RecordLoop block_runs(const KernelPlan& plan, int k, int p) {
+  const int g = plan.a.states[static_cast<std::size_t>(k)];
+  const auto& pattern = plan.pattern(g, p);
+  RecordLoop loop({"row", "column", "at", "length"});
+  for (std::size_t r = 0; r < pattern.rows.size(); ++r)
+    for (const auto& run : pattern.rows[r])
+      loop.add({static_cast<std::int64_t>(r), run.begin, static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
+                run.end - run.begin});
+  return loop;
+}
 
 }  // namespace
 
@@ -266,21 +389,26 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
       body.line("// ---- block {} ({} columns): Delta of {}", param.name, cols, states);
       body.open("");
       std::size_t work = 0;
+      int tables = 0;
       for (int g : groups) {
         const auto& group = plan.group(g);
         const int k = plan.state_of(g);
-        const std::size_t size = static_cast<std::size_t>(group.size) * cols;
+        const auto& pattern = plan.pattern(g, pi);
+        const auto size = static_cast<std::size_t>(pattern.nonzeros);
+        const std::string stored =
+            pattern.full() ? std::string()
+                           : fmt::format(", {} of {} x {} entries (row-sparse)", pattern.nonzeros, group.size, cols);
         if (k >= 0 && plan.sensitivity_block(k, pi) != static_cast<std::size_t>(-1)) {
-          body.line("Scalar* const T_{} = {};  // d {} / d {}, written into Delta_N", group.name, s.delta_next(k, pi),
-                    group.name, param.name);
+          body.line("Scalar* const T_{} = {};  // d {} / d {}{}, written into Delta_N", group.name, s.delta_next(k, pi),
+                    group.name, param.name, stored);
         } else {
-          body.line("Scalar* const T_{} = step.tangent.data() + {};  // d {} / d {}", group.name, work, group.name,
-                    param.name);
+          body.line("Scalar* const T_{} = step.tangent.data() + {};  // d {} / d {}{}", group.name, work, group.name,
+                    param.name, stored);
           work += size;
         }
-        body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
+        if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
         for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
-          LeafWriter{plan, s, body, macs, g, leaf, pi, cols}.emit();
+          LeafWriter{plan, s, body, macs, tables, g, leaf, pi}.emit();
       }
       body.close();
     }
@@ -294,16 +422,17 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
   {
     Scope s(plan, Scope::Access::read);
     CodeWriter body(2);
+    int tables = 0;
     for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
       const int g = plan.a.states[k];
-      const auto n = static_cast<std::size_t>(plan.group(g).size);
       for (int p : plan.a.state_params[k]) {
-        const auto cols = static_cast<std::size_t>(plan.param(p).size());
+        const auto runs = block_runs(plan, static_cast<int>(k), p);
+        if (runs.empty()) continue;
         body.line("// (dC/d{}) * d{}/d{}", plan.group(g).name, plan.group(g).name, plan.param(p).name);
-        body.open("for (std::size_t r = 0; r < {}; ++r)", n);
-        body.line("const Scalar a = prev_state_adjoint[{} + r];", plan.state_offset[k]);
-        body.line("for (std::size_t j = 0; j < {}; ++j) {}[j] += a * {}[r * {} + j];", cols, s.gradient(p),
-                  s.delta_prev(static_cast<int>(k), p), cols);
+        const auto f = runs.open(body, fmt::format("runs{}", tables++));
+        body.line("const Scalar a = prev_state_adjoint[{} + {}];", plan.state_offset[k], f[0]);
+        const std::string grad = s.gradient(p), delta = s.delta_prev(static_cast<int>(k), p);
+        for_run(body, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += a * {}[{}{}]", grad, f[1], j, delta, f[2], j); });
         body.close();
       }
     }
@@ -313,6 +442,37 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
                   "void apply_sensitivity([[maybe_unused]] const Scalar* delta_prev, "
                   "[[maybe_unused]] const Scalar* prev_state_adjoint, [[maybe_unused]] Scalar* grad) const",
                   s, body);
+  }
+  {
+    CodeWriter body(2);
+    int tables = 0;
+    std::size_t block = 0;
+    body.line("for (std::size_t i = 0; i < n_sensitivity_blocks; ++i) blocks[i] = 0;");
+    for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
+      const int g = plan.a.states[k];
+      for (int p : plan.a.state_params[k]) {
+        const auto cols = static_cast<std::size_t>(plan.param(p).size());
+        const auto runs = block_runs(plan, static_cast<int>(k), p);
+        if (!runs.empty()) {
+          body.line("// d {} / d {}", plan.group(g).name, plan.param(p).name);
+          const auto f = runs.open(body, fmt::format("runs{}", tables++));
+          const auto at = plan.sensitivity_block(static_cast<int>(k), p);
+          for_run(body, f[3], [&](const std::string& j) {
+            return fmt::format("blocks[{} + {} * {} + {}{}] = sensitivity[{} + {}{}]", block, f[0], cols, f[1], j, at, f[2], j);
+          });
+          body.close();
+        }
+        block += static_cast<std::size_t>(plan.group(g).size) * cols;
+      }
+    }
+    w.blank();
+    w.line("// Delta with every stored block written out whole (n_k x |P_p|, row-major, blocks in the order");
+    w.line("// of Sensitivity; zeros outside the patterns): loopgrad::runtime::Interpreter's layout, for");
+    w.line("// inspection and comparison. `blocks` holds n_sensitivity_blocks values.");
+    Scope none(plan, Scope::Access::read);
+    emit_function(w,
+                  "void expand_sensitivity([[maybe_unused]] const Scalar* sensitivity, Scalar* blocks) const", none,
+                  body);
   }
   w.blank();
   out += w.str();

@@ -114,11 +114,21 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
   for (const auto& [k, l] : a.recurrency_abstraction_violations)
     j["recurrency_abstraction_violations"].push_back({group_name(net, k), group_name(net, l)});
   j["sensitivity_blocks"] = json::array();
-  for (const auto& b : a.sensitivity_blocks)
-    j["sensitivity_blocks"].push_back({{"state", group_name(net, b.state)},
-                                       {"param", net.params[static_cast<std::size_t>(b.param)].name},
-                                       {"nonzero", b.nonzero},
-                                       {"neuron_nonzeros", b.nonzeros}});
+  for (const auto& b : a.sensitivity_blocks) {
+    json block = {{"state", group_name(net, b.state)},
+                  {"param", net.params[static_cast<std::size_t>(b.param)].name},
+                  {"nonzero", b.nonzero},
+                  {"neuron_nonzeros", b.nonzeros}};
+    // A row-sparse block: its entries as [row, first column, end column) runs, as stored.
+    if (b.nonzero && !a.pattern(b.state, b.param).full()) {
+      json runs = json::array();
+      const auto& rows = a.pattern(b.state, b.param).rows;
+      for (std::size_t r = 0; r < rows.size(); ++r)
+        for (const auto& run : rows[r]) runs.push_back({r, run.begin, run.end});
+      block["runs"] = std::move(runs);
+    }
+    j["sensitivity_blocks"].push_back(std::move(block));
+  }
   j["unreachable_params"] = json::array();
   for (int p : a.unreachable_params) j["unreachable_params"].push_back(net.params[static_cast<std::size_t>(p)].name);
   j["param_count"] = net.param_count();
@@ -126,7 +136,7 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
   j["dense_macs_per_step"] = a.dense_macs_per_step;
   j["sensitivity_values"] = a.sensitivity_values;
   j["dense_sensitivity_values"] = a.dense_sensitivity_values;
-  j["sensitivity_nonzeros"] = a.sensitivity_nonzeros;
+  j["sensitivity_block_values"] = a.sensitivity_block_values;
   j["gradient_macs_per_step"] = a.gradient_macs_per_step;
   return j;
 }
@@ -157,11 +167,12 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
                        group_name(net, k), group_name(net, l));
   for (int p : a.unreachable_params)
     out += fmt::format("parameter '{}' reaches no loss\n", net.params[static_cast<std::size_t>(p)].name);
-  out += fmt::format("sensitivity update: {} MACs per step pruned vs {} dense ({:.2f}x); {} vs {} values stored, "
-                     "{} of them nonzero at neuron level\n",
+  out += fmt::format("sensitivity update: {} MACs per step pruned vs {} dense ({:.2f}x); {} vs {} values stored "
+                     "({} in the stored blocks, {} of them structurally zero at neuron level)\n",
                      a.macs_per_step, a.dense_macs_per_step,
                      a.macs_per_step > 0 ? static_cast<double>(a.dense_macs_per_step) / static_cast<double>(a.macs_per_step) : 0.0,
-                     a.sensitivity_values, a.dense_sensitivity_values, a.sensitivity_nonzeros);
+                     a.sensitivity_values, a.dense_sensitivity_values, a.sensitivity_block_values,
+                     a.sensitivity_block_values - a.sensitivity_values);
   return out;
 }
 

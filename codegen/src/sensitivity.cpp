@@ -87,20 +87,47 @@ void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& 
   path.erase(path.begin());
 }
 
+// The entries of tangent blocks as count_macs sees them: all of them (nothing pruned at neuron
+// level) or the patterns'.
+struct SourceEntries {
+  const ir::Network& net;
+  const Analysis* patterns;  // nullptr: every block full
+
+  // Entries of group g's block p.
+  std::int64_t group(int g, int p) const {
+    if (patterns == nullptr) return net.groups[static_cast<std::size_t>(g)].size * net.params[static_cast<std::size_t>(p)].size();
+    return patterns->pattern(g, p).nonzeros;
+  }
+  // Entries the leaf `op` carries into its group's block p, given that its source carries p.
+  std::int64_t carried(int op, int p) const {
+    if (patterns != nullptr) return carried_entries(net, *patterns, op, p);
+    const auto& o = net.ops[static_cast<std::size_t>(op)];
+    const std::int64_t cols = net.params[static_cast<std::size_t>(p)].size();
+    if (o.code != ir::OpCode::connect) return net.groups[static_cast<std::size_t>(o.group)].size * cols;
+    const auto& c = net.connections[static_cast<std::size_t>(o.connection)];
+    if (c.kind == ir::ConnectionKind::sparse) return static_cast<std::int64_t>(c.mask.size()) * cols;
+    return net.ops[static_cast<std::size_t>(o.a)].size * cols;
+  }
+};
+
 // Multiply-adds of the sensitivity update as the kernel evaluates it, given the tangent blocks
-// each op carries: for every parameter block p and every group whose block for p is formed, each
-// leaf's Jacobian applied to its source's block (the axpy), the leaf's coefficient folded into
-// the weights it scales, and the immediate blocks (a multiply only when the coefficient is not
-// +-1); plus, once per step, the coefficients the update uses. Sums and copies are free.
-std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& t) {
+// each op carries and the entries of each: for every parameter block p and every group whose
+// block for p is formed, each leaf's Jacobian applied to its source's entries (a dense
+// connection: every row of W times every stored entry of the source; diagonal, identity and
+// read: each entry once, scaled; sparse: each link times its source row's entries), the leaf's
+// coefficient folded into the weights it scales, and the immediate blocks (a multiply only when
+// the coefficient is not +-1); plus, once per step, the coefficients the update uses. Sums and
+// copies are free.
+std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& t,
+                        const SourceEntries& entries) {
   std::int64_t macs = 0;
   std::set<int> used;  // leaves whose coefficient the update reads
   for (std::size_t p = 0; p < net.params.size(); ++p) {
     const int pi = static_cast<int>(p);
-    const std::int64_t cols = net.params[p].size();
     for (int g : a.group_order) {
       const auto& group = net.groups[static_cast<std::size_t>(g)];
-      if (t[static_cast<std::size_t>(group.value_op())].count(pi) == 0) continue;
+      // A block with no entries is not formed.
+      if (t[static_cast<std::size_t>(group.value_op())].count(pi) == 0 || entries.group(g, pi) == 0) continue;
       for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
         const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
         const std::int64_t n = op.size;
@@ -108,28 +135,30 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
         bool contributes = false;
         if (op.code == ir::OpCode::connect) {
           const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
-          const bool source = t[static_cast<std::size_t>(op.a)].count(pi) > 0;
+          const std::int64_t src = t[static_cast<std::size_t>(op.a)].count(pi) > 0 ? entries.carried(leaf.op, pi) : 0;
+          const bool source = src > 0;  // carrying nothing adds nothing
           const bool own = c.param == pi;
           const std::int64_t m = net.ops[static_cast<std::size_t>(op.a)].size;
           const auto nnz = static_cast<std::int64_t>(c.mask.size());
           contributes = source || own;
           switch (c.kind) {
             case ir::ConnectionKind::dense:
-              macs += (source ? n * m * cols + (coef ? n * m : 0) : 0) + (own && coef ? n * m : 0);
+              macs += (source ? n * src + (coef ? n * m : 0) : 0) + (own && coef ? n * m : 0);
               break;
             case ir::ConnectionKind::diagonal:
-              macs += (source ? n * cols + (coef ? n : 0) : 0) + (own && coef ? n : 0);
+              macs += (source ? src + (coef ? n : 0) : 0) + (own && coef ? n : 0);
               break;
-            case ir::ConnectionKind::identity: macs += source && coef ? n * cols : 0; break;
+            case ir::ConnectionKind::identity: macs += source && coef ? src : 0; break;
             case ir::ConnectionKind::sparse:
-              macs += (source ? nnz * cols + (coef ? nnz : 0) : 0) + (own && coef ? nnz : 0);
+              macs += (source ? src + (coef ? nnz : 0) : 0) + (own && coef ? nnz : 0);
               break;
           }
         } else if (op.code == ir::OpCode::bias) {
           contributes = op.param == pi;
         } else if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
-          contributes = t[static_cast<std::size_t>(leaf.op)].count(pi) > 0;
-          macs += contributes && coef ? n * cols : 0;
+          const std::int64_t src = t[static_cast<std::size_t>(leaf.op)].count(pi) > 0 ? entries.carried(leaf.op, pi) : 0;
+          contributes = src > 0;
+          macs += coef ? src : 0;
         }
         if (contributes && coef) used.insert(leaf.op);
       }
@@ -141,105 +170,191 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
   return macs;
 }
 
-// Neuron-level structure: for every stored block (state k, parameter group p), which entries of
-// d R^k / d P_p can ever be nonzero. Each group's block for p is a pattern (one bitset of |P_p|
-// columns per neuron), built from its leaves: a dense connection gives every row the union of its
-// source's rows, a diagonal or identity connection and a group read keep row r in row r, a sparse
-// link carries row `from` into row `to`; the immediate blocks set row r's own weights (dense: the
-// columns of row r of W; diagonal and bias: column r; sparse: the link's column). delay(l) reads
-// the pattern of Delta^l, which is iterated to its fixed point (patterns only grow).
-void count_neuron_nonzeros(const ir::Network& net, Analysis& a) {
-  using Rows = std::vector<boost::dynamic_bitset<>>;
-  const auto P = net.params.size();
-  std::map<std::pair<int, int>, Rows> delta;  // (state group, param) -> pattern of Delta
-  for (const auto& b : a.sensitivity_blocks)
-    if (b.nonzero)
-      delta[{b.state, b.param}] = Rows(static_cast<std::size_t>(net.groups[static_cast<std::size_t>(b.state)].size),
-                                       boost::dynamic_bitset<>(static_cast<std::size_t>(net.params[static_cast<std::size_t>(b.param)].size())));
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (std::size_t p = 0; p < P; ++p) {
-      const int pi = static_cast<int>(p);
-      const auto cols = static_cast<std::size_t>(net.params[p].size());
-      std::map<int, Rows> group;  // this step's pattern of every group that carries block p
-      auto source = [&](int read_op) -> const Rows* {
-        const auto& op = net.ops[static_cast<std::size_t>(read_op)];
-        if (!a.has_tangent(read_op, pi)) return nullptr;
-        if (op.code == ir::OpCode::read_delayed) return &delta.at({op.group, pi});
-        return &group.at(op.group);
-      };
-      for (int g : a.group_order) {
-        const auto& grp = net.groups[static_cast<std::size_t>(g)];
-        if (!a.has_tangent(grp.value_op(), pi)) continue;
-        Rows rows(static_cast<std::size_t>(grp.size), boost::dynamic_bitset<>(cols));
-        for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
-          const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
-          if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
-            if (const Rows* src = source(leaf.op))
+using Rows = std::vector<boost::dynamic_bitset<>>;
+
+Pattern to_pattern(int g, int p, std::int64_t cols, const Rows& rows) {
+  Pattern out{g, p, cols, {}, 0};
+  out.rows.resize(rows.size());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const auto& bits = rows[r];
+    auto& runs = out.rows[r];
+    for (auto c = bits.find_first(); c != boost::dynamic_bitset<>::npos;) {
+      auto e = c;
+      while (e + 1 < bits.size() && bits.test(e + 1)) ++e;
+      runs.push_back({static_cast<std::int64_t>(c), static_cast<std::int64_t>(e + 1)});
+      out.nonzeros += static_cast<std::int64_t>(e + 1 - c);
+      c = bits.find_next(e);
+    }
+  }
+  return out;
+}
+
+Pattern full_pattern(const ir::Network& net, int g, int p) {
+  const std::int64_t cols = net.params[static_cast<std::size_t>(p)].size();
+  const auto n = static_cast<std::size_t>(net.groups[static_cast<std::size_t>(g)].size);
+  Pattern out{g, p, cols, std::vector<std::vector<Run>>(n, std::vector<Run>{{0, cols}}), cols * static_cast<std::int64_t>(n)};
+  if (cols == 0) out.rows.assign(n, {});
+  return out;
+}
+
+// One step's pattern of every group that carries block p, given the patterns of Delta.
+// A dense connection gives every row the union of its source's rows, a diagonal or identity
+// connection and a group read keep row r in row r, a sparse link carries row `from` into row
+// `to`; the immediate blocks set row r's own weights (dense: the columns of row r of W;
+// diagonal and bias: column r; sparse: the link's column). delay(l) reads the pattern of Delta^l.
+std::map<int, Rows> step_patterns(const ir::Network& net, const Analysis& a, int pi,
+                                  const std::map<std::pair<int, int>, Rows>& delta) {
+  const auto cols = static_cast<std::size_t>(net.params[static_cast<std::size_t>(pi)].size());
+  std::map<int, Rows> group;
+  auto source = [&](int read_op) -> const Rows* {
+    const auto& op = net.ops[static_cast<std::size_t>(read_op)];
+    if (!a.has_tangent(read_op, pi)) return nullptr;
+    if (op.code == ir::OpCode::read_delayed) return &delta.at({op.group, pi});
+    return &group.at(op.group);
+  };
+  for (int g : a.group_order) {
+    const auto& grp = net.groups[static_cast<std::size_t>(g)];
+    if (!a.has_tangent(grp.value_op(), pi)) continue;
+    Rows rows(static_cast<std::size_t>(grp.size), boost::dynamic_bitset<>(cols));
+    for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+      const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
+      if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
+        if (const Rows* src = source(leaf.op))
+          for (std::size_t r = 0; r < rows.size(); ++r) rows[r] |= (*src)[r];
+      } else if (op.code == ir::OpCode::bias) {
+        if (op.param == pi)
+          for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
+      } else if (op.code == ir::OpCode::connect) {
+        const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+        const auto m = static_cast<std::size_t>(net.ops[static_cast<std::size_t>(op.a)].size);
+        if (const Rows* src = source(op.a)) {
+          switch (c.kind) {
+            case ir::ConnectionKind::dense: {
+              boost::dynamic_bitset<> all(cols);
+              for (const auto& row : *src) all |= row;
+              for (auto& row : rows) row |= all;
+              break;
+            }
+            case ir::ConnectionKind::diagonal:
+            case ir::ConnectionKind::identity:
               for (std::size_t r = 0; r < rows.size(); ++r) rows[r] |= (*src)[r];
-          } else if (op.code == ir::OpCode::bias) {
-            if (op.param == pi)
-              for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
-          } else if (op.code == ir::OpCode::connect) {
-            const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
-            const auto m = static_cast<std::size_t>(net.ops[static_cast<std::size_t>(op.a)].size);
-            if (const Rows* src = source(op.a)) {
-              switch (c.kind) {
-                case ir::ConnectionKind::dense: {
-                  boost::dynamic_bitset<> all(cols);
-                  for (const auto& row : *src) all |= row;
-                  for (auto& row : rows) row |= all;
-                  break;
-                }
-                case ir::ConnectionKind::diagonal:
-                case ir::ConnectionKind::identity:
-                  for (std::size_t r = 0; r < rows.size(); ++r) rows[r] |= (*src)[r];
-                  break;
-                case ir::ConnectionKind::sparse:
-                  for (const auto& e : c.mask) rows[static_cast<std::size_t>(e.to)] |= (*src)[static_cast<std::size_t>(e.from)];
-                  break;
-              }
-            }
-            if (c.param == pi) {
-              switch (c.kind) {
-                case ir::ConnectionKind::dense:
-                  for (std::size_t r = 0; r < rows.size(); ++r)
-                    for (std::size_t s = 0; s < m; ++s) rows[r].set(r * m + s);
-                  break;
-                case ir::ConnectionKind::diagonal:
-                  for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
-                  break;
-                case ir::ConnectionKind::sparse:
-                  for (std::size_t e = 0; e < c.mask.size(); ++e) rows[static_cast<std::size_t>(c.mask[e].to)].set(e);
-                  break;
-                case ir::ConnectionKind::identity: break;
-              }
-            }
+              break;
+            case ir::ConnectionKind::sparse:
+              for (const auto& e : c.mask) rows[static_cast<std::size_t>(e.to)] |= (*src)[static_cast<std::size_t>(e.from)];
+              break;
           }
         }
-        group[g] = std::move(rows);
+        if (c.param == pi) {
+          switch (c.kind) {
+            case ir::ConnectionKind::dense:
+              for (std::size_t r = 0; r < rows.size(); ++r)
+                for (std::size_t s = 0; s < m; ++s) rows[r].set(r * m + s);
+              break;
+            case ir::ConnectionKind::diagonal:
+              for (std::size_t r = 0; r < rows.size(); ++r) rows[r].set(r);
+              break;
+            case ir::ConnectionKind::sparse:
+              for (std::size_t e = 0; e < c.mask.size(); ++e) rows[static_cast<std::size_t>(c.mask[e].to)].set(e);
+              break;
+            case ir::ConnectionKind::identity: break;
+          }
+        }
       }
-      for (auto& [key, rows] : delta)
-        if (key.second == pi && group.count(key.first) > 0) {
-          const auto& now = group.at(key.first);
+    }
+    group[g] = std::move(rows);
+  }
+  return group;
+}
+
+// Neuron-level structure: the pattern of every tangent block and stored block (Pattern in
+// analysis.hpp). Delta's patterns start empty and grow by what one step writes into them until
+// nothing changes (patterns only grow, so this ends); the groups' patterns of that last step are
+// final. Without pruning every pattern is full.
+void compute_patterns(const ir::Network& net, Analysis& a, bool prune) {
+  const auto P = net.params.size();
+  a.patterns.clear();
+  a.pattern_index.assign(net.groups.size(), std::vector<int>(P, -1));
+  auto add = [&](Pattern pattern) {
+    auto& slot = a.pattern_index[static_cast<std::size_t>(pattern.group)][static_cast<std::size_t>(pattern.param)];
+    if (slot >= 0) return;
+    slot = static_cast<int>(a.patterns.size());
+    a.patterns.push_back(std::move(pattern));
+  };
+  if (!prune) {
+    for (std::size_t g = 0; g < net.groups.size(); ++g) {
+      if (net.groups[g].kind != ir::GroupKind::neuron) continue;
+      for (int p : a.op_tangent[static_cast<std::size_t>(net.groups[g].value_op())]) add(full_pattern(net, static_cast<int>(g), p));
+    }
+    for (const auto& b : a.sensitivity_blocks)
+      if (b.nonzero) add(full_pattern(net, b.state, b.param));
+  } else {
+    std::map<std::pair<int, int>, Rows> delta;  // (state group, param) -> pattern of Delta
+    for (const auto& b : a.sensitivity_blocks)
+      if (b.nonzero)
+        delta[{b.state, b.param}] = Rows(static_cast<std::size_t>(net.groups[static_cast<std::size_t>(b.state)].size),
+                                         boost::dynamic_bitset<>(static_cast<std::size_t>(net.params[static_cast<std::size_t>(b.param)].size())));
+    std::vector<std::map<int, Rows>> last(P);
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (std::size_t p = 0; p < P; ++p) {
+        const int pi = static_cast<int>(p);
+        last[p] = step_patterns(net, a, pi, delta);
+        for (auto& [key, rows] : delta) {
+          if (key.second != pi || last[p].count(key.first) == 0) continue;
+          const auto& now = last[p].at(key.first);
           for (std::size_t r = 0; r < rows.size(); ++r)
             if (!now[r].is_subset_of(rows[r])) {
               rows[r] |= now[r];
               changed = true;
             }
         }
+      }
     }
+    for (std::size_t p = 0; p < P; ++p)
+      for (const auto& [g, rows] : last[p]) add(to_pattern(g, static_cast<int>(p), net.params[p].size(), rows));
+    for (const auto& [key, rows] : delta)
+      if (a.pattern_index[static_cast<std::size_t>(key.first)][static_cast<std::size_t>(key.second)] < 0 ||
+          a.pattern(key.first, key.second).rows != to_pattern(key.first, key.second, net.params[static_cast<std::size_t>(key.second)].size(), rows).rows)
+        throw std::logic_error(fmt::format(
+            "loopgrad internal error: network '{}': the pattern of d {} / d {} is not at its fixed point; please "
+            "report this network",
+            net.name, net.groups[static_cast<std::size_t>(key.first)].name, net.params[static_cast<std::size_t>(key.second)].name));
   }
-  a.sensitivity_nonzeros = 0;
+  a.sensitivity_values = 0;
   for (auto& b : a.sensitivity_blocks) {
-    b.nonzeros = 0;
-    if (!b.nonzero) continue;
-    for (const auto& row : delta.at({b.state, b.param})) b.nonzeros += static_cast<std::int64_t>(row.count());
-    a.sensitivity_nonzeros += b.nonzeros;
+    b.nonzeros = b.nonzero ? a.pattern(b.state, b.param).nonzeros : 0;
+    a.sensitivity_values += b.nonzeros;
   }
 }
 
 }  // namespace
+
+std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param) {
+  const auto& o = net.ops[static_cast<std::size_t>(op)];
+  if (o.code == ir::OpCode::read || o.code == ir::OpCode::read_delayed)
+    return a.has_tangent(op, param) ? a.pattern(o.group, param).nonzeros : 0;
+  if (o.code != ir::OpCode::connect || !a.has_tangent(o.a, param)) return 0;
+  const auto& source = a.pattern(net.ops[static_cast<std::size_t>(o.a)].group, param);
+  const auto& c = net.connections[static_cast<std::size_t>(o.connection)];
+  if (c.kind != ir::ConnectionKind::sparse) return source.nonzeros;
+  std::int64_t n = 0;
+  for (const auto& link : c.mask)
+    for (const auto& run : source.rows[static_cast<std::size_t>(link.from)]) n += run.end - run.begin;
+  return n;
+}
+
+bool Pattern::uniform() const {
+  for (const auto& row : rows)
+    if (row != rows.front()) return false;
+  return true;
+}
+
+const Pattern& Analysis::pattern(int group, int param) const {
+  const auto g = static_cast<std::size_t>(group), p = static_cast<std::size_t>(param);
+  if (group < 0 || param < 0 || g >= pattern_index.size() || p >= pattern_index[g].size() || pattern_index[g][p] < 0)
+    throw std::logic_error(fmt::format("loopgrad internal error: no pattern for group {} and parameter group {}", group, param));
+  return patterns[static_cast<std::size_t>(pattern_index[g][p])];
+}
 
 bool Analysis::has_tangent(int op, int param) const {
   const auto& ps = op_tangent[static_cast<std::size_t>(op)];
@@ -286,7 +401,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   // A state's Delta is stored only if the state can influence a loss.
   a.state_params.assign(K, {});
   a.sensitivity_blocks.clear();
-  a.sensitivity_values = 0;
+  a.sensitivity_block_values = 0;
   a.dense_sensitivity_values = 0;
   for (std::size_t k = 0; k < K; ++k) {
     const auto g = static_cast<std::size_t>(a.states[k]);
@@ -298,11 +413,10 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
       a.sensitivity_blocks.push_back({a.states[k], static_cast<int>(p), nonzero});
       if (nonzero) {
         a.state_params[k].push_back(static_cast<int>(p));
-        a.sensitivity_values += n * net.params[p].size();
+        a.sensitivity_block_values += n * net.params[p].size();
       }
     }
   }
-  a.gradient_macs_per_step = a.sensitivity_values;
 
   // Tangents are needed in groups whose values reach a stored state within the step.
   auto reaches_stored_state = [&](int g, bool all_states) {
@@ -336,8 +450,9 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   }
   a.op_tangent.assign(net.ops.size(), {});
   for (std::size_t i = 0; i < net.ops.size(); ++i) a.op_tangent[i].assign(pruned[i].begin(), pruned[i].end());
-  a.macs_per_step = count_macs(net, a, pruned);
-  count_neuron_nonzeros(net, a);
+  compute_patterns(net, a, options.prune);
+  a.gradient_macs_per_step = a.sensitivity_values;
+  a.macs_per_step = count_macs(net, a, pruned, SourceEntries{net, &a});
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.
@@ -345,7 +460,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
       net, a, [&](int) { return all; }, [&](int g) { return reaches_stored_state(g, true); });
   for (auto& t : dense)
     if (!t.empty()) t = all;
-  a.dense_macs_per_step = count_macs(net, a, dense);
+  a.dense_macs_per_step = count_macs(net, a, dense, SourceEntries{net, nullptr});
 }
 
 }  // namespace loopgrad::analysis

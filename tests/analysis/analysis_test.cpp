@@ -85,7 +85,7 @@ TEST_CASE("Elman: one self-recurrent loop, only the layer's parameters in Delta"
   CHECK(x.a.macs_per_step < x.a.dense_macs_per_step);
   CHECK(x.a.sensitivity_values == H * S);
   CHECK(x.a.dense_sensitivity_values == H * P);
-  CHECK(x.a.sensitivity_nonzeros == H * S);  // a dense recurrence fills every block
+  CHECK(x.a.sensitivity_block_values == H * S);  // a dense recurrence fills every block
 }
 
 TEST_CASE("stacked RNN: two ordered loops, D[h1,h2] pruned, no Delta of layer 1 w.r.t. layer 2") {
@@ -159,13 +159,20 @@ TEST_CASE("diagonal RNN: the recurrence is element-wise") {
   CHECK(x.net.connections[x.net.find_connection("diag_w_hh")].kind == ir::ConnectionKind::diagonal);
   CHECK(cls(x, "diag_w_hh") == "feed-back");
   const long S = In * H + H + H;
-  // diagonal w * T(h') costs H*S (+ H per block to fold in tanh'), not H*H*S; the immediate
-  // blocks of W_xh and w_hh cost H*In and H; three coefficients of H each.
-  CHECK(x.a.macs_per_step == H * S + 3 * H + H * In + H + 3 * H);
   // At neuron level Delta stays row-sparse: unit r depends only on its own row of W_xh, its own
-  // w_hh and b_h entries, so H*S stored values hold S nonzeros.
-  CHECK(x.a.sensitivity_values == H * S);
-  CHECK(x.a.sensitivity_nonzeros == S);
+  // w_hh and b_h entries, so the H*S entries of the blocks hold S nonzeros, the values stored.
+  CHECK(x.a.sensitivity_block_values == H * S);
+  CHECK(x.a.sensitivity_values == S);
+  const auto& p = x.a.pattern(x.net.find_group("diag_h"), x.net.find_param("diag_W_xh"));
+  for (long r = 0; r < H; ++r) CHECK(p.rows[std::size_t(r)] == std::vector<analysis::Run>{{r * In, r * In + In}});
+  // diagonal w * T(h') touches each stored entry once: S (+ H per block to fold in tanh'), not
+  // H*H*S; the immediate blocks of W_xh and w_hh cost H*In and H; three coefficients of H each.
+  CHECK(x.a.macs_per_step == S + 3 * H + H * In + H + 3 * H);
+  CHECK(x.a.gradient_macs_per_step == S);
+  // Without pruning every block is stored full.
+  const auto dense = analysis::analyse(x.net, {.prune = false});
+  CHECK(dense.sensitivity_values == dense.dense_sensitivity_values);
+  CHECK(dense.macs_per_step == x.a.dense_macs_per_step);
 }
 
 TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {
@@ -205,7 +212,11 @@ TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a s
   CHECK_FALSE(x.a.influences_loss[x.net.find_group("d")]);
   const long Sab = size_of(x, {"W_xa", "W_aa", "W_ba", "b_a", "S_ab", "w_bb", "b_b"});
   const long Sc = Sab + size_of(x, {"W_bc", "W_cc", "W_xc"});
-  CHECK(x.a.sensitivity_values == 4 * Sab + 3 * Sab + 2 * Sc);
+  CHECK(x.a.sensitivity_block_values == 4 * Sab + 3 * Sab + 2 * Sc);
+  std::int64_t stored = 0;
+  for (const auto& b : x.a.sensitivity_blocks) stored += b.nonzeros;
+  CHECK(x.a.sensitivity_values == stored);
+  CHECK(x.a.sensitivity_values <= x.a.sensitivity_block_values);
   CHECK(x.a.macs_per_step < x.a.dense_macs_per_step);
 }
 

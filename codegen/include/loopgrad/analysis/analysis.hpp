@@ -48,9 +48,9 @@ struct SensitivityBlock {
   int state = -1;  // group index
   int param = -1;  // parameter group index
   bool nonzero = false;  // stored and updated: the parameter reaches the state and the state a loss
-  // Entries of the block that are structurally nonzero at neuron level (diagonal and sparse
-  // connections keep Delta row-sparse): boolean patterns propagated through the step to a fixed
-  // point over time. At most state size x parameter group size; 0 when the block is not stored.
+  // Entries of the block that are structurally nonzero at neuron level, the values the kernel
+  // stores (Analysis::pattern(state, param)). At most state size x parameter group size; 0 when
+  // the block is not stored.
   std::int64_t nonzeros = 0;
 };
 
@@ -66,6 +66,28 @@ struct Leaf {
   std::vector<int> path;            // ops from the leaf's parent up to the group's value op
   bool constant_coefficient = true; // the coefficient is sign * 1: no factor on the path
   int coefficient_multiplies = 0;   // multiplications to evaluate the coefficient, per element
+};
+
+// Columns [begin, end) of one row of a tangent block.
+struct Run {
+  std::int64_t begin = 0, end = 0;
+  friend bool operator==(const Run&, const Run&) = default;
+};
+
+// Which entries of a tangent block d group / d P_param can ever be nonzero, row by row (one row
+// per neuron of the group): sorted, disjoint, non-adjacent runs of columns. Diagonal and sparse
+// connections and element-wise products keep tangent blocks row-sparse; dense connections fill
+// them. The kernel stores and updates exactly these entries, row after row.
+struct Pattern {
+  int group = -1;
+  int param = -1;
+  std::int64_t cols = 0;
+  std::vector<std::vector<Run>> rows;
+  std::int64_t nonzeros = 0;  // entries in all runs
+
+  bool full() const { return nonzeros == cols * static_cast<std::int64_t>(rows.size()); }
+  // Every row has the same runs.
+  bool uniform() const;
 };
 
 struct Analysis {
@@ -96,13 +118,22 @@ struct Analysis {
   // coefficient; plus each used coefficient once per step.
   std::int64_t macs_per_step = 0;        // the pruned sensitivity update (Eqn. 4)
   std::int64_t dense_macs_per_step = 0;  // the same update with nothing pruned
-  std::int64_t sensitivity_values = 0;   // values of Delta stored, pruned
-  std::int64_t sensitivity_nonzeros = 0; // of those, structurally nonzero at neuron level
+  std::int64_t sensitivity_values = 0;   // values of Delta stored: the patterns' entries
+  std::int64_t sensitivity_block_values = 0;  // sum of n_k |P_p| over the stored blocks
   std::int64_t dense_sensitivity_values = 0;  // sum_k n_k |P|
   std::int64_t gradient_macs_per_step = 0;    // sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
 
+  // Neuron-level patterns (boolean patterns propagated through the step to a fixed point over
+  // time): one per tangent block the update forms (group g, param p with p in op_tangent of g's
+  // value op) and one per stored sensitivity block; a state's block and its tangent share one.
+  // With AnalysisOptions::prune = false every pattern is full.
+  std::vector<Pattern> patterns;
+  std::vector<std::vector<int>> pattern_index;  // [g][p]: index into `patterns`, or -1
+
   bool cross_term(int to_state, int from_state) const;  // by group index
   bool has_tangent(int op, int param) const;             // param in op_tangent[op]
+  // The pattern of d group / d P_param; throws std::logic_error if the analysis formed none.
+  const Pattern& pattern(int group, int param) const;
 };
 
 struct AnalysisOptions {
@@ -111,6 +142,11 @@ struct AnalysisOptions {
   // exact, it just multiplies structural zeros.
   bool prune = true;
 };
+
+// Entries of the tangent block of parameter group `param` that the leaf `op` (a connection, or a
+// read of a group or of a delay) carries into its group's block, by the patterns: 0 when it
+// carries none. A sparse connection carries its links' source rows.
+std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param);
 
 // Passes, each documented where it is defined. They read the network and the fields earlier
 // passes filled in, and fill in their own.
