@@ -12,10 +12,14 @@
 //   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
 //                           products (W times a tangent block): the speed limit of that part
 //   bptt/<net>/<T>          full BPTT over T steps: the cost of the same exact gradient at step T
+//   batch/<net>/B:4/threads:<t>  rtrl_step_batch, 4 streams sharing the parameters, on 1 and 2
+//                           threads (wall-clock time; ns_per_step is per stream): networks of at
+//                           most 2e9 MACs per step
 // Run by hand: build/release/benchmarks/loopgrad_bench [--benchmark_filter=lstm]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <memory>
@@ -146,6 +150,31 @@ void bptt(benchmark::State& state, const std::vector<double>& params, int T) {
   state.counters["T"] = T;
 }
 
+// rtrl_step_batch of one generated kernel: B streams with their own inputs and targets.
+template <class Params, class Stream, class Input, class Target, class Gradient, auto Batch>
+void batch_step(benchmark::State& state, const std::vector<double>& p, std::size_t B, unsigned threads, long long macs) {
+  Params params;
+  std::copy(p.begin(), p.end(), params.flat.begin());
+  std::vector<Stream> streams(B);
+  std::vector<Input> inputs(B);
+  std::vector<Target> targets(B);
+  std::vector<const Target*> target_ptrs;
+  for (std::size_t b = 0; b < B; ++b) {
+    const auto x = random_vector(inputs[b].flat.size(), static_cast<unsigned>(b));
+    std::copy(x.begin(), x.end(), inputs[b].flat.begin());
+    const auto y = random_vector(targets[b].flat.size(), static_cast<unsigned>(b) + 11);
+    std::copy(y.begin(), y.end(), targets[b].flat.begin());
+    target_ptrs.push_back(&targets[b]);
+  }
+  Gradient gradient;
+  for (auto _ : state) benchmark::DoNotOptimize(Batch(params, streams, inputs, target_ptrs, gradient, threads));
+  state.counters["ns_per_step"] =
+      benchmark::Counter(1e-9 * double(B), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * double(macs) * double(B), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["streams"] = double(B);
+  state.counters["threads"] = threads;
+}
+
 // What the registered benchmarks of one network share; kept alive for the whole run.
 struct Entry {
   loopgrad::ir::Network net;
@@ -154,9 +183,9 @@ struct Entry {
   std::unique_ptr<Interpreter<double>> interpreter;
 };
 
-template <class Pruned, class Dense, class Blas>
+template <class Pruned, class Dense, class Blas, class BatchFn>
 void register_network(const std::string& name, const loopgrad::ir::Network& net, long long pruned_macs,
-                      long long dense_macs, std::size_t step_values, std::size_t workspace) {
+                      long long dense_macs, std::size_t step_values, std::size_t workspace, BatchFn batch) {
   static std::deque<Entry> entries;
   auto& e = entries.emplace_back();
   e.net = net;
@@ -188,6 +217,12 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   if (!shapes.empty())
     benchmark::RegisterBenchmark(("blas/" + name).c_str(), [shapes](benchmark::State& s) { blas(s, shapes); })
         ->Unit(benchmark::kMicrosecond);
+  if (pruned_macs <= 2'000'000'000LL)
+    for (unsigned threads : {1u, 2u})
+      benchmark::RegisterBenchmark(("batch/" + name + "/B:4/threads:" + std::to_string(threads)).c_str(),
+                                   [=](benchmark::State& s) { batch(s, entry->params, 4, threads, pruned_macs); })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
   for (int T : {10, 100, 1000})
     benchmark::RegisterBenchmark(("bptt/" + name + "/" + std::to_string(T)).c_str(),
                                  [=](benchmark::State& s) { bptt<Pruned>(s, entry->params, T); })
@@ -203,8 +238,9 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
 
 int main(int argc, char** argv) {
 #define LOOPGRAD_BENCH_NETWORK(ns, expression) \
-  register_network<ns::Kernel, ns##_dense::Kernel, ns##_blas::Kernel>(#ns, expression, ns::emitted_macs_per_step, \
-                                                   ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent);
+  register_network<ns::Kernel, ns##_dense::Kernel, ns##_blas::Kernel>(                                          \
+      #ns, expression, ns::emitted_macs_per_step, ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent, \
+      &batch_step<ns::Params, ns::Stream, ns::Input, ns::Target, ns::Gradient, &ns::rtrl_step_batch>);
   // clang-format off
   #include "bench_networks.inc"
   // clang-format on

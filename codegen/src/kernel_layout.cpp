@@ -57,6 +57,15 @@ void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string&
   CodeWriter w(0);
   w.line("using Scalar = {};", plan.scalar);
   w.blank();
+  w.line("// Columns of the register tiles of the dense products: two vector registers per row of a tile.");
+  w.raw_line("#if defined(__AVX512F__)");
+  w.line("inline constexpr std::size_t tile_columns = 128 / sizeof(Scalar);");
+  w.raw_line("#elif defined(__AVX__)");
+  w.line("inline constexpr std::size_t tile_columns = 64 / sizeof(Scalar);");
+  w.raw_line("#else");
+  w.line("inline constexpr std::size_t tile_columns = 32 / sizeof(Scalar);");
+  w.raw_line("#endif");
+  w.blank();
   w.line("inline constexpr const char* network_name = \"{}\";", net.name);
   w.line("inline constexpr std::size_t n_params = {};      // trainable values", plan.param_count);
   w.line("inline constexpr std::size_t n_inputs = {};      // input values per step", plan.input_size);

@@ -100,6 +100,14 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
     if (c.param >= 0)
       largest_weights = std::max(largest_weights, static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()));
   tangent_size += largest_weights;
+  pack_offset = tangent_size;
+  std::size_t largest_pack = 0;
+  for (const auto& c : net.connections)
+    if (c.kind == ir::ConnectionKind::dense) {
+      const auto m = static_cast<std::size_t>(group(c.from).size);
+      largest_pack = std::max(largest_pack, m * column_tile(m));
+    }
+  tangent_size += largest_pack;
   row_start.reserve(a.patterns.size());
   for (const auto& pat : a.patterns) {
     std::vector<std::size_t> starts{0};
@@ -119,6 +127,11 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
           coefficient_offset[static_cast<std::size_t>(leaf.op)] = static_cast<long>(tangent_size);
           tangent_size += static_cast<std::size_t>(op(leaf.op).size);
         }
+}
+
+std::size_t KernelPlan::column_tile(std::size_t m) const {
+  const std::size_t bytes = options.scalar == ScalarType::float32 ? 4 : 8;
+  return std::clamp<std::size_t>(std::size_t{262144} / (m * bytes) / 64 * 64, 64, 512);
 }
 
 bool KernelPlan::contributes(const Leaf& leaf, int p) const {

@@ -41,6 +41,11 @@ struct KernelPlan {
   // Where a dense leaf's weights, scaled by its coefficient, are kept during one block.
   // Diagonal and sparse leaves keep their weights scaled by the coefficient there too.
   std::size_t scaled_weights_offset = 0;
+  // Where a dense product packs its source's column tile (dense products, kernel_sensitivity).
+  std::size_t pack_offset = 0;
+  // Columns of the tiles of a dense product with inner dimension m: a source tile of m rows
+  // stays within 256 KiB (in L2), 64 to 512 columns.
+  std::size_t column_tile(std::size_t m) const;
   std::vector<int> outputs;                           // output groups, declaration order
   std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets
   std::size_t sensitivity_block_size = 0;  // every stored block full: the interpreter's layout

@@ -93,27 +93,41 @@ struct LeafWriter {
              plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, T(), cols);
       return;
     }
-    // Column tiles of 512 (a tile of the source block stays in L2), inside each register tiles of
-    // 4 rows x 8 columns of T accumulated over the whole inner dimension before they are stored;
-    // rows and columns that do not fill a register tile go row by row.
-    const std::size_t tile = 512;
+    // Column tiles that keep a tile of the source block (m rows) within 256 KiB, so it stays in L2
+    // while every row of T passes over it (KernelPlan::column_tile). With 16 rows or more the tile
+    // is first packed into one contiguous buffer (m x width): the register tiles then read it
+    // sequentially instead of m rows far apart (a copy per source entry, against n multiplies).
+    // Register tiles: 4 rows x tile_columns columns of T, accumulated over the whole inner
+    // dimension before they are stored; rows and columns that do not fill one go row by row.
+    const std::size_t tile = plan.column_tile(m);
+    const bool pack = n >= 16;
     const std::size_t rows4 = n / 4 * 4;
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
     w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
+    std::string tile_src = src, tile_stride = std::to_string(cols), tile_col = "jc";
+    if (pack) {
+      w.line("const std::size_t width = j1 - j0;");
+      w.line("Scalar* const packed = step.tangent.data() + {};  // the source's columns j0 .. j1, row after row", plan.pack_offset);
+      w.line("for (std::size_t s = 0; s < {}; ++s) for (std::size_t j = 0; j < width; ++j) packed[s * width + j] = {}[s * {} + j0 + j];",
+             m, src, cols);
+      tile_src = "packed";
+      tile_stride = "width";
+      tile_col = "(jc - j0)";
+    }
     if (rows4 > 0) {
-      w.line("const std::size_t j8 = j0 + (j1 - j0) / 8 * 8;");
+      w.line("const std::size_t j8 = j0 + (j1 - j0) / tile_columns * tile_columns;");
       w.open("for (std::size_t r = 0; r < {}; r += 4)", rows4);
-      w.open("for (std::size_t jc = j0; jc < j8; jc += 8)");
+      w.open("for (std::size_t jc = j0; jc < j8; jc += tile_columns)");
       w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
-      w.line("Scalar a0[8], a1[8], a2[8], a3[8];");
-      w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
+      w.line("Scalar a0[tile_columns], a1[tile_columns], a2[tile_columns], a3[tile_columns];");
+      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
              cols, 2 * cols, 3 * cols);
       w.open("for (std::size_t s = 0; s < {}; ++s)", m);
       for (int i = 0; i < 4; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
-      w.line("const Scalar* const x = {} + s * {} + jc;", src, cols);
-      w.line("for (std::size_t j = 0; j < 8; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
+      w.line("const Scalar* const x = {} + s * {} + {};", tile_src, tile_stride, tile_col);
+      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
       w.close();
-      w.line("for (std::size_t j = 0; j < 8; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
+      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
              cols, 2 * cols, 3 * cols);
       w.close();
       w.close();

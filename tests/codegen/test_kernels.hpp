@@ -35,6 +35,10 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_diagonal", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::diagonal_rnn_network<3, 6, 2>()))},
       {"k_multi_loop", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
       {"k_all_ops", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
+      // 26 units: dense products with packed source tiles, two column tiles of W_hh's 676
+      // columns, and two rows past the register-tiled ones.
+      {"k_elman26", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
+      {"k_elman26_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
       {"k_elman_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 5, 2>()))},
       {"k_lstm_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 2>()))},
       {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},

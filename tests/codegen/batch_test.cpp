@@ -1,0 +1,107 @@
+// rtrl_step_batch, the generated kernels' batched step: B streams sharing the parameters, with
+// and without threads, against the same streams advanced one by one with rtrl_step.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "k_diagonal.hpp"
+#include "k_lstm_f.hpp"
+#include "k_multi_loop.hpp"
+
+namespace {
+
+// Bitwise equality of two arrays of the same type.
+template <class A>
+bool same_bits(const A& a, const A& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(a[0]) * a.size()) == 0;
+}
+
+// `k` is a struct that names one generated kernel's types and functions (below).
+template <class K>
+void check_batch() {
+  using Scalar = typename K::Scalar;
+  constexpr std::size_t B = 5, steps = 30;
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(-0.6, 0.6);
+  typename K::Params params;
+  for (auto& p : params.flat) p = Scalar(u(rng));
+  std::vector<std::vector<typename K::Input>> inputs(steps, std::vector<typename K::Input>(B));
+  std::vector<std::vector<typename K::Target>> targets(steps, std::vector<typename K::Target>(B));
+  for (std::size_t t = 0; t < steps; ++t)
+    for (std::size_t b = 0; b < B; ++b) {
+      for (auto& x : inputs[t][b].flat) x = Scalar(u(rng));
+      for (auto& y : targets[t][b].flat) y = Scalar(u(rng) + 0.6);
+    }
+  auto target_ptrs = [&](std::size_t t) {
+    std::vector<const typename K::Target*> out;
+    for (std::size_t b = 0; b < B; ++b) out.push_back((t + b) % 4 == 3 ? nullptr : &targets[t][b]);  // some streams without a target
+    return out;
+  };
+
+  // One by one.
+  std::vector<typename K::Stream> alone(B);
+  // Batched, in the calling thread and on three threads.
+  std::vector<typename K::Stream> batch1(B), batch3(B);
+  typename K::Gradient sum, g1, g3;
+  for (std::size_t t = 0; t < steps; ++t) {
+    INFO("step " << t);
+    const auto tp = target_ptrs(t);
+    Scalar loss = 0;
+    for (auto& g : sum.flat) g = 0;
+    for (std::size_t b = 0; b < B; ++b) {
+      auto& s = alone[b];
+      loss += K::step(params, s.state, s.sensitivity, inputs[t][b], tp[b], s.gradient, s.step);
+      for (std::size_t i = 0; i < sum.flat.size(); ++i) sum.flat[i] += s.gradient.flat[i];
+    }
+    const Scalar loss1 = K::batch(params, batch1, inputs[t], tp, g1, 1);
+    const Scalar loss3 = K::batch(params, batch3, inputs[t], tp, g3, 3);
+    CHECK(loss1 == loss);
+    CHECK(loss3 == loss);
+    CHECK(same_bits(g1.flat, sum.flat));
+    CHECK(same_bits(g3.flat, sum.flat));
+    for (std::size_t b = 0; b < B; ++b) {
+      CHECK(same_bits(batch1[b].state.flat, alone[b].state.flat));
+      CHECK(same_bits(batch3[b].sensitivity.flat, alone[b].sensitivity.flat));
+      CHECK(batch3[b].loss == batch1[b].loss);
+    }
+  }
+  // The streams differ (different inputs), so the check above compared something.
+  CHECK_FALSE(same_bits(alone[0].state.flat, alone[1].state.flat));
+  // More threads than streams, and no streams at all.
+  const auto first = target_ptrs(0);
+  CHECK_NOTHROW(K::batch(params, std::span(batch3).first(2), std::span(inputs[0]).first(2), std::span(first).first(2), g3, 8));
+  CHECK(K::batch(params, std::span<typename K::Stream>(), {}, {}, g3, 2) == Scalar(0));
+  for (auto g : g3.flat) CHECK(g == Scalar(0));
+  // Mismatched sizes are refused.
+  CHECK_THROWS_AS(K::batch(params, batch1, std::span(inputs[0]).first(2), target_ptrs(0), g1, 1), std::invalid_argument);
+}
+
+#define LOOPGRAD_BATCH_KERNEL(ns)                                                                   \
+  struct ns##_types {                                                                               \
+    using Scalar = ns::Scalar;                                                                      \
+    using Params = ns::Params;                                                                      \
+    using Input = ns::Input;                                                                        \
+    using Target = ns::Target;                                                                      \
+    using Gradient = ns::Gradient;                                                                  \
+    using Stream = ns::Stream;                                                                      \
+    static Scalar step(const Params& p, ns::State& s, ns::Sensitivity& d, const Input& x, const Target* y, \
+                       Gradient& g, ns::Step& st) {                                                 \
+      return ns::rtrl_step(p, s, d, x, y, g, st);                                                   \
+    }                                                                                               \
+    static Scalar batch(const Params& p, std::span<Stream> s, std::span<const Input> x,            \
+                        std::span<const Target* const> y, Gradient& g, unsigned threads) {          \
+      return ns::rtrl_step_batch(p, s, x, y, g, threads);                                           \
+    }                                                                                               \
+  };                                                                                                \
+  TEST_CASE("rtrl_step_batch of " #ns ": bit for bit the streams one by one, with and without threads") { \
+    check_batch<ns##_types>();                                                                      \
+  }
+
+LOOPGRAD_BATCH_KERNEL(k_multi_loop)
+LOOPGRAD_BATCH_KERNEL(k_diagonal)
+LOOPGRAD_BATCH_KERNEL(k_lstm_f)
+
+}  // namespace
