@@ -15,6 +15,7 @@
 //   batch/<net>/B:4/threads:<t>  rtrl_step_batch, 4 streams sharing the parameters, on 1 and 2
 //                           threads (wall-clock time; ns_per_step is per stream): networks of at
 //                           most 2e9 MACs per step
+//   batch/<net>/B:4/pool:2  the same on a BatchPool of 2 threads, started once
 // Run by hand: build/release/benchmarks/loopgrad_bench [--benchmark_filter=lstm]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -151,8 +152,10 @@ void bptt(benchmark::State& state, const std::vector<double>& params, int T) {
 }
 
 // rtrl_step_batch of one generated kernel: B streams with their own inputs and targets.
-template <class Params, class Stream, class Input, class Target, class Gradient, auto Batch>
-void batch_step(benchmark::State& state, const std::vector<double>& p, std::size_t B, unsigned threads, long long macs) {
+// With `pool`, the threads are a BatchPool started once; otherwise rtrl_step_batch starts them.
+template <class Params, class Stream, class Input, class Target, class Gradient, class Pool, auto Batch>
+void batch_step(benchmark::State& state, const std::vector<double>& p, std::size_t B, unsigned threads, bool pool,
+                long long macs) {
   Params params;
   std::copy(p.begin(), p.end(), params.flat.begin());
   std::vector<Stream> streams(B);
@@ -167,7 +170,12 @@ void batch_step(benchmark::State& state, const std::vector<double>& p, std::size
     target_ptrs.push_back(&targets[b]);
   }
   Gradient gradient;
-  for (auto _ : state) benchmark::DoNotOptimize(Batch(params, streams, inputs, target_ptrs, gradient, threads));
+  if (pool) {
+    Pool workers(threads);
+    for (auto _ : state) benchmark::DoNotOptimize(workers.step(params, streams, inputs, target_ptrs, gradient));
+  } else {
+    for (auto _ : state) benchmark::DoNotOptimize(Batch(params, streams, inputs, target_ptrs, gradient, threads));
+  }
   state.counters["ns_per_step"] =
       benchmark::Counter(1e-9 * double(B), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * double(macs) * double(B), benchmark::Counter::kIsIterationInvariantRate);
@@ -218,9 +226,10 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
     benchmark::RegisterBenchmark(("blas/" + name).c_str(), [shapes](benchmark::State& s) { blas(s, shapes); })
         ->Unit(benchmark::kMicrosecond);
   if (pruned_macs <= 2'000'000'000LL)
-    for (unsigned threads : {1u, 2u})
-      benchmark::RegisterBenchmark(("batch/" + name + "/B:4/threads:" + std::to_string(threads)).c_str(),
-                                   [=](benchmark::State& s) { batch(s, entry->params, 4, threads, pruned_macs); })
+    for (const auto& [threads, pool] : {std::pair{1u, false}, {2u, false}, {2u, true}})
+      benchmark::RegisterBenchmark(
+          ("batch/" + name + "/B:4/" + (pool ? "pool:" : "threads:") + std::to_string(threads)).c_str(),
+          [=](benchmark::State& s) { batch(s, entry->params, 4, threads, pool, pruned_macs); })
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime();
   for (int T : {10, 100, 1000})
@@ -240,7 +249,7 @@ int main(int argc, char** argv) {
 #define LOOPGRAD_BENCH_NETWORK(ns, expression) \
   register_network<ns::Kernel, ns##_dense::Kernel, ns##_blas::Kernel>(                                          \
       #ns, expression, ns::emitted_macs_per_step, ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent, \
-      &batch_step<ns::Params, ns::Stream, ns::Input, ns::Target, ns::Gradient, &ns::rtrl_step_batch>);
+      &batch_step<ns::Params, ns::Stream, ns::Input, ns::Target, ns::Gradient, ns::BatchPool, &ns::rtrl_step_batch>);
   // clang-format off
   #include "bench_networks.inc"
   // clang-format on

@@ -41,12 +41,15 @@ def main(path, png=None):
     batched = [n for n in nets if f"batch/{n}/B:4/threads:1/real_time" in runs]
     if batched:
         print()
-        print("| network | one stream, rtrl_step ns | batch of 4, 1 thread: ns per stream | 2 threads: ns per stream | 2 threads vs 1 |")
-        print("|" + " --- |" * 5)
+        print("| network | one stream, rtrl_step ns | batch of 4, 1 thread: ns per stream | 2 threads started per call | "
+              "speed-up | BatchPool of 2 | speed-up |")
+        print("|" + " --- |" * 7)
         for n in batched:
             one, two = runs[f"batch/{n}/B:4/threads:1/real_time"], runs[f"batch/{n}/B:4/threads:2/real_time"]
+            pool = runs[f"batch/{n}/B:4/pool:2/real_time"]
             print(f"| {n} | {ns(runs[f'rtrl/{n}/pruned']):.4g} | {one['ns_per_step']:.4g} | {two['ns_per_step']:.4g} | "
-                  f"{one['ns_per_step'] / two['ns_per_step']:.2f}x |")
+                  f"{one['ns_per_step'] / two['ns_per_step']:.2f}x | {pool['ns_per_step']:.4g} | "
+                  f"{one['ns_per_step'] / pool['ns_per_step']:.2f}x |")
     if png:
         net = "elman64" if "elman64" in nets else nets[0]
         p = runs[f"rtrl/{net}/pruned"]

@@ -35,7 +35,8 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
         return n;
       }(),
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
-  out += "#pragma once\n\n#include <array>\n#include <cmath>\n#include <cstddef>\n#include <span>\n#include <stdexcept>\n#include <thread>\n#include <vector>\n\n";
+  out += "#pragma once\n\n#include <array>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
+         "#include <span>\n#include <stdexcept>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
   out += fmt::format("namespace {} {{\n\n", ns);
   detail::emit_layout(plan, emitted_macs, out);
@@ -125,45 +126,8 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   tail.line("kernel.next_state(step, state.flat.data());");
   tail.line("return loss;");
   tail.close();
-  tail.blank();
-  tail.line("// One stream of a batch: its own recurrent state, sensitivity, step values and gradient.");
-  tail.open("struct Stream");
-  tail.line("State state;");
-  tail.line("Sensitivity sensitivity;");
-  tail.line("Step step;");
-  tail.line("Gradient gradient;  // dC_N/dP of the stream's last step");
-  tail.line("Scalar loss = 0;    // C_N of the stream's last step");
-  tail.close("};");
-  tail.blank();
-  tail.line("// One exact RTRL step of every stream of a batch, the parameters shared: streams[b] advances with");
-  tail.line("// inputs[b] and targets[b] (nullptr: no target). `gradient` receives the sum over the streams of");
-  tail.line("// their dC_N/dP, added in stream order, so the result does not depend on `threads`; returns the");
-  tail.line("// summed loss. threads > 1 runs contiguous chunks of streams on that many threads (the calling one");
-  tail.line("// included); the default, 1, starts none.");
-  tail.open("inline Scalar rtrl_step_batch(const Params& params, std::span<Stream> streams, std::span<const Input> inputs, "
-            "std::span<const Target* const> targets, Gradient& gradient, unsigned threads = 1)");
-  tail.line("const std::size_t n = streams.size();");
-  tail.line("if (inputs.size() != n || targets.size() != n)");
-  tail.line("  throw std::invalid_argument(\"rtrl_step_batch: give one input and one target pointer per stream\");");
-  tail.open("auto run = [&](std::size_t begin, std::size_t end)");
-  tail.line("for (std::size_t b = begin; b < end; ++b)");
-  tail.line("  streams[b].loss = rtrl_step(params, streams[b].state, streams[b].sensitivity, inputs[b], targets[b], "
-            "streams[b].gradient, streams[b].step);");
-  tail.close("};");
-  tail.line("const std::size_t workers = threads < 1 ? 1 : (threads < n ? threads : (n > 0 ? n : 1));");
-  tail.line("std::vector<std::thread> pool;");
-  tail.line("for (std::size_t t = 1; t < workers; ++t) pool.emplace_back(run, n * t / workers, n * (t + 1) / workers);");
-  tail.line("run(0, n / workers);");
-  tail.line("for (auto& thread : pool) thread.join();");
-  tail.line("Scalar loss = 0;");
-  tail.line("for (auto& g : gradient.flat) g = 0;");
-  tail.open("for (const Stream& stream : streams)");
-  tail.line("loss += stream.loss;");
-  tail.line("for (std::size_t i = 0; i < n_params; ++i) gradient.flat[i] += stream.gradient.flat[i];");
-  tail.close();
-  tail.line("return loss;");
-  tail.close();
   out += tail.str();
+  detail::emit_batch(out);
   out += fmt::format("\n}}  // namespace {}\n", ns);
   return out;
 }

@@ -128,5 +128,6 @@ void emit_forward(const KernelPlan& plan, std::string& out);      // forward, ne
 void emit_reverse(const KernelPlan& plan, std::string& out);      // reverse
 // sensitivity_update and apply_sensitivity; returns the multiplications per step of the update.
 std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out);
+void emit_batch(std::string& out);  // Stream, rtrl_step_batch, BatchPool
 
 }  // namespace loopgrad::emit::detail

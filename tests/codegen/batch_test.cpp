@@ -1,5 +1,5 @@
-// rtrl_step_batch, the generated kernels' batched step: B streams sharing the parameters, with
-// and without threads, against the same streams advanced one by one with rtrl_step.
+// rtrl_step_batch and BatchPool, the generated kernels' batched step: B streams sharing the
+// parameters, with and without threads, against the same streams advanced one by one.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -43,9 +43,11 @@ void check_batch() {
 
   // One by one.
   std::vector<typename K::Stream> alone(B);
-  // Batched, in the calling thread and on three threads.
-  std::vector<typename K::Stream> batch1(B), batch3(B);
-  typename K::Gradient sum, g1, g3;
+  // Batched, in the calling thread, on three threads started per call, and on a pool of three.
+  std::vector<typename K::Stream> batch1(B), batch3(B), pooled(B);
+  typename K::Gradient sum, g1, g3, gp;
+  typename K::Pool pool(3);
+  CHECK(pool.threads() == 3);
   for (std::size_t t = 0; t < steps; ++t) {
     INFO("step " << t);
     const auto tp = target_ptrs(t);
@@ -58,14 +60,18 @@ void check_batch() {
     }
     const Scalar loss1 = K::batch(params, batch1, inputs[t], tp, g1, 1);
     const Scalar loss3 = K::batch(params, batch3, inputs[t], tp, g3, 3);
+    const Scalar lossp = pool.step(params, pooled, inputs[t], tp, gp);
     CHECK(loss1 == loss);
     CHECK(loss3 == loss);
+    CHECK(lossp == loss);
     CHECK(same_bits(g1.flat, sum.flat));
     CHECK(same_bits(g3.flat, sum.flat));
+    CHECK(same_bits(gp.flat, sum.flat));
     for (std::size_t b = 0; b < B; ++b) {
       CHECK(same_bits(batch1[b].state.flat, alone[b].state.flat));
       CHECK(same_bits(batch3[b].sensitivity.flat, alone[b].sensitivity.flat));
       CHECK(batch3[b].loss == batch1[b].loss);
+      CHECK(same_bits(pooled[b].sensitivity.flat, alone[b].sensitivity.flat));
     }
   }
   // The streams differ (different inputs), so the check above compared something.
@@ -75,8 +81,12 @@ void check_batch() {
   CHECK_NOTHROW(K::batch(params, std::span(batch3).first(2), std::span(inputs[0]).first(2), std::span(first).first(2), g3, 8));
   CHECK(K::batch(params, std::span<typename K::Stream>(), {}, {}, g3, 2) == Scalar(0));
   for (auto g : g3.flat) CHECK(g == Scalar(0));
+  // Fewer streams than the pool has threads, and none.
+  CHECK_NOTHROW(pool.step(params, std::span(pooled).first(2), std::span(inputs[0]).first(2), std::span(first).first(2), gp));
+  CHECK(pool.step(params, std::span<typename K::Stream>(), {}, {}, gp) == Scalar(0));
   // Mismatched sizes are refused.
   CHECK_THROWS_AS(K::batch(params, batch1, std::span(inputs[0]).first(2), target_ptrs(0), g1, 1), std::invalid_argument);
+  CHECK_THROWS_AS(pool.step(params, pooled, std::span(inputs[0]).first(2), target_ptrs(0), gp), std::invalid_argument);
 }
 
 #define LOOPGRAD_BATCH_KERNEL(ns)                                                                   \
@@ -87,6 +97,7 @@ void check_batch() {
     using Target = ns::Target;                                                                      \
     using Gradient = ns::Gradient;                                                                  \
     using Stream = ns::Stream;                                                                      \
+    using Pool = ns::BatchPool;                                                                     \
     static Scalar step(const Params& p, ns::State& s, ns::Sensitivity& d, const Input& x, const Target* y, \
                        Gradient& g, ns::Step& st) {                                                 \
       return ns::rtrl_step(p, s, d, x, y, g, st);                                                   \
