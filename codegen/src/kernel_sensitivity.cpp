@@ -67,8 +67,7 @@ struct LeafWriter {
     for (std::size_t r = 0; r < S.rows.size(); ++r)
       for (const auto& run : S.rows[r])
         loop.add_run({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
-                 static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin},
-                1);
+                      static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin});
     if (loop.empty()) return;
     const auto f = loop.open(w, table());
     const std::string factor = weight(f[0]);
@@ -160,8 +159,7 @@ struct LeafWriter {
       for (std::size_t r = 0; r < S.rows.size(); ++r)
         for (const auto& run : S.rows[r])
           loop.add_run({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, 0, run.begin)),
-                   static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin},
-                  1);
+                        static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin});
       const auto f = loop.open(w, table());
       w.open("for (std::size_t r = 0; r < {}; ++r)", n);
       w.line("const Scalar w0 = {}{}[r * {} + {}];", sign, W, m, f[0]);
@@ -257,23 +255,18 @@ struct LeafWriter {
             weights = "wc";
           }
           RecordLoop loop({"link", "to", "from", "length"});
-          std::int64_t entries = 0;
           for (std::size_t e = 0; e < c.mask.size(); ++e) {
             const auto to = static_cast<std::size_t>(c.mask[e].to), fr = static_cast<std::size_t>(c.mask[e].from);
-            for (const auto& run : S.rows[fr]) {
+            for (const auto& run : S.rows[fr])
               loop.add_run({static_cast<std::int64_t>(e), static_cast<std::int64_t>(plan.position(g, p, to, run.begin)),
-                       static_cast<std::int64_t>(plan.position(from_group, p, fr, run.begin)), run.end - run.begin},
-                      1);
-              entries += run.end - run.begin;
-            }
+                            static_cast<std::int64_t>(plan.position(from_group, p, fr, run.begin)), run.end - run.begin});
           }
-          if (!loop.empty()) {
-            const auto f = loop.open(w, table());
-            w.line("const Scalar w = {}{}[{}];", scaled() || leaf.sign > 0 ? "" : "-", weights, f[0]);
-            for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += w * {}[{}{}]", T(), f[1], j, src, f[2], j); });
-            w.close();
-          }
-          macs += entries;
+          // src is non-empty only when the links carry entries, so there are records.
+          const auto f = loop.open(w, table());
+          w.line("const Scalar w = {}{}[{}];", scaled() || leaf.sign > 0 ? "" : "-", weights, f[0]);
+          for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += w * {}[{}{}]", T(), f[1], j, src, f[2], j); });
+          w.close();
+          macs += plan.carried(leaf.op, p);
           w.close();
           break;
         }

@@ -9,19 +9,19 @@ namespace {
 // base + e * step as C++ over std::size_t (never negative: every record's value is >= 0).
 std::string affine(std::int64_t base, std::int64_t step) {
   if (step == 0) return std::to_string(base);
-  const std::string term = step == 1 ? "e" : step == -1 ? "" : fmt::format("e * {}", step < 0 ? -step : step);
-  if (step < 0) return fmt::format("{} - {}", base, step == -1 ? "e" : term);
+  const std::int64_t size = step < 0 ? -step : step;
+  const std::string term = size == 1 ? "e" : fmt::format("e * {}", size);
+  if (step < 0) return fmt::format("{} - {}", base, term);
   return base == 0 ? term : fmt::format("{} + {}", base, term);
 }
 
 }  // namespace
 
-void RecordLoop::add_run(std::vector<std::int64_t> record, std::size_t keys) {
+void RecordLoop::add_run(std::vector<std::int64_t> record) {
   if (!records_.empty()) {
     auto& last = records_.back();
-    bool continues = true;
-    for (std::size_t i = 0; i < keys; ++i) continues = continues && last[i] == record[i];
-    for (std::size_t i = keys; i + 1 < record.size(); ++i) continues = continues && record[i] == last[i] + last.back();
+    bool continues = last[0] == record[0];
+    for (std::size_t i = 1; i + 1 < record.size(); ++i) continues = continues && record[i] == last[i] + last.back();
     if (continues) {
       last.back() += record.back();
       return;

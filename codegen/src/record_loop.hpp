@@ -18,10 +18,10 @@ class RecordLoop {
   explicit RecordLoop(std::vector<std::string> fields) : fields_(std::move(fields)) {}
 
   void add(std::vector<std::int64_t> record) { records_.push_back(std::move(record)); }
-  // Adds a run record whose last field is a length, or lengthens the last record when the new
-  // run continues it: the first `keys` fields equal, every other field right after the last
-  // record's (its value plus the last record's length).
-  void add_run(std::vector<std::int64_t> record, std::size_t keys);
+  // Adds a run record (a key, offsets, and a length last), or lengthens the last record when the
+  // new run continues it: the same key, and every offset right after the last record's (its
+  // value plus the last record's length).
+  void add_run(std::vector<std::int64_t> record);
   std::size_t size() const { return records_.size(); }
   bool empty() const { return records_.empty(); }
   const std::vector<std::vector<std::int64_t>>& records() const { return records_; }
