@@ -8,6 +8,10 @@
 //   rtrl/<net>/blas         the pruned kernel generated with its large dense products (>= 2^20
 //                           flops) as OpenBLAS calls (the --blas-min-flops generation option)
 //   rtrl/<net>/interpreter  the reference interpreter
+//   blocked/<net>/accumulate:<m>  the blocked exact algorithm (BlockedRtrl) on the pruned kernel
+//                           at the cost model's block length h, a gradient every step (m = 1) or
+//                           summed over m = h steps: mean, median and largest step time, the
+//                           model's MACs (blocked and RTRL), bytes per stream
 //   forward/<net>           the forward pass alone
 //   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
 //                           products (W times a tangent block): the speed limit of that part
@@ -21,6 +25,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <memory>
@@ -30,6 +35,7 @@
 
 #include "bench_networks.hpp"
 #include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/runtime/blocked_rtrl.hpp"
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
@@ -83,6 +89,51 @@ void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<
     const double T = std::pow(10.0, e);
     state.counters["bptt_bytes_T1e" + std::to_string(e)] = memory.bptt_fixed + T * memory.bptt_per_step;
   }
+}
+
+// The blocked exact algorithm (BlockedRtrl) on the generated kernel at block length h, a gradient
+// every step (accumulate = 1) or summed over h steps (accumulate = h). Runs whole blocks (a
+// multiple of h steps, about 2e10 multiply-adds of the cost model, at least two blocks) and times
+// every step, for the mean, the median and the largest step.
+template <class Kernel>
+void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vector<double>& params,
+                  const loopgrad::analysis::Analysis& a, int h, int accumulate) {
+  loopgrad::runtime::RtrlOptions<double> options;
+  options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  loopgrad::runtime::BlockedRtrl<Kernel, double> blocked(kernel, h, accumulate, options);
+  const auto input = random_vector(kernel.input_size(), 1);
+  const auto target = random_vector(kernel.target_size(), 2);
+  std::vector<double> times;
+  times.reserve(static_cast<std::size_t>(state.max_iterations));
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(blocked.observe(params, input.data(), target.data()));
+    benchmark::ClobberMemory();
+    times.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double model = static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h));
+  state.counters["ns_per_step"] = per_step_ns();
+  state.counters["block_length"] = h;
+  state.counters["accumulate"] = accumulate;
+  state.counters["model_macs"] = model;
+  state.counters["model_rtrl_macs"] = static_cast<double>(a.exact_cost.rtrl_macs);
+  state.counters["median_ns"] = times[times.size() / 2];
+  state.counters["max_ns"] = times.back();
+  // Delta_s and the Delta being built, the block's steps and parameter vectors (one: fixed here),
+  // state, gradient and the sweep's buffers.
+  const std::size_t step_values = blocked.last_step().values.size();
+  state.counters["blocked_bytes"] =
+      8.0 * double(2 * kernel.sensitivity_size() +
+                   std::size_t(h) * (step_values + kernel.input_size() + kernel.target_size()) +
+                   3 * kernel.param_count() + 6 * kernel.state_size());
+}
+
+// Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
+benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
+  const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));
+  const auto blocks = static_cast<benchmark::IterationCount>(std::ceil(std::min(2e10 / per_step, 2e5) / h));
+  return std::max<benchmark::IterationCount>(2, blocks) * h;
 }
 
 template <class Kernel>
@@ -219,6 +270,14 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   benchmark::RegisterBenchmark(("rtrl/" + name + "/interpreter").c_str(), [=](benchmark::State& s) {
     rtrl_step(s, *entry->interpreter, entry->params, min_macs, min_macs, memory);
   })->Unit(benchmark::kMicrosecond);
+  const int h = e.analysis.exact_cost.block_length;
+  for (const int accumulate : {1, h})
+    benchmark::RegisterBenchmark(("blocked/" + name + "/accumulate:" + std::to_string(accumulate)).c_str(),
+                                 [=](benchmark::State& s) {
+                                   blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate);
+                                 })
+        ->Unit(benchmark::kMicrosecond)
+        ->Iterations(blocked_iterations(e.analysis, h));
   benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only<Pruned>(s, entry->params); })
       ->Unit(benchmark::kMicrosecond);
   const auto shapes = dense_products(e.net, e.analysis);

@@ -9,6 +9,7 @@ Analysis analyse(const ir::Network& net, const AnalysisOptions& options) {
   classify(net, a);
   find_loops(net, a);
   plan_sensitivity(net, a, options);
+  plan_exact_cost(net, a);
   return a;
 }
 

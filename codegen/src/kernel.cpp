@@ -6,6 +6,7 @@
 
 #include "code_writer.hpp"
 #include "kernel_plan.hpp"
+#include "loopgrad/emit/report.hpp"
 
 namespace loopgrad::emit {
 
@@ -35,6 +36,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
         return n;
       }(),
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
+  out += fmt::format("// {}.\n", exact_choice(a));
   out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
          "#include <span>\n#include <stdexcept>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
@@ -60,6 +62,10 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("  static constexpr std::size_t state_size() {{ return n_state; }}");
   head.line("  static constexpr std::size_t sensitivity_size() {{ return n_sensitivity; }}");
   head.line("  static constexpr std::size_t sensitivity_block_size() {{ return n_sensitivity_blocks; }}");
+  head.line("  // The exact algorithm the analysis's cost model picks for this network (runtime::ExactOnline");
+  head.line("  // follows it): 0 for RTRL, otherwise the block length of the blocked algorithm.");
+  head.line("  static constexpr int recommended_block_length() {{ return {}; }}",
+            a.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a.exact_cost.block_length : 0);
   std::string offsets;
   for (auto o : plan.param_offset) offsets += (offsets.empty() ? "" : ", ") + std::to_string(o);
   std::string groups;

@@ -363,6 +363,70 @@ RecordLoop block_runs(const KernelPlan& plan, int k, int p) {
   return loop;
 }
 
+// sensitivity_row_size and set_sensitivity_row: row `unit` of Delta (a position in the state
+// layout), which the blocked exact algorithm (runtime::BlockedRtrl) builds row by row. Each
+// function branches on the state the unit belongs to (r: its row there), then handles each stored
+// block of that state: `full(k, p, cols)` for a block whose rows are whole, `run(k, p, f)` for one
+// run (row, column, at, length) of a row-sparse block, inside a test that the run is in row r.
+void emit_sensitivity_rows(const KernelPlan& plan, CodeWriter& w) {
+  auto body = [&](auto full, auto run) {
+    CodeWriter b(2);
+    int tables = 0;
+    for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
+      const int g = plan.a.states[k];
+      if (plan.a.state_params[k].empty()) continue;
+      const auto first = plan.state_offset[k];
+      const auto n = static_cast<std::size_t>(plan.group(g).size);
+      b.open("{}", first == 0 ? fmt::format("if (unit < {})", n) : fmt::format("if (unit >= {} && unit < {})", first, first + n));
+      b.line("[[maybe_unused]] const std::size_t r = unit{};  // row of {}", first == 0 ? "" : fmt::format(" - {}", first), plan.group(g).name);
+      for (int p : plan.a.state_params[k]) {
+        b.line("// d {} / d {}", plan.group(g).name, plan.param(p).name);
+        const auto& pattern = plan.pattern(g, p);
+        if (pattern.full()) {
+          full(b, static_cast<int>(k), p, static_cast<std::size_t>(pattern.cols));
+          continue;
+        }
+        const auto runs = block_runs(plan, static_cast<int>(k), p);
+        if (runs.empty()) continue;
+        const auto f = runs.open(b, fmt::format("runs{}", tables++));
+        b.open("if ({} == r)", f[0]);
+        run(b, static_cast<int>(k), p, f);
+        b.close();
+        b.close();
+      }
+      b.close();
+    }
+    return b;
+  };
+  Scope none(plan, Scope::Access::read);
+  w.blank();
+  w.line("// Values row `unit` of Delta stores (unit: a position in the state layout).");
+  CodeWriter size = body([](CodeWriter& b, int, int, std::size_t cols) { b.line("n += {};", cols); },
+                         [](CodeWriter& b, int, int, const std::vector<std::string>& f) { b.line("n += {};", f[3]); });
+  size.line("return n;");
+  emit_function(w, "std::size_t sensitivity_row_size([[maybe_unused]] std::size_t unit) const", none, size,
+                {"std::size_t n = 0;"});
+  w.blank();
+  w.line("// Sets row `unit` of Delta from `row`, a vector in the parameter layout: the entries Delta stores");
+  w.line("// are copied, the others (structurally zero) are not read.");
+  emit_function(w,
+                "void set_sensitivity_row([[maybe_unused]] Scalar* delta, [[maybe_unused]] std::size_t unit, "
+                "[[maybe_unused]] const Scalar* row) const",
+                none,
+                body(
+                    [&](CodeWriter& b, int k, int p, std::size_t cols) {
+                      b.line("for (std::size_t j = 0; j < {}; ++j) delta[{} + r * {} + j] = row[{} + j];", cols,
+                             plan.sensitivity_block(k, p), cols, plan.param_offset[static_cast<std::size_t>(p)]);
+                    },
+                    [&](CodeWriter& b, int k, int p, const std::vector<std::string>& f) {
+                      const auto at = plan.sensitivity_block(k, p);
+                      const auto from = plan.param_offset[static_cast<std::size_t>(p)];
+                      for_run(b, f[3], [&](const std::string& j) {
+                        return fmt::format("delta[{} + {}{}] = row[{} + {}{}]", at, f[2], j, from, f[1], j);
+                      });
+                    }));
+}
+
 }  // namespace
 
 std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
@@ -481,6 +545,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
                   "void expand_sensitivity([[maybe_unused]] const Scalar* sensitivity, Scalar* blocks) const", none,
                   body);
   }
+  emit_sensitivity_rows(plan, w);
   w.blank();
   out += w.str();
   return macs;

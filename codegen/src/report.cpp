@@ -57,9 +57,9 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
   }
   out += fmt::format(
       "  legend [shape=note, label=\"solid: feed-forward\\ndashed: feed-back\\ndotted: terminating\\n"
-      "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\"];\n",
+      "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\\n{}\"];\n",
       a.cross_terms.empty() || pruned_cross_terms(net, a, ", ").empty() ? "none" : pruned_cross_terms(net, a, ", "),
-      a.macs_per_step, a.dense_macs_per_step);
+      a.macs_per_step, a.dense_macs_per_step, exact_choice(a));
   out += "}\n";
   return out;
 }
@@ -138,7 +138,18 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
   j["dense_sensitivity_values"] = a.dense_sensitivity_values;
   j["sensitivity_block_values"] = a.sensitivity_block_values;
   j["gradient_macs_per_step"] = a.gradient_macs_per_step;
+  const auto& c = a.exact_cost;
+  j["exact_cost"] = {{"reverse_macs", c.reverse_macs},      {"sensitivity_rows", c.sensitivity_rows},
+                     {"rtrl_macs_per_step", c.rtrl_macs},   {"blocked_macs_per_step", c.blocked_macs},
+                     {"block_length", c.block_length},      {"choice", analysis::to_string(c.choice)}};
   return j;
+}
+
+std::string exact_choice(const analysis::Analysis& a) {
+  const auto& c = a.exact_cost;
+  return fmt::format("exact algorithm: {} (MACs per step with a gradient every step: RTRL {}, blocked {} at block length {})",
+                     c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", c.rtrl_macs, c.blocked_macs,
+                     c.block_length);
 }
 
 std::string summary(const ir::Network& net, const analysis::Analysis& a) {
@@ -173,6 +184,7 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
                      a.macs_per_step > 0 ? static_cast<double>(a.dense_macs_per_step) / static_cast<double>(a.macs_per_step) : 0.0,
                      a.sensitivity_values, a.dense_sensitivity_values, a.sensitivity_block_values,
                      a.sensitivity_block_values - a.sensitivity_values);
+  out += exact_choice(a) + "\n";
   return out;
 }
 

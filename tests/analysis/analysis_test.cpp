@@ -290,3 +290,40 @@ TEST_CASE("the JSON report carries every field, consistent with the analysis") {
   CHECK(dot.find("style=dashed, color=\"#2050d0\"") != std::string::npos);  // feed-back
   CHECK(dot.find("style=dotted") != std::string::npos);                    // terminating
 }
+
+TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for dense cells of 64 units, RTRL for a diagonal layer") {
+  constexpr long In = 8, H = 64, Out = 2;
+  auto x = analysed(cells::elman_network<In, H, Out>());
+  const auto& c = x.a.exact_cost;
+  // The reverse pass: every leaf of h carries tanh' = 1 - y*y (one multiply) times the adjoint (one
+  // more) per unit; W_xh then costs H*In for its gradient (its source is an input), W_hh 2*H*H
+  // (gradient and delay(h)'s adjoint); y is linear, so W_hy costs 2*Out*H and the biases nothing more.
+  CHECK(c.reverse_macs == 3 * 2 * H + H * In + 2 * H * H + 2 * Out * H);
+  CHECK(c.sensitivity_rows == H);
+  const long S = In * H + H * H + H;
+  CHECK(x.a.gradient_macs_per_step == H * S);
+  CHECK(c.rtrl_macs == c.reverse_macs + x.a.macs_per_step + H * S);
+  for (long h : {1L, 7L, 64L, 100L})
+    CHECK(analysis::blocked_macs_per_step(x.a, int(h)) ==
+          H * c.reverse_macs + (H * H * S + h - 1) / h + ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
+  // The block length minimises the cost, which is below RTRL's by about the state size.
+  CHECK(c.blocked_macs == analysis::blocked_macs_per_step(x.a, c.block_length));
+  for (int h = 1; h <= 4 * H; ++h) CHECK(analysis::blocked_macs_per_step(x.a, h) >= c.blocked_macs);
+  CHECK(c.choice == analysis::ExactAlgorithm::blocked);
+  CHECK(c.rtrl_macs > 10 * c.blocked_macs);
+
+  CHECK(analysed(cells::lstm_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
+  CHECK(analysed(cells::gru_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
+  CHECK(analysed(cells::stacked_rnn_network<8, 64, 64, 8>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
+  // An element-wise recurrence stores |P| values of Delta: RTRL is O(|P|) there.
+  const auto diagonal = analysed(cells::diagonal_rnn_network<32, 1024, 2>());
+  CHECK(diagonal.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
+  CHECK(diagonal.a.exact_cost.rtrl_macs < diagonal.a.exact_cost.blocked_macs);
+  // A tiny dense layer: the block end's sweeps cost more than RTRL saves.
+  CHECK(analysed(cells::elman_network<3, 2, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
+  // The reports carry it.
+  const auto j = emit::to_json(x.net, x.a);
+  CHECK(j["exact_cost"]["choice"] == "blocked");
+  CHECK(j["exact_cost"]["block_length"] == c.block_length);
+  CHECK(emit::to_dot(x.net, x.a).find("exact algorithm: blocked") != std::string::npos);
+}

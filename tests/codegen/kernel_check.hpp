@@ -3,7 +3,8 @@
 // kernel and the reference interpreter, 100 steps, comparing at every step the forward values,
 // the loss, the gradient (Eqn. 5), the sensitivity (Eqn. 4) and the state, once with fixed
 // parameters and once with an SGD update between steps; and with fixed parameters the summed
-// generated RTRL gradient against the interpreter's BPTT.
+// generated RTRL gradient against the interpreter's BPTT; then the blocked exact algorithm on the
+// generated kernel against RTRL on it.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -18,28 +19,12 @@
 #include "loopgrad/runtime/learners.hpp"
 #include "loopgrad/runtime/optimizer.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
+#include "../blocked_check.hpp"
+#include "../compare.hpp"
 #include "random_network.hpp"
 #include "test_kernels.hpp"
 
 namespace loopgrad::testing {
-
-// ||a - b|| / ||b|| (0 when both are zero).
-template <class A, class B>
-double relative_difference(const A* a, const B* b, std::size_t n) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
-    den += double(b[i]) * double(b[i]);
-  }
-  if (num == 0) return 0;
-  return std::sqrt(num / std::max(den, 1e-300));
-}
-
-inline std::string fmt_double(double x) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3g", x);
-  return buffer;
-}
 
 template <class Kernel, class T>
 void check_kernel(const char* name, const ir::Network& net, long long emitted_macs) {
@@ -60,30 +45,7 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
   // the ones the analysis reports.
   CHECK(emitted_macs == interpreter.analysis().macs_per_step);
 
-  std::mt19937_64 rng(std::hash<std::string>{}(name));
-  std::normal_distribution<double> normal;
-  std::uniform_real_distribution<double> uniform(-1, 1);
-  runtime::Sequence<T> seq;
-  for (int t = 0; t < 100; ++t) {
-    std::vector<T> x(interpreter.input_size());
-    for (auto& v : x) v = T(normal(rng));
-    seq.inputs.push_back(x);
-    if (t % 5 == 2) {
-      seq.targets.emplace_back();
-      continue;
-    }
-    std::vector<T> y;
-    for (const auto& g : net.groups) {
-      if (!g.is_output()) continue;
-      std::vector<T> part(std::size_t(g.size), T(0));
-      if (g.loss == ir::Loss::softmax_cross_entropy)
-        part[rng() % part.size()] = T(1);
-      else
-        for (auto& v : part) v = T(uniform(rng));
-      y.insert(y.end(), part.begin(), part.end());
-    }
-    seq.targets.emplace_back(y);
-  }
+  const auto seq = random_sequence<T>(net, interpreter.input_size(), 100, std::hash<std::string>{}(name));
 
   for (const bool online : {false, true}) {
     INFO((online ? "with an SGD update every step" : "with fixed parameters"));
@@ -134,6 +96,16 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
       }
     }
   }
+  // The blocked exact algorithm on the generated kernel (its set_sensitivity_row builds Delta row
+  // by row): RTRL's gradients at every step, RTRL's Delta at every block end.
+  runtime::Sequence<T> head;
+  head.inputs.assign(seq.inputs.begin(), seq.inputs.begin() + 30);
+  head.targets.assign(seq.targets.begin(), seq.targets.begin() + 30);
+  double worst = 0;
+  for (const auto& c : blocked_cases(kernel.state_size(), head.size()))
+    worst = std::max(worst, check_blocked(kernel, net, head, c, tolerance));
+  const std::string blocked_summary = std::string(name) + " blocked: worst relative difference to RTRL " + fmt_double(worst);
+  MESSAGE(blocked_summary);
 }
 
 }  // namespace loopgrad::testing

@@ -4,6 +4,7 @@
 //   validate -> classify (evaluation order, algebraic loops, edge classes, loss reachability)
 //            -> find_loops (states, cross terms, loops and their order, Recurrency-Abstraction)
 //            -> plan_sensitivity (sensitivity blocks, per-op tangent blocks, MAC and memory counts)
+//            -> plan_exact_cost (RTRL against the blocked exact algorithm, the best block length)
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,28 @@ struct Pattern {
   bool uniform() const;
 };
 
+// The exact algorithms loopgrad offers for the recurrent part of the gradient; both give RTRL's
+// gradient at every step, to rounding.
+enum class ExactAlgorithm {
+  rtrl,     // Delta every step (Eqn. 4): runtime::ExactRtrl
+  blocked,  // Delta every h steps, reverse sweeps within the block: runtime::BlockedRtrl
+};
+const char* to_string(ExactAlgorithm algorithm);
+
+// The cost model of the exact algorithms, in multiply-adds per step with a gradient every step.
+// RTRL: one reverse pass, the sensitivity update and the gradient's pass over Delta. Blocked at
+// block length h (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row
+// of Delta and one pass over Delta_s per row, amortised over h steps; per step a sweep back to
+// the block start ((h + 1) / 2 reverse passes on average) and one pass over Delta_s.
+struct ExactCost {
+  std::int64_t reverse_macs = 0;      // one step's reverse pass, as the kernel evaluates it
+  std::int64_t sensitivity_rows = 0;  // state units whose row of Delta stores anything
+  std::int64_t rtrl_macs = 0;         // reverse_macs + macs_per_step + gradient_macs_per_step
+  int block_length = 1;               // the h that minimises the blocked algorithm's cost
+  std::int64_t blocked_macs = 0;      // at block_length
+  ExactAlgorithm choice = ExactAlgorithm::rtrl;  // the cheaper of the two
+};
+
 struct Analysis {
   // classify
   std::vector<int> group_order;              // evaluation order of neuron groups in one step
@@ -123,6 +146,9 @@ struct Analysis {
   std::int64_t dense_sensitivity_values = 0;  // sum_k n_k |P|
   std::int64_t gradient_macs_per_step = 0;    // sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
 
+  // plan_exact_cost
+  ExactCost exact_cost;
+
   // Neuron-level patterns (boolean patterns propagated through the step to a fixed point over
   // time): one per tangent block the update forms (group g, param p with p in op_tangent of g's
   // value op) and one per stored sensitivity block; a state's block and its tangent share one.
@@ -148,11 +174,15 @@ struct AnalysisOptions {
 // carries none. A sparse connection carries its links' source rows.
 std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param);
 
+// Multiply-adds per step of the blocked exact algorithm at block length h >= 1 (ExactCost).
+std::int64_t blocked_macs_per_step(const Analysis& a, int block_length);
+
 // Passes, each documented where it is defined. They read the network and the fields earlier
 // passes filled in, and fill in their own.
 void classify(const ir::Network& net, Analysis& a);
 void find_loops(const ir::Network& net, Analysis& a);
 void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions& options = {});
+void plan_exact_cost(const ir::Network& net, Analysis& a);
 
 // The whole pipeline. Throws ir::validate's std::invalid_argument for malformed IR and
 // AnalysisError for networks that cannot be evaluated.

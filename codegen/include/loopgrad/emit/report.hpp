@@ -14,10 +14,14 @@ namespace loopgrad::emit {
 // feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms listed in a note.
 std::string to_dot(const ir::Network& net, const analysis::Analysis& a);
 
+// One line: the exact algorithm the cost model picks (analysis::ExactCost), with its figures.
+std::string exact_choice(const analysis::Analysis& a);
+
 // The JSON report (fields documented in README.md, "Reports").
 nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a);
 
-// A few lines for a terminal: classes, loops, pruned cross terms, MACs pruned vs dense.
+// A few lines for a terminal: classes, loops, pruned cross terms, MACs pruned vs dense, and the
+// exact algorithm the cost model picks.
 std::string summary(const ir::Network& net, const analysis::Analysis& a);
 
 struct ReportPaths {

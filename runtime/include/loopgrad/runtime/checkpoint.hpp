@@ -3,7 +3,8 @@
 // parameters, recurrent state, sensitivity, the learner's accumulated gradient and step count,
 // and the optimizer's state. A run resumed from a checkpoint continues bit for bit as if it had
 // never stopped. Writes are atomic (temporary file, then rename); loads check everything (the
-// network's name, every size, the scalar type) before they change anything.
+// network's name, every size, the scalar type) before they change anything. ExactRtrl and
+// BlockedRtrl each have their own pair of functions; a checkpoint names the learner that wrote it.
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -49,6 +50,21 @@ inline const std::string& meta(const safetensors::File& f, const std::string& ke
   auto it = f.metadata.find(key);
   if (it == f.metadata.end()) throw safetensors::SafetensorsError(where + " has no metadata '" + key + "'");
   return it->second;
+}
+
+// Reads a checkpoint and checks that it is one, of `network`, written by `algorithm`'s learner
+// (checkpoints from before the blocked algorithm carry no algorithm and are RTRL's).
+inline safetensors::File open_checkpoint(const std::filesystem::path& path, const std::string& network,
+                                         const std::string& algorithm, const std::string& where) {
+  auto f = safetensors::read(path);
+  if (f.metadata.count("loopgrad.checkpoint") == 0) throw safetensors::SafetensorsError(where + " is not a loopgrad checkpoint");
+  if (meta(f, "network", where) != network)
+    throw safetensors::SafetensorsError(where + " belongs to network '" + meta(f, "network", where) + "', not '" + network + "'");
+  const auto it = f.metadata.find("algorithm");
+  const std::string written = it == f.metadata.end() ? "rtrl" : it->second;
+  if (written != algorithm)
+    throw safetensors::SafetensorsError(where + " was written by the " + written + " learner; this run uses " + algorithm);
+  return f;
 }
 
 inline std::int64_t integer(const std::string& text, const std::string& key, const std::string& where) {
@@ -120,6 +136,7 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   f.metadata = user_metadata;
   f.metadata["loopgrad.checkpoint"] = "1";
   f.metadata["network"] = network;
+  f.metadata["algorithm"] = "rtrl";
   f.metadata["steps"] = std::to_string(learner.rtrl().steps());
   f.metadata["gradient_ready"] = learner.gradient_ready() ? "1" : "0";
   detail::put(f, "params", params);
@@ -136,10 +153,7 @@ template <class Kernel, class T, class Optimizer>
 void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
                      ExactRtrl<Kernel, T>& learner, Optimizer& optimizer) {
   const std::string where = "checkpoint '" + path.string() + "'";
-  const auto f = safetensors::read(path);
-  if (f.metadata.count("loopgrad.checkpoint") == 0) throw safetensors::SafetensorsError(where + " is not a loopgrad checkpoint");
-  if (detail::meta(f, "network", where) != network)
-    throw safetensors::SafetensorsError(where + " belongs to network '" + detail::meta(f, "network", where) + "', not '" + network + "'");
+  const auto f = detail::open_checkpoint(path, network, "rtrl", where);
   auto new_params = detail::take<T>(f, "params", params.size(), where);
   auto state = detail::take<T>(f, "state", learner.rtrl().state().size(), where);
   auto sensitivity = detail::take<T>(f, "sensitivity", learner.rtrl().sensitivity().size(), where);
@@ -155,6 +169,114 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   learner.rtrl().set_steps(steps);
   learner.accumulated() = std::move(accumulated);
   learner.ready_flag() = ready;
+  optimizer = std::move(new_optimizer);
+}
+
+// Saves an online run with the blocked exact algorithm, mid-block too: the block's start (R_s,
+// Delta_s) and what each of its steps ran with (parameters, input, target), from which loading
+// replays the block's forward steps.
+template <class Kernel, class T, class Optimizer>
+void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
+                     const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
+                     const std::map<std::string, std::string>& user_metadata = {}) {
+  const auto snap = learner.snapshot();
+  safetensors::File f;
+  f.metadata = user_metadata;
+  f.metadata["loopgrad.checkpoint"] = "1";
+  f.metadata["network"] = network;
+  f.metadata["algorithm"] = "blocked";
+  f.metadata["block_length"] = std::to_string(learner.block_length());
+  f.metadata["steps"] = std::to_string(snap.steps);
+  f.metadata["gradient_ready"] = snap.ready ? "1" : "0";
+  f.metadata["block.steps"] = std::to_string(snap.inputs.size());
+  f.metadata["block.pending"] = std::to_string(snap.pending);
+  f.metadata["block.param_vectors"] = std::to_string(snap.params.size());
+  detail::put(f, "params", params);
+  detail::put(f, "state", learner.state());
+  detail::put(f, "block.start_state", snap.block_start_state);
+  detail::put(f, "sensitivity", snap.sensitivity);
+  detail::put(f, "accumulated_gradient", snap.accumulated);
+  std::vector<T> pool, index, has_target, inputs, targets;
+  for (const auto& p : snap.params) pool.insert(pool.end(), p.begin(), p.end());
+  for (std::size_t j = 0; j < snap.inputs.size(); ++j) {
+    index.push_back(static_cast<T>(snap.param_index[j]));
+    has_target.push_back(snap.targets[j].empty() ? T(0) : T(1));
+    inputs.insert(inputs.end(), snap.inputs[j].begin(), snap.inputs[j].end());
+    if (snap.targets[j].empty())
+      targets.resize(targets.size() + learner.kernel().target_size(), T(0));
+    else
+      targets.insert(targets.end(), snap.targets[j].begin(), snap.targets[j].end());
+  }
+  detail::put(f, "block.params", pool);
+  detail::put(f, "block.param_index", index);
+  detail::put(f, "block.has_target", has_target);
+  detail::put(f, "block.inputs", inputs);
+  detail::put(f, "block.targets", targets);
+  save_optimizer(optimizer, f);
+  safetensors::write(path, f);
+}
+
+// Restores what save_checkpoint wrote into `params`, `learner` (same network and block length) and
+// `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
+// saved one, bit for bit.
+template <class Kernel, class T, class Optimizer>
+void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
+                     BlockedRtrl<Kernel, T>& learner, Optimizer& optimizer) {
+  const std::string where = "checkpoint '" + path.string() + "'";
+  const auto f = detail::open_checkpoint(path, network, "blocked", where);
+  const auto& k = learner.kernel();
+  const auto block_length = detail::integer(detail::meta(f, "block_length", where), "block_length", where);
+  if (block_length != learner.block_length())
+    throw safetensors::SafetensorsError(where + " has block length " + std::to_string(block_length) +
+                                        ", this learner " + std::to_string(learner.block_length()));
+  auto count = [&](const std::string& key, std::int64_t limit) {
+    const auto n = detail::integer(detail::meta(f, key, where), key, where);
+    if (n < 0 || n > limit)
+      throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is " + std::to_string(n) + ", outside 0.." +
+                                          std::to_string(limit));
+    return static_cast<std::size_t>(n);
+  };
+  const std::size_t steps_in_block = count("block.steps", block_length - 1);
+  const std::size_t vectors = count("block.param_vectors", static_cast<std::int64_t>(steps_in_block));
+  typename BlockedRtrl<Kernel, T>::Snapshot snap;
+  snap.steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
+  snap.ready = detail::meta(f, "gradient_ready", where) == "1";
+  snap.pending = count("block.pending", static_cast<std::int64_t>(steps_in_block));
+  auto new_params = detail::take<T>(f, "params", params.size(), where);
+  const auto state = detail::take<T>(f, "state", k.state_size(), where);
+  snap.block_start_state = detail::take<T>(f, "block.start_state", k.state_size(), where);
+  snap.sensitivity = detail::take<T>(f, "sensitivity", k.sensitivity_size(), where);
+  snap.accumulated = detail::take<T>(f, "accumulated_gradient", params.size(), where);
+  const auto pool = detail::take<T>(f, "block.params", vectors * params.size(), where);
+  const auto index = detail::take<T>(f, "block.param_index", steps_in_block, where);
+  const auto has_target = detail::take<T>(f, "block.has_target", steps_in_block, where);
+  const auto inputs = detail::take<T>(f, "block.inputs", steps_in_block * k.input_size(), where);
+  const auto targets = detail::take<T>(f, "block.targets", steps_in_block * k.target_size(), where);
+  for (std::size_t v = 0; v < vectors; ++v)
+    snap.params.emplace_back(pool.begin() + static_cast<std::ptrdiff_t>(v * params.size()),
+                             pool.begin() + static_cast<std::ptrdiff_t>((v + 1) * params.size()));
+  for (std::size_t j = 0; j < steps_in_block; ++j) {
+    if (!(index[j] >= T(0) && index[j] < static_cast<T>(vectors)))
+      throw safetensors::SafetensorsError(where + ": block step " + std::to_string(j) + " names no parameter vector");
+    snap.param_index.push_back(static_cast<std::size_t>(index[j]));
+    snap.inputs.emplace_back(inputs.begin() + static_cast<std::ptrdiff_t>(j * k.input_size()),
+                             inputs.begin() + static_cast<std::ptrdiff_t>((j + 1) * k.input_size()));
+    if (has_target[j] != T(0))
+      snap.targets.emplace_back(targets.begin() + static_cast<std::ptrdiff_t>(j * k.target_size()),
+                                targets.begin() + static_cast<std::ptrdiff_t>((j + 1) * k.target_size()));
+    else
+      snap.targets.emplace_back();
+  }
+  Optimizer new_optimizer = optimizer;
+  load_optimizer(new_optimizer, f, where, params.size());
+  // Everything read and checked: replay into a copy of the learner, compare, then commit.
+  BlockedRtrl<Kernel, T> restored = learner;
+  restored.restore(snap);
+  if (restored.state() != state)
+    throw safetensors::SafetensorsError(where + ": replaying the block's " + std::to_string(steps_in_block) +
+                                        " steps does not give the saved state; the file does not belong to this kernel");
+  params = std::move(new_params);
+  learner = std::move(restored);
   optimizer = std::move(new_optimizer);
 }
 

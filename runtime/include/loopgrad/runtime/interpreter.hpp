@@ -6,6 +6,7 @@
 //                     giving dC/dP (immediate) and dC/dR_{N-1}
 //   sensitivity_update  Eqn. 4, Delta_N from Delta_{N-1}, only the blocks the analysis keeps
 //   apply_sensitivity   the recurrent part of Eqn. 5, (dC/dR_{N-1}) Delta_{N-1}
+//   sensitivity_row_size / set_sensitivity_row   Delta row by row (the blocked exact algorithm)
 // It is written to be obviously right, not fast: it is the oracle that generated code is
 // checked against.
 //
@@ -95,6 +96,11 @@ class Interpreter {
     return sens_offset_[static_cast<std::size_t>(k)][static_cast<std::size_t>(it - params.begin())];
   }
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  // The exact algorithm the analysis's cost model picks (runtime::ExactOnline follows it): 0 for
+  // RTRL, otherwise the block length of the blocked algorithm.
+  int recommended_block_length() const {
+    return a_.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a_.exact_cost.block_length : 0;
+  }
 
   // One step forward. `state` is R_{N-1}; the new state is read with next_state().
   void forward(const T* params, const T* state, const T* input, Step& step) const {
@@ -448,10 +454,37 @@ class Interpreter {
     }
   }
 
+  // Values row `unit` of Delta stores (unit: a position in the state layout): the sizes of the
+  // parameter groups its state keeps.
+  std::size_t sensitivity_row_size(std::size_t unit) const {
+    const std::size_t k = state_of_unit(unit);
+    std::size_t n = 0;
+    for (int p : a_.state_params[k]) n += static_cast<std::size_t>(net_.params[static_cast<std::size_t>(p)].size());
+    return n;
+  }
+
+  // Sets row `unit` of Delta from `row`, a vector in the parameter layout: the entries Delta stores
+  // are copied, the others (structurally zero) are not read. The blocked exact algorithm builds
+  // Delta this way, one row per state unit.
+  void set_sensitivity_row(T* delta, std::size_t unit, const T* row) const {
+    const std::size_t k = state_of_unit(unit);
+    const std::size_t r = unit - state_offset_[k];
+    for (int p : a_.state_params[k]) {
+      const auto cols = static_cast<std::size_t>(net_.params[static_cast<std::size_t>(p)].size());
+      std::copy_n(row + param_offset(p), cols, delta + sensitivity_offset(static_cast<int>(k), p) + r * cols);
+    }
+  }
+
   // Position of group g in the state layout (its index in analysis().states).
   int state_of(int g) const { return a_.state_index[static_cast<std::size_t>(g)]; }
 
  private:
+  std::size_t state_of_unit(std::size_t unit) const {
+    if (unit >= state_size_) throw std::out_of_range("state unit " + std::to_string(unit) + " is past the state's " + std::to_string(state_size_) + " values");
+    std::size_t k = 0;
+    while (k + 1 < state_offset_.size() && state_offset_[k + 1] <= unit) ++k;
+    return k;
+  }
   static void add_to(std::vector<T>& out, const std::vector<T>& in, T scale) {
     for (std::size_t i = 0; i < out.size(); ++i) out[i] += scale * in[i];
   }

@@ -8,6 +8,9 @@
 //   void reset()                       zero state, no history
 //
 // ExactRtrl          exact, every step or accumulated over m steps (constant memory)
+// BlockedRtrl        exact, the same gradients at about 1/n of RTRL's cost on dense recurrences
+//                    (blocked_rtrl.hpp)
+// ExactOnline        exact, by whichever of the two the analysis's cost model picks
 // TruncatedBptt      every k1 steps, backpropagate the last k1 losses through the last k2 steps
 // NthOrder           every step, backpropagate the step's loss through the last N steps
 // RandomTruncation   unbiased random truncation (Tallec & Ollivier 2017)
@@ -15,8 +18,12 @@
 #include <deque>
 #include <optional>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <variant>
 #include <vector>
 
+#include "loopgrad/runtime/blocked_rtrl.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
 
 namespace loopgrad::runtime {
@@ -52,6 +59,48 @@ class ExactRtrl {
   int accumulate_;
   std::vector<T> sum_;
   bool ready_ = false;
+};
+
+// Exact online gradients by the exact algorithm that is cheaper for the network: RTRL, or the
+// blocked algorithm at its best block length, as the analysis's cost model picks them (the
+// kernel's recommended_block_length()); `block_length` overrides the pick (0: RTRL; h >= 1: blocked
+// with block length h). Either way the gradient is RTRL's to rounding; accumulate and options as
+// for ExactRtrl.
+template <class Kernel, class T>
+class ExactOnline {
+ public:
+  static constexpr int automatic = -1;
+  explicit ExactOnline(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {}, int block_length = automatic)
+      : learner_(make(k, accumulate, options, block_length == automatic ? k.recommended_block_length() : block_length)) {}
+
+  T observe(const std::vector<T>& params, const T* input, const T* target) {
+    return std::visit([&](auto& l) { return l.observe(params, input, target); }, learner_);
+  }
+  bool gradient_ready() const {
+    return std::visit([](const auto& l) { return l.gradient_ready(); }, learner_);
+  }
+  const std::vector<T>& gradient() const {
+    return std::visit([](const auto& l) -> const std::vector<T>& { return l.gradient(); }, learner_);
+  }
+  void reset() {
+    std::visit([](auto& l) { l.reset(); }, learner_);
+  }
+  // 0 when running RTRL, else the blocked algorithm's block length.
+  int block_length() const {
+    const auto* blocked = std::get_if<BlockedRtrl<Kernel, T>>(&learner_);
+    return blocked == nullptr ? 0 : blocked->block_length();
+  }
+
+ private:
+  using Learner = std::variant<ExactRtrl<Kernel, T>, BlockedRtrl<Kernel, T>>;
+  static Learner make(const Kernel& k, int accumulate, RtrlOptions<T> options, int block_length) {
+    if (block_length < 0)
+      throw std::invalid_argument("ExactOnline: the block length must be 0 (RTRL), at least 1 (blocked) or automatic, not " +
+                                  std::to_string(block_length));
+    if (block_length == 0) return Learner(std::in_place_index<0>, k, accumulate, options);
+    return Learner(std::in_place_index<1>, k, block_length, accumulate, options);
+  }
+  Learner learner_;
 };
 
 // The history the BPTT-style learners keep: the last steps' values and targets, and the state

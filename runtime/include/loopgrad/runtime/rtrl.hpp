@@ -2,6 +2,7 @@
 // Exact online gradients (real-time recurrent learning, the discrete forward sensitivity
 // equation): constant memory and work per step, however long the sequence. Each step gives
 // dC_N/dP by Eqn. 5 and advances Delta by Eqn. 4; the parameters may change between steps.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +37,30 @@ struct RtrlOptions {
   T explosion_threshold = T(1e8);
   ExplosionPolicy explosion = ExplosionPolicy::warn;
 };
+
+// Applies `options.explosion` to a sensitivity Delta after step `steps`: its largest |entry| above
+// `options.explosion_threshold`, or any non-finite entry, is a temporal gradient explosion. `warned`
+// keeps the warning to one line per learner.
+template <class T>
+void check_sensitivity_growth(const std::vector<T>& delta, const RtrlOptions<T>& options, std::int64_t steps,
+                              bool& warned) {
+  if (options.explosion == ExplosionPolicy::ignore) return;
+  bool finite = true;
+  T largest = 0;
+  for (T d : delta) {
+    finite = finite && std::isfinite(d);
+    largest = std::max(largest, std::abs(d));
+  }
+  if (finite && largest <= options.explosion_threshold) return;
+  const std::string message =
+      "temporal gradient explosion at step " + std::to_string(steps) + ": the sensitivity dR/dP reached " +
+      (finite ? std::to_string(static_cast<double>(largest)) : std::string("a non-finite value")) +
+      " (threshold " + std::to_string(static_cast<double>(options.explosion_threshold)) +
+      "); lower the learning rate, clip gradients, or set an attenuation factor below 1 (an approximation)";
+  if (options.explosion == ExplosionPolicy::fail) throw TemporalGradientExplosion(message);
+  if (!warned) std::fprintf(stderr, "loopgrad warning: %s\n", message.c_str());
+  warned = true;
+}
 
 template <class Kernel, class T>
 class Rtrl {
@@ -94,24 +119,7 @@ class Rtrl {
   }
 
  private:
-  void check_explosion() {
-    if (options_.explosion == ExplosionPolicy::ignore) return;
-    bool finite = true;
-    T largest = 0;
-    for (T d : delta_) {
-      finite = finite && std::isfinite(d);
-      largest = std::max(largest, std::abs(d));
-    }
-    if (finite && largest <= options_.explosion_threshold) return;
-    const std::string message =
-        "temporal gradient explosion at step " + std::to_string(steps_) + ": the sensitivity dR/dP reached " +
-        (finite ? std::to_string(static_cast<double>(largest)) : std::string("a non-finite value")) +
-        " (threshold " + std::to_string(static_cast<double>(options_.explosion_threshold)) +
-        "); lower the learning rate, clip gradients, or set an attenuation factor below 1 (an approximation)";
-    if (options_.explosion == ExplosionPolicy::fail) throw TemporalGradientExplosion(message);
-    if (!warned_) std::fprintf(stderr, "loopgrad warning: %s\n", message.c_str());
-    warned_ = true;
-  }
+  void check_explosion() { check_sensitivity_growth(delta_, options_, steps_, warned_); }
 
   const Kernel& k_;
   RtrlOptions<T> options_;

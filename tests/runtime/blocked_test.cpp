@@ -1,0 +1,165 @@
+// The blocked exact algorithm (BlockedRtrl) on the reference interpreter: at every step the same
+// gradient as exact RTRL, for block lengths 1, 2, 3, 7, n_R and longer than the sequence, with
+// fixed parameters and with an Adam update every step, accumulated and attenuated; summed over a
+// sequence it equals BPTT; a run resumed from a checkpoint taken mid-block continues bit for bit;
+// ExactOnline follows the cost model.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "../blocked_check.hpp"
+#include "../codegen/random_network.hpp"
+#include "../networks.hpp"
+#include "loopgrad/runtime/bptt.hpp"
+#include "loopgrad/runtime/checkpoint.hpp"
+#include "loopgrad/runtime/interpreter.hpp"
+
+using namespace loopgrad;
+
+namespace {
+
+template <class T>
+void check_network(const ir::Network& net, std::size_t steps, double tolerance) {
+  const runtime::Interpreter<T> k(net);
+  const auto seq = testing::random_sequence<T>(net, k.input_size(), steps, 17);
+  double worst = 0;
+  for (const auto& c : testing::blocked_cases(k.state_size(), steps))
+    worst = std::max(worst, testing::check_blocked(k, net, seq, c, tolerance));
+  const std::string scalar = std::is_same_v<T, float> ? " (float)" : "";
+  MESSAGE(net.name << scalar << ": worst relative difference to RTRL " << testing::fmt_double(worst));
+}
+
+}  // namespace
+
+TEST_CASE("blocked exact RTRL equals RTRL at every step on every cell and the multi-loop networks") {
+  check_network<double>(dsl::lower(cells::elman_network<3, 5, 2>()), 40, 1e-12);
+  check_network<double>(dsl::lower(cells::stacked_rnn_network<3, 4, 5, 3>()), 40, 1e-12);
+  check_network<double>(dsl::lower(cells::lstm_network<3, 4, 2>()), 40, 1e-12);
+  check_network<double>(dsl::lower(cells::gru_network<3, 4, 2>()), 40, 1e-12);
+  check_network<double>(dsl::lower(cells::diagonal_rnn_network<3, 6, 2>()), 40, 1e-12);
+  check_network<double>(dsl::lower(testing::multi_loop_network()), 40, 1e-12);
+  check_network<double>(dsl::lower(testing::all_ops_network()), 40, 1e-12);
+}
+
+TEST_CASE("blocked exact RTRL equals RTRL in float") {
+  check_network<float>(dsl::lower(cells::elman_network<3, 5, 2>()), 40, 1e-4);
+  check_network<float>(dsl::lower(cells::lstm_network<3, 4, 2>()), 40, 1e-4);
+  check_network<float>(dsl::lower(testing::multi_loop_network()), 40, 1e-4);
+}
+
+TEST_CASE("blocked exact RTRL equals RTRL on the 60 random networks") {
+  for (unsigned seed = 1; seed <= 60; ++seed) {
+    INFO("random network " << seed);
+    check_network<double>(testing::random_network(seed), 24, 1e-12);
+  }
+}
+
+TEST_CASE("blocked exact RTRL summed over a sequence equals BPTT") {
+  for (const auto& net : {dsl::lower(cells::lstm_network<3, 4, 2>()), dsl::lower(testing::multi_loop_network())}) {
+    INFO("network " << net.name);
+    const runtime::Interpreter<double> k(net);
+    const auto params = runtime::initial_params<double>(net, 3, 0.8);
+    const auto seq = testing::random_sequence<double>(net, k.input_size(), 50, 5);
+    const auto bptt = runtime::bptt_gradient(k, params, seq).gradient;
+    for (int h : {1, 4, 13, 64}) {
+      runtime::BlockedRtrl<runtime::Interpreter<double>, double> blocked(k, h);
+      std::vector<double> sum(params.size(), 0.0);
+      for (std::size_t t = 0; t < seq.size(); ++t) {
+        blocked.observe(params, seq.inputs[t].data(), seq.target(t));
+        for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += blocked.gradient()[i];
+      }
+      CHECK(testing::relative_difference(sum.data(), bptt.data(), sum.size()) <= 1e-10);
+    }
+  }
+}
+
+TEST_CASE("blocked exact RTRL refuses a block length below 1") {
+  const runtime::Interpreter<double> k(dsl::lower(cells::elman_network<3, 5, 2>()));
+  CHECK_THROWS_WITH_AS((runtime::BlockedRtrl<runtime::Interpreter<double>, double>(k, 0)),
+                       "BlockedRtrl: the block length must be at least 1, not 0", std::invalid_argument);
+}
+
+TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit for bit") {
+  using Kernel = runtime::Interpreter<double>;
+  using Learner = runtime::BlockedRtrl<Kernel, double>;
+  const auto net = dsl::lower(testing::multi_loop_network());
+  const Kernel k(net);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 60, 23);
+  const auto dir = std::filesystem::temp_directory_path() / ("loopgrad_blocked_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto train = [&](std::vector<double>& params, Learner& learner, runtime::Adam<double>& adam, std::size_t from,
+                   std::size_t to) {
+    for (std::size_t t = from; t < to; ++t) {
+      learner.observe(params, seq.inputs[t].data(), seq.target(t));
+      if (learner.gradient_ready()) adam.apply(params, learner.gradient());
+    }
+  };
+  const auto initial = runtime::initial_params<double>(net, 3);
+  // Block length 7; accumulated over 3 steps, so step 31 is mid-block (3 of 7) and mid-accumulation.
+  for (const int accumulate : {1, 3}) {
+    INFO("accumulate " << accumulate);
+    auto params_a = initial;
+    Learner learner_a(k, 7, accumulate);
+    runtime::Adam<double> adam_a;
+    adam_a.rate = 0.01;
+    train(params_a, learner_a, adam_a, 0, 60);
+    const auto path = dir / ("blocked_" + std::to_string(accumulate) + ".safetensors");
+    {
+      auto params_b = initial;
+      Learner learner_b(k, 7, accumulate);
+      runtime::Adam<double> adam_b;
+      adam_b.rate = 0.01;
+      train(params_b, learner_b, adam_b, 0, 31);
+      REQUIRE(learner_b.block_steps() == 3);
+      runtime::save_checkpoint(path, net.name, params_b, learner_b, adam_b);
+    }
+    std::vector<double> params_c(initial.size(), 0.0);
+    Learner learner_c(k, 7, accumulate);
+    runtime::Adam<double> adam_c;
+    runtime::load_checkpoint(path, net.name, params_c, learner_c, adam_c);
+    CHECK(learner_c.block_steps() == 3);
+    train(params_c, learner_c, adam_c, 31, 60);
+    CHECK(std::memcmp(params_a.data(), params_c.data(), params_a.size() * sizeof(double)) == 0);
+    CHECK(learner_a.sensitivity() == learner_c.sensitivity());
+    CHECK(learner_a.state() == learner_c.state());
+
+    // The wrong learner, block length or network is refused, and nothing changes.
+    const auto before = params_c;
+    Learner other_length(k, 5, accumulate);
+    CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, other_length, adam_c),
+                      doctest::Contains("has block length 7, this learner 5"));
+    runtime::ExactRtrl<Kernel, double> rtrl(k, accumulate);
+    CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, rtrl, adam_c),
+                      doctest::Contains("was written by the blocked learner; this run uses rtrl"));
+    CHECK_THROWS_WITH(runtime::load_checkpoint(path, "elman", params_c, learner_c, adam_c),
+                      doctest::Contains("belongs to network 'multi_loop', not 'elman'"));
+    CHECK(params_c == before);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("ExactOnline follows the cost model, and a block length overrides it") {
+  using Kernel = runtime::Interpreter<double>;
+  const Kernel small(dsl::lower(cells::elman_network<3, 2, 2>()));
+  const Kernel wide(dsl::lower(cells::elman_network<8, 64, 2>()));
+  REQUIRE(small.recommended_block_length() == 0);
+  REQUIRE(wide.recommended_block_length() == wide.analysis().exact_cost.block_length);
+  CHECK(runtime::ExactOnline<Kernel, double>(small).block_length() == 0);
+  CHECK(runtime::ExactOnline<Kernel, double>(wide).block_length() == wide.analysis().exact_cost.block_length);
+  CHECK(runtime::ExactOnline<Kernel, double>(wide, 1, {}, 0).block_length() == 0);
+  CHECK(runtime::ExactOnline<Kernel, double>(small, 1, {}, 3).block_length() == 3);
+  // Either way the gradients are RTRL's.
+  const auto net = dsl::lower(cells::lstm_network<3, 4, 2>());
+  const Kernel k(net);
+  const auto params = runtime::initial_params<double>(net, 2);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 20, 4);
+  runtime::ExactOnline<Kernel, double> rtrl(k, 1, {}, 0), blocked(k, 1, {}, 6);
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    rtrl.observe(params, seq.inputs[t].data(), seq.target(t));
+    blocked.observe(params, seq.inputs[t].data(), seq.target(t));
+    CHECK(testing::relative_difference(blocked.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
+  }
+  CHECK_THROWS_AS((runtime::ExactOnline<Kernel, double>(k, 1, {}, -2)), std::invalid_argument);
+}
