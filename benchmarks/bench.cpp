@@ -118,6 +118,7 @@ void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vect
   state.counters["accumulate"] = accumulate;
   state.counters["model_macs"] = model;
   state.counters["model_rtrl_macs"] = static_cast<double>(a.exact_cost.rtrl_macs);
+  state.counters["chosen_blocked"] = a.exact_cost.choice == loopgrad::analysis::ExactAlgorithm::blocked ? 1 : 0;
   state.counters["median_ns"] = times[times.size() / 2];
   state.counters["max_ns"] = times.back();
   // Delta_s and the Delta being built, the block's steps and parameter vectors (one: fixed here),

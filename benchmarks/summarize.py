@@ -50,6 +50,25 @@ def main(path, png=None):
             print(f"| {n} | {ns(runs[f'rtrl/{n}/pruned']):.4g} | {one['ns_per_step']:.4g} | {two['ns_per_step']:.4g} | "
                   f"{one['ns_per_step'] / two['ns_per_step']:.2f}x | {pool['ns_per_step']:.4g} | "
                   f"{one['ns_per_step'] / pool['ns_per_step']:.2f}x |")
+    blocked = [n for n in nets if any(k.startswith(f"blocked/{n}/accumulate:1/") for k in runs)]
+    if blocked:
+        print()
+        print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
+              "speed-up | median / max step (ns) | model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | "
+              "crossover T vs BPTT |")
+        print("|" + " --- |" * 14)
+        for n in blocked:
+            b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
+            bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
+            r = runs[f"rtrl/{n}/pruned"]
+            bptt_per_step = ns(runs[f"bptt/{n}/1000"]) / 1000
+            pick = "blocked" if b1["chosen_blocked"] else "RTRL"
+            faster = "blocked" if ns(b1) < ns(r) else "RTRL"
+            print(f"| {n} | {pick}{'' if pick == faster else ' (measured: ' + faster + ')'} | {b1['block_length']:.0f} | "
+                  f"{ns(r):.4g} | {ns(b1):.4g} | {ns(r) / ns(b1):.1f}x | {ns(bh):.4g} | {ns(r) / ns(bh):.1f}x | "
+                  f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
+                  f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
+                  f"{ns(b1) / bptt_per_step:.0f} |")
     if png:
         net = "elman64" if "elman64" in nets else nets[0]
         p = runs[f"rtrl/{net}/pruned"]

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 
 #include "kernel_plan.hpp"
 #include "record_loop.hpp"
@@ -363,68 +364,45 @@ RecordLoop block_runs(const KernelPlan& plan, int k, int p) {
   return loop;
 }
 
-// sensitivity_row_size and set_sensitivity_row: row `unit` of Delta (a position in the state
-// layout), which the blocked exact algorithm (runtime::BlockedRtrl) builds row by row. Each
-// function branches on the state the unit belongs to (r: its row there), then handles each stored
-// block of that state: `full(k, p, cols)` for a block whose rows are whole, `run(k, p, f)` for one
-// run (row, column, at, length) of a row-sparse block, inside a test that the run is in row r.
-void emit_sensitivity_rows(const KernelPlan& plan, CodeWriter& w) {
-  auto body = [&](auto full, auto run) {
-    CodeWriter b(2);
-    int tables = 0;
-    for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
-      const int g = plan.a.states[k];
-      if (plan.a.state_params[k].empty()) continue;
-      const auto first = plan.state_offset[k];
-      const auto n = static_cast<std::size_t>(plan.group(g).size);
-      b.open("{}", first == 0 ? fmt::format("if (unit < {})", n) : fmt::format("if (unit >= {} && unit < {})", first, first + n));
-      b.line("[[maybe_unused]] const std::size_t r = unit{};  // row of {}", first == 0 ? "" : fmt::format(" - {}", first), plan.group(g).name);
-      for (int p : plan.a.state_params[k]) {
-        b.line("// d {} / d {}", plan.group(g).name, plan.param(p).name);
-        const auto& pattern = plan.pattern(g, p);
-        if (pattern.full()) {
-          full(b, static_cast<int>(k), p, static_cast<std::size_t>(pattern.cols));
-          continue;
-        }
-        const auto runs = block_runs(plan, static_cast<int>(k), p);
-        if (runs.empty()) continue;
-        const auto f = runs.open(b, fmt::format("runs{}", tables++));
-        b.open("if ({} == r)", f[0]);
-        run(b, static_cast<int>(k), p, f);
-        b.close();
-        b.close();
-      }
-      b.close();
+// Delta's layout as data: one record per run of a stored block's row, (unit: the row's position
+// in the state layout, column: the first parameter column, at: where the run is stored, length).
+// The blocked exact algorithm (runtime::BlockedRtrl) reads and writes Delta row by row through it.
+void emit_sensitivity_runs(const KernelPlan& plan, CodeWriter& w) {
+  std::vector<std::array<std::size_t, 4>> runs;
+  for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
+    const int g = plan.a.states[k];
+    for (int p : plan.a.state_params[k]) {
+      const auto& pattern = plan.pattern(g, p);
+      for (std::size_t r = 0; r < pattern.rows.size(); ++r)
+        for (const auto& run : pattern.rows[r])
+          runs.push_back({plan.state_offset[k] + r, plan.param_offset[static_cast<std::size_t>(p)] + static_cast<std::size_t>(run.begin),
+                          plan.sensitivity_block(static_cast<int>(k), p) + plan.position(g, p, r, run.begin),
+                          static_cast<std::size_t>(run.end - run.begin)});
     }
-    return b;
-  };
-  Scope none(plan, Scope::Access::read);
+  }
   w.blank();
-  w.line("// Values row `unit` of Delta stores (unit: a position in the state layout).");
-  CodeWriter size = body([](CodeWriter& b, int, int, std::size_t cols) { b.line("n += {};", cols); },
-                         [](CodeWriter& b, int, int, const std::vector<std::string>& f) { b.line("n += {};", f[3]); });
-  size.line("return n;");
-  emit_function(w, "std::size_t sensitivity_row_size([[maybe_unused]] std::size_t unit) const", none, size,
-                {"std::size_t n = 0;"});
-  w.blank();
-  w.line("// Sets row `unit` of Delta from `row`, a vector in the parameter layout: the entries Delta stores");
-  w.line("// are copied, the others (structurally zero) are not read.");
-  emit_function(w,
-                "void set_sensitivity_row([[maybe_unused]] Scalar* delta, [[maybe_unused]] std::size_t unit, "
-                "[[maybe_unused]] const Scalar* row) const",
-                none,
-                body(
-                    [&](CodeWriter& b, int k, int p, std::size_t cols) {
-                      b.line("for (std::size_t j = 0; j < {}; ++j) delta[{} + r * {} + j] = row[{} + j];", cols,
-                             plan.sensitivity_block(k, p), cols, plan.param_offset[static_cast<std::size_t>(p)]);
-                    },
-                    [&](CodeWriter& b, int k, int p, const std::vector<std::string>& f) {
-                      const auto at = plan.sensitivity_block(k, p);
-                      const auto from = plan.param_offset[static_cast<std::size_t>(p)];
-                      for_run(b, f[3], [&](const std::string& j) {
-                        return fmt::format("delta[{} + {}{}] = row[{} + {}{}]", at, f[2], j, from, f[1], j);
-                      });
-                    }));
+  w.line("// Delta's layout as data: one record per run of stored entries of a row, {{unit (the row's position");
+  w.line("// in the state layout), column (the first parameter column), at (where the run is stored), length}}.");
+  w.line("struct SensitivityRun {{");
+  w.line("  std::size_t unit, column, at, length;");
+  w.line("}};");
+  if (runs.empty()) {
+    w.line("static std::span<const SensitivityRun> sensitivity_runs() {{ return {{}}; }}");
+    return;
+  }
+  w.open("static std::span<const SensitivityRun> sensitivity_runs()");
+  w.line("static constexpr std::array<SensitivityRun, {}> runs{{{{", runs.size());
+  std::string line;
+  for (std::size_t e = 0; e < runs.size(); ++e) {
+    line += fmt::format("{{{}, {}, {}, {}}}{}", runs[e][0], runs[e][1], runs[e][2], runs[e][3], e + 1 < runs.size() ? ", " : "");
+    if (line.size() > 96 || e + 1 == runs.size()) {
+      w.line("    {}", line);
+      line.clear();
+    }
+  }
+  w.line("}}}};");
+  w.line("return runs;");
+  w.close();
 }
 
 }  // namespace
@@ -545,7 +523,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
                   "void expand_sensitivity([[maybe_unused]] const Scalar* sensitivity, Scalar* blocks) const", none,
                   body);
   }
-  emit_sensitivity_rows(plan, w);
+  emit_sensitivity_runs(plan, w);
   w.blank();
   out += w.str();
   return macs;

@@ -96,8 +96,8 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
       }
     }
   }
-  // The blocked exact algorithm on the generated kernel (its set_sensitivity_row builds Delta row
-  // by row): RTRL's gradients at every step, RTRL's Delta at every block end.
+  // The blocked exact algorithm on the generated kernel (it builds Delta row by row through the
+  // kernel's sensitivity_runs): RTRL's gradients at every step, RTRL's Delta at every block end.
   runtime::Sequence<T> head;
   head.inputs.assign(seq.inputs.begin(), seq.inputs.begin() + 30);
   head.targets.assign(seq.targets.begin(), seq.targets.begin() + 30);

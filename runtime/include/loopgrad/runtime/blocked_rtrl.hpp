@@ -22,11 +22,14 @@
 // is the same sweep seeded with the unit vector e_u at R_(s+h), plus its final adjoint times Delta_s.
 //
 // Cost per step for a dense recurrence of n_R state units, |P| parameters, block length h: about
-// n_R reverse passes and n_R / h products with Delta_s for the block end, (h - 1) / 2 reverse
+// n_R reverse passes and n_R / h products with Delta_s for the block end, (h + 1) / 2 reverse
 // passes and one product with Delta_s for the gradient: O(n_R |P|) at h ~ n_R, against RTRL's
-// O(n_R^2 |P|). analysis::exact_cost holds the model and the best h for a network. Memory: Delta_s
-// and the block's Delta_(s+h) being built, h steps' values and the parameter vectors they used
-// (one while the parameters do not change) — constant in the sequence length.
+// O(n_R^2 |P|). analysis::ExactCost holds the model and the best h for a network. The block end's
+// products run 32 rows at a time over tiles of Delta_s, so Delta_s is read n_R / 32 times per
+// block; the gradient's product reads it once per step (once per m steps when accumulating).
+// Memory: Delta_s and the block's Delta_(s+h) being built, 32 rows in the parameter layout, h
+// steps' values and the parameter vectors they used (one while the parameters do not change) —
+// constant in the sequence length.
 //
 // The parameters may change every step: each stored step is reversed with the parameters it ran
 // with, so the gradient is RTRL's to rounding, step by step.
@@ -42,7 +45,7 @@ namespace loopgrad::runtime {
 
 // A learner with ExactRtrl's interface (learners.hpp): observe every step, apply gradient() when
 // gradient_ready(). Runs on any kernel with the interpreter's interface, which includes
-// sensitivity_row_size(unit) and set_sensitivity_row(delta, unit, row).
+// sensitivity_runs(), Delta's layout as records {unit, column, at, length}.
 template <class Kernel, class T>
 class BlockedRtrl {
  public:
@@ -61,13 +64,11 @@ class BlockedRtrl {
         adjoint_(k.state_size(), T(0)),
         prev_adjoint_(k.state_size(), T(0)),
         target_adjoint_(k.state_size(), T(0)),
-        row_(k.param_count(), T(0)),
         sum_(k.param_count(), T(0)) {
     if (block_length < 1)
       throw std::invalid_argument("BlockedRtrl: the block length must be at least 1, not " + std::to_string(block_length));
     entries_.resize(static_cast<std::size_t>(block_length));
-    for (std::size_t u = 0; u < k.state_size(); ++u)
-      if (k.sensitivity_row_size(u) > 0) units_.push_back(u);
+    plan_block_end();
   }
 
   // One step at parameters `params` (target may be nullptr); returns C_N.
@@ -247,22 +248,105 @@ class BlockedRtrl {
     pending_ = count_;
   }
 
-  // Delta_(s+h), row by row, from Delta_s and the block's steps; the block then starts afresh.
+  // Columns of the parameter layout per tile of the block end's product, and seeds per chunk:
+  // a chunk's rows of one tile (chunk x tile values) stay in the L2 cache while Delta_s's rows
+  // stream past them once per chunk.
+  static constexpr std::size_t tile_columns = 256;
+  static constexpr std::size_t chunk_seeds = 32;
+
+  // Cuts Delta's runs at tile boundaries: tiles_[t] lists, for columns [t * tile_columns, ...),
+  // the pieces of every stored row; units_ are the state units whose row stores anything.
+  void plan_block_end() {
+    const std::size_t n_tiles = (k_->param_count() + tile_columns - 1) / tile_columns;
+    tiles_.assign(n_tiles, {});
+    std::vector<bool> stores(k_->state_size(), false);
+    for (const auto& run : k_->sensitivity_runs()) {
+      stores[run.unit] = stores[run.unit] || run.length > 0;
+      for (std::size_t j = 0; j < run.length;) {
+        const std::size_t column = run.column + j, t = column / tile_columns;
+        const std::size_t length = std::min(run.length - j, (t + 1) * tile_columns - column);
+        tiles_[t].push_back({run.unit, run.at + j, column - t * tile_columns, length});
+        j += length;
+      }
+    }
+    for (std::size_t u = 0; u < stores.size(); ++u)
+      if (stores[u]) units_.push_back(u);
+    seed_of_unit_.assign(k_->state_size(), npos);
+    const std::size_t chunk = std::min(chunk_seeds, units_.size());
+    chunk_rows_.assign(chunk * k_->param_count(), T(0));
+    chunk_adjoints_.assign(chunk * k_->state_size(), T(0));
+  }
+
+  // Delta_(s+h) from Delta_s and the block's steps, a chunk of rows at a time: each row's sweep
+  // gives its immediate part (in the parameter layout) and its adjoint at R_s; then, tile by tile,
+  // the adjoints times Delta_s's rows are added and the rows' stored entries written out. The
+  // block then starts afresh.
   void close_block() {
+    const std::size_t P = k_->param_count(), S = k_->state_size();
     std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
-    for (std::size_t u : units_) {
-      std::fill(row_.begin(), row_.end(), T(0));
-      std::fill(seed.begin(), seed.end(), T(0));
-      seed[u] = T(1);
-      sweep(seed.data(), count_, row_.data());
-      k_->apply_sensitivity(delta_.data(), adjoint_.data(), row_.data());
-      k_->set_sensitivity_row(next_delta_.data(), u, row_.data());
+    for (std::size_t first = 0; first < units_.size(); first += chunk_seeds) {
+      const std::size_t count = std::min(chunk_seeds, units_.size() - first);
+      std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(count * P), T(0));
+      for (std::size_t c = 0; c < count; ++c) {
+        const std::size_t u = units_[first + c];
+        seed_of_unit_[u] = c;
+        std::fill(seed.begin(), seed.end(), T(0));
+        seed[u] = T(1);
+        sweep(seed.data(), count_, chunk_rows_.data() + c * P);
+        std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
+      }
+      for (std::size_t t = 0; t < tiles_.size(); ++t) {
+        for (const Piece& piece : tiles_[t])
+          add_piece(delta_.data() + piece.at, piece.unit, t * tile_columns + piece.offset, piece.length, count);
+        for (const Piece& piece : tiles_[t]) {
+          const std::size_t c = seed_of_unit_[piece.unit];
+          if (c == npos) continue;
+          const T* row = chunk_rows_.data() + c * P + t * tile_columns + piece.offset;
+          std::copy(row, row + piece.length, next_delta_.data() + piece.at);
+        }
+      }
+      for (std::size_t c = 0; c < count; ++c) seed_of_unit_[units_[first + c]] = npos;
     }
     delta_.swap(next_delta_);
     block_start_state_ = state_;
     count_ = pending_ = pool_size_ = 0;
     check_sensitivity_growth(delta_, options_, steps_, warned_);
   }
+
+  // The chunk's rows [column, column + length) += (their adjoints at R_s, entry v) * d: one piece
+  // of row v of Delta_s, read once for the whole chunk (four rows at a time).
+  void add_piece(const T* d, std::size_t v, std::size_t column, std::size_t length, std::size_t count) {
+    const std::size_t P = k_->param_count(), S = k_->state_size();
+    const T* a = chunk_adjoints_.data() + v;
+    T* rows = chunk_rows_.data() + column;
+    std::size_t c = 0;
+    for (; c + 4 <= count; c += 4) {
+      const T a0 = a[c * S], a1 = a[(c + 1) * S], a2 = a[(c + 2) * S], a3 = a[(c + 3) * S];
+      if (a0 == T(0) && a1 == T(0) && a2 == T(0) && a3 == T(0)) continue;
+      T* r0 = rows + c * P;
+      T* r1 = r0 + P;
+      T* r2 = r1 + P;
+      T* r3 = r2 + P;
+      for (std::size_t j = 0; j < length; ++j) {
+        const T x = d[j];
+        r0[j] += a0 * x;
+        r1[j] += a1 * x;
+        r2[j] += a2 * x;
+        r3[j] += a3 * x;
+      }
+    }
+    for (; c < count; ++c) {
+      const T ac = a[c * S];
+      if (ac == T(0)) continue;
+      T* r = rows + c * P;
+      for (std::size_t j = 0; j < length; ++j) r[j] += ac * d[j];
+    }
+  }
+
+  struct Piece {
+    std::size_t unit, at, offset, length;  // a run's part within one tile; offset from the tile's start
+  };
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
   const Kernel* k_;  // a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
@@ -271,7 +355,11 @@ class BlockedRtrl {
   std::vector<std::vector<T>> pool_;
   std::size_t count_ = 0, pending_ = 0, pool_size_ = 0;
   std::vector<std::size_t> units_;  // state units whose row of Delta stores anything
-  std::vector<T> state_, block_start_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, row_, sum_;
+  std::vector<std::vector<Piece>> tiles_;
+  std::vector<std::size_t> seed_of_unit_;  // during a block end: the unit's row in the chunk, or npos
+  std::vector<T> chunk_rows_;              // chunk x param_count(): the rows of Delta_(s+h) being built
+  std::vector<T> chunk_adjoints_;          // chunk x state_size(): their adjoints at R_s
+  std::vector<T> state_, block_start_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
   std::int64_t steps_ = 0;
   bool ready_ = false;
   bool warned_ = false;

@@ -6,7 +6,7 @@
 //                     giving dC/dP (immediate) and dC/dR_{N-1}
 //   sensitivity_update  Eqn. 4, Delta_N from Delta_{N-1}, only the blocks the analysis keeps
 //   apply_sensitivity   the recurrent part of Eqn. 5, (dC/dR_{N-1}) Delta_{N-1}
-//   sensitivity_row_size / set_sensitivity_row   Delta row by row (the blocked exact algorithm)
+//   sensitivity_runs    Delta's layout as data, row by row (the blocked exact algorithm)
 // It is written to be obviously right, not fast: it is the oracle that generated code is
 // checked against.
 //
@@ -77,6 +77,15 @@ class Interpreter {
       }
     }
     sensitivity_size_ = off;
+    for (std::size_t k = 0; k < a_.states.size(); ++k) {
+      const auto n = static_cast<std::size_t>(net_.groups[static_cast<std::size_t>(a_.states[k])].size);
+      for (std::size_t r = 0; r < n; ++r)
+        for (std::size_t i = 0; i < a_.state_params[k].size(); ++i) {
+          const int p = a_.state_params[k][i];
+          const auto cols = static_cast<std::size_t>(net_.params[static_cast<std::size_t>(p)].size());
+          runs_.push_back({state_offset_[k] + r, param_offset(p), sens_offset_[k][i] + r * cols, cols});
+        }
+    }
   }
 
   const ir::Network& network() const { return net_; }
@@ -454,37 +463,20 @@ class Interpreter {
     }
   }
 
-  // Values row `unit` of Delta stores (unit: a position in the state layout): the sizes of the
-  // parameter groups its state keeps.
-  std::size_t sensitivity_row_size(std::size_t unit) const {
-    const std::size_t k = state_of_unit(unit);
-    std::size_t n = 0;
-    for (int p : a_.state_params[k]) n += static_cast<std::size_t>(net_.params[static_cast<std::size_t>(p)].size());
-    return n;
-  }
-
-  // Sets row `unit` of Delta from `row`, a vector in the parameter layout: the entries Delta stores
-  // are copied, the others (structurally zero) are not read. The blocked exact algorithm builds
-  // Delta this way, one row per state unit.
-  void set_sensitivity_row(T* delta, std::size_t unit, const T* row) const {
-    const std::size_t k = state_of_unit(unit);
-    const std::size_t r = unit - state_offset_[k];
-    for (int p : a_.state_params[k]) {
-      const auto cols = static_cast<std::size_t>(net_.params[static_cast<std::size_t>(p)].size());
-      std::copy_n(row + param_offset(p), cols, delta + sensitivity_offset(static_cast<int>(k), p) + r * cols);
-    }
-  }
+  // Delta's layout as data: one record per run of stored entries of a row (here every stored
+  // block's row is one run). The blocked exact algorithm reads and writes Delta row by row with it.
+  struct SensitivityRun {
+    std::size_t unit;    // the row's position in the state layout
+    std::size_t column;  // its first parameter column
+    std::size_t at;      // where the run is stored
+    std::size_t length;
+  };
+  const std::vector<SensitivityRun>& sensitivity_runs() const { return runs_; }
 
   // Position of group g in the state layout (its index in analysis().states).
   int state_of(int g) const { return a_.state_index[static_cast<std::size_t>(g)]; }
 
  private:
-  std::size_t state_of_unit(std::size_t unit) const {
-    if (unit >= state_size_) throw std::out_of_range("state unit " + std::to_string(unit) + " is past the state's " + std::to_string(state_size_) + " values");
-    std::size_t k = 0;
-    while (k + 1 < state_offset_.size() && state_offset_[k + 1] <= unit) ++k;
-    return k;
-  }
   static void add_to(std::vector<T>& out, const std::vector<T>& in, T scale) {
     for (std::size_t i = 0; i < out.size(); ++i) out[i] += scale * in[i];
   }
@@ -500,6 +492,7 @@ class Interpreter {
   std::vector<std::size_t> param_offset_, group_offset_, target_offset_, state_offset_;
   std::vector<int> outputs_;
   std::vector<std::vector<std::size_t>> sens_offset_;
+  std::vector<SensitivityRun> runs_;
   std::size_t param_count_ = 0, input_size_ = 0, target_size_ = 0, state_size_ = 0, sensitivity_size_ = 0;
 };
 
