@@ -12,6 +12,9 @@
 //                           at the cost model's block length h, a gradient every step (m = 1) or
 //                           summed over m = h steps: mean, median and largest step time, the
 //                           model's MACs (blocked and RTRL), bytes per stream
+//   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
+//                           bytes read per second, the floor of a step with a gradient every step
+//   stream/copy             the machine's streaming bandwidth (STREAM copy, 256 MiB, one thread)
 //   forward/<net>           the forward pass alone
 //   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
 //                           products (W times a tangent block): the speed limit of that part
@@ -20,13 +23,19 @@
 //                           threads (wall-clock time; ns_per_step is per stream): networks of at
 //                           most 2e9 MACs per step
 //   batch/<net>/B:4/pool:2  the same on a BatchPool of 2 threads, started once
+// The context line openblas_core names the OpenBLAS kernels in use; on a CPU that Debian's
+// OpenBLAS takes for an old one the program runs itself again with the right OPENBLAS_CORETYPE.
 // Run by hand: build/release/benchmarks/loopgrad_bench [--benchmark_filter=lstm]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <random>
@@ -42,6 +51,7 @@
 #include "loopgrad/runtime/rtrl.hpp"
 
 extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_corename(void);
 
 namespace {
 
@@ -128,6 +138,34 @@ void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vect
       8.0 * double(2 * kernel.sensitivity_size() +
                    std::size_t(h) * (step_values + kernel.input_size() + kernel.target_size()) +
                    3 * kernel.param_count() + 6 * kernel.state_size());
+}
+
+// The floor of an exact step with a gradient every step on a dense recurrence: one pass over the
+// stored Delta with one adjoint (the kernel's apply_sensitivity, Eqn. 5). Bytes read per second.
+template <class Kernel>
+void delta_pass(benchmark::State& state, const Kernel& kernel) {
+  const auto delta = random_vector(kernel.sensitivity_size(), 5);
+  const auto adjoint = random_vector(kernel.state_size(), 6);
+  std::vector<double> gradient(kernel.param_count(), 0.0);
+  for (auto _ : state) {
+    kernel.apply_sensitivity(delta.data(), adjoint.data(), gradient.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["bytes_per_s"] =
+      benchmark::Counter(8.0 * double(kernel.sensitivity_size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// This machine's streaming bandwidth, STREAM's "copy" on 256 MiB arrays (one thread): bytes read
+// and written per second.
+void stream_copy(benchmark::State& state) {
+  const std::size_t n = std::size_t(1) << 25;
+  const auto a = random_vector(n, 8);
+  std::vector<double> b(n, 0.0);
+  for (auto _ : state) {
+    std::copy(a.begin(), a.end(), b.begin());
+    benchmark::ClobberMemory();
+  }
+  state.counters["bytes_per_s"] = benchmark::Counter(16.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
@@ -279,6 +317,8 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
                                  })
         ->Unit(benchmark::kMicrosecond)
         ->Iterations(blocked_iterations(e.analysis, h));
+  benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only<Pruned>(s, entry->params); })
       ->Unit(benchmark::kMicrosecond);
   const auto shapes = dense_products(e.net, e.analysis);
@@ -305,7 +345,27 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
 #include "bench_networks.inc"
 #undef LOOPGRAD_BENCH_NETWORK
 
+// Debian's OpenBLAS (0.3.21) does not recognise every CPU and then runs its generic SSE3 kernels
+// (Prescott), at a fraction of the speed: the comparisons with OpenBLAS would flatter loopgrad.
+// On a CPU with AVX-512 or AVX2 that OpenBLAS took for an old one, run again with
+// OPENBLAS_CORETYPE set to the core it should have picked (unless the user set one).
+void run_the_right_openblas_core(char** argv) {
+  const std::string core = openblas_get_corename();
+  const bool generic = core == "Prescott" || core == "Core2" || core == "Penryn" || core == "Dunnington" ||
+                       core == "Nehalem" || core == "Atom" || core == "Katmai" || core == "Northwood" || core == "Banias";
+  const char* want = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || !generic || want == nullptr) return;
+  std::fprintf(stderr, "loopgrad_bench: OpenBLAS chose its %s kernels on a CPU with %s; running again with OPENBLAS_CORETYPE=%s\n",
+               core.c_str(), want == std::string("SkylakeX") ? "AVX-512" : "AVX2", want);
+  setenv("OPENBLAS_CORETYPE", want, 1);
+  execv("/proc/self/exe", argv);
+  std::perror("loopgrad_bench: could not run again");  // go on with the generic kernels
+}
+
 int main(int argc, char** argv) {
+  run_the_right_openblas_core(argv);
+  benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+  benchmark::RegisterBenchmark("stream/copy", stream_copy)->Unit(benchmark::kMicrosecond);
 #define LOOPGRAD_BENCH_NETWORK(ns, expression) \
   register_network<ns::Kernel, ns##_dense::Kernel, ns##_blas::Kernel>(                                          \
       #ns, expression, ns::emitted_macs_per_step, ns##_dense::emitted_macs_per_step, ns::n_step_values, ns::n_tangent, \

@@ -16,6 +16,20 @@ def main(path, png=None):
         if name.startswith("rtrl/") and name.endswith("/pruned"):
             nets.append(name.split("/")[1])
     ns = lambda b: b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+    # A filtered run (--benchmark_filter) may lack the rows of the first tables: print what it has.
+    complete = all(f"{kind}/{n}{suffix}" in runs for n in nets
+                   for kind, suffix in (("rtrl", "/dense"), ("rtrl", "/interpreter"), ("rtrl", "/blas"), ("forward", ""),
+                                        ("bptt", "/10"), ("bptt", "/100"), ("bptt", "/1000")))
+    if complete:
+        print_rtrl_tables(runs, nets, ns)
+    blocked = [n for n in nets if any(k.startswith(f"blocked/{n}/accumulate:1/") for k in runs) and f"bptt/{n}/1000" in runs]
+    if blocked:
+        print_blocked_table(runs, blocked, ns)
+    if png and complete:
+        plot(runs, nets, ns, png)
+
+
+def print_rtrl_tables(runs, nets, ns):
     print("| network | RTRL ns/step | macs | min_macs | GFLOP/s | OpenBLAS GFLOP/s (dense shapes) | "
           "% of BLAS | with --blas-min-flops 2^20: ns/step, GFLOP/s, % of BLAS | unpruned ns/step | pruned speed-up | "
           "interpreter ns/step | kernel vs interpreter | forward ns | RTRL / forward | BPTT at T=10 / 100 / 1000 (ns) |")
@@ -50,37 +64,40 @@ def main(path, png=None):
             print(f"| {n} | {ns(runs[f'rtrl/{n}/pruned']):.4g} | {one['ns_per_step']:.4g} | {two['ns_per_step']:.4g} | "
                   f"{one['ns_per_step'] / two['ns_per_step']:.2f}x | {pool['ns_per_step']:.4g} | "
                   f"{one['ns_per_step'] / pool['ns_per_step']:.2f}x |")
-    blocked = [n for n in nets if any(k.startswith(f"blocked/{n}/accumulate:1/") for k in runs)]
-    if blocked:
-        print()
-        print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
-              "speed-up | median / max step (ns) | model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | "
-              "crossover T vs BPTT |")
-        print("|" + " --- |" * 14)
-        for n in blocked:
-            b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
-            bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
-            r = runs[f"rtrl/{n}/pruned"]
-            bptt_per_step = ns(runs[f"bptt/{n}/1000"]) / 1000
-            pick = "blocked" if b1["chosen_blocked"] else "RTRL"
-            faster = "blocked" if ns(b1) < ns(r) else "RTRL"
-            print(f"| {n} | {pick}{'' if pick == faster else ' (measured: ' + faster + ')'} | {b1['block_length']:.0f} | "
-                  f"{ns(r):.4g} | {ns(b1):.4g} | {ns(r) / ns(b1):.1f}x | {ns(bh):.4g} | {ns(r) / ns(bh):.1f}x | "
-                  f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
-                  f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
-                  f"{ns(b1) / bptt_per_step:.0f} |")
-    if png:
-        net = "elman64" if "elman64" in nets else nets[0]
-        p = runs[f"rtrl/{net}/pruned"]
-        with tempfile.TemporaryDirectory() as d:
-            data = os.path.join(d, "t.dat")
-            with open(data, "w") as out:
-                for T in (10, 100, 1000):
-                    out.write(f"{T} {ns(p) / 1e3} {ns(runs[f'bptt/{net}/{T}']) / 1e3} {p['rtrl_bytes'] / 1e6} "
-                              f"{(p['bptt_bytes_T1e2'] + (T - 100) * (p['bptt_bytes_T1e3'] - p['bptt_bytes_T1e2']) / 900) / 1e6}\n")
-                for e in (4, 5):
-                    out.write(f"{10 ** e} NaN NaN {p['rtrl_bytes'] / 1e6} {p[f'bptt_bytes_T1e{e}'] / 1e6}\n")
-            script = f"""set terminal pngcairo size 1000,420 noenhanced
+
+
+def print_blocked_table(runs, blocked, ns):
+    print()
+    print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
+          "speed-up | median / max step (ns) | model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | "
+          "crossover T vs BPTT |")
+    print("|" + " --- |" * 14)
+    for n in blocked:
+        b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
+        bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
+        r = runs[f"rtrl/{n}/pruned"]
+        bptt_per_step = ns(runs[f"bptt/{n}/1000"]) / 1000
+        pick = "blocked" if b1["chosen_blocked"] else "RTRL"
+        faster = "blocked" if ns(b1) < ns(r) else "RTRL"
+        print(f"| {n} | {pick}{'' if pick == faster else ' (measured: ' + faster + ')'} | {b1['block_length']:.0f} | "
+              f"{ns(r):.4g} | {ns(b1):.4g} | {ns(r) / ns(b1):.1f}x | {ns(bh):.4g} | {ns(r) / ns(bh):.1f}x | "
+              f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
+              f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
+              f"{ns(b1) / bptt_per_step:.0f} |")
+
+
+def plot(runs, nets, ns, png):
+    net = "elman64" if "elman64" in nets else nets[0]
+    p = runs[f"rtrl/{net}/pruned"]
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "t.dat")
+        with open(data, "w") as out:
+            for T in (10, 100, 1000):
+                out.write(f"{T} {ns(p) / 1e3} {ns(runs[f'bptt/{net}/{T}']) / 1e3} {p['rtrl_bytes'] / 1e6} "
+                          f"{(p['bptt_bytes_T1e2'] + (T - 100) * (p['bptt_bytes_T1e3'] - p['bptt_bytes_T1e2']) / 900) / 1e6}\n")
+            for e in (4, 5):
+                out.write(f"{10 ** e} NaN NaN {p['rtrl_bytes'] / 1e6} {p[f'bptt_bytes_T1e{e}'] / 1e6}\n")
+        script = f"""set terminal pngcairo size 1000,420 noenhanced
 set output '{png}'
 set multiplot layout 1,2
 set logscale xy
@@ -96,7 +113,7 @@ set ylabel 'MB'
 plot '{data}' using 1:4 with linespoints lw 2 title 'RTRL', '{data}' using 1:5 with linespoints lw 2 title 'BPTT'
 unset multiplot
 """
-            subprocess.run(["gnuplot"], input=script.encode(), check=True)
+        subprocess.run(["gnuplot"], input=script.encode(), check=True)
 
 
 if __name__ == "__main__":

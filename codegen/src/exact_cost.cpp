@@ -62,15 +62,26 @@ std::int64_t blocked_macs_per_step(const Analysis& a, int block_length) {
          ((h + 1) * c.reverse_macs + 1) / 2 + delta;
 }
 
+double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
+  const double h = block_length < 1 ? 1.0 : static_cast<double>(block_length);
+  const auto& c = a.exact_cost;
+  const double rows = static_cast<double>(c.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
+  const double reverse_pass = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call;
+  return (rows + (h + 1) / 2) * reverse_pass + w.block_product * rows * delta / h + w.delta_pass * delta;
+}
+
 // Fills a.exact_cost from the fields plan_sensitivity wrote. The blocked cost has a term falling
-// as 1/h and one rising as h, least near h* = sqrt(2 rows |Delta| / reverse); the search covers
-// every h up to 4 h* + 16.
-void plan_exact_cost(const ir::Network& net, Analysis& a) {
+// as 1/h and one rising as h, least near h* = sqrt(2 w_product rows |Delta| / reverse pass); the
+// search covers every h up to 4 h* + 16.
+void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights& w) {
   auto& c = a.exact_cost;
   c.reverse_macs = reverse_macs(net, a);
+  c.reverse_values = 0;
+  for (const auto& g : net.groups) c.reverse_values += g.kind == ir::GroupKind::neuron ? g.size : 0;
   c.sensitivity_rows = 0;
   for (std::size_t k = 0; k < a.states.size(); ++k) {
     const int g = a.states[k];
+    c.reverse_values += net.groups[static_cast<std::size_t>(g)].size;
     for (std::size_t r = 0; r < static_cast<std::size_t>(net.groups[static_cast<std::size_t>(g)].size); ++r) {
       bool stores = false;
       for (int p : a.state_params[k]) stores = stores || !a.pattern(g, p).rows[r].empty();
@@ -78,20 +89,25 @@ void plan_exact_cost(const ir::Network& net, Analysis& a) {
     }
   }
   c.rtrl_macs = c.reverse_macs + a.macs_per_step + a.gradient_macs_per_step;
-  const double optimum = std::sqrt(2.0 * static_cast<double>(c.sensitivity_rows) * static_cast<double>(a.gradient_macs_per_step) /
-                                   static_cast<double>(std::max<std::int64_t>(c.reverse_macs, 1)));
+  c.rtrl_cost = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call +
+                static_cast<double>(a.macs_per_step) + w.delta_pass * static_cast<double>(a.gradient_macs_per_step);
+  const double reverse_pass =
+      w.reverse * static_cast<double>(std::max<std::int64_t>(c.reverse_macs, 1)) + static_cast<double>(c.reverse_values) + w.reverse_call;
+  const double optimum = std::sqrt(2.0 * w.block_product * static_cast<double>(c.sensitivity_rows) *
+                                   static_cast<double>(a.gradient_macs_per_step) / reverse_pass);
   const int last = static_cast<int>(std::min(4.0 * optimum + 16.0, 1e6));
   c.block_length = 1;
-  std::int64_t best = blocked_macs_per_step(a, 1);
+  double best = blocked_cost_per_step(a, 1, w);
   for (int h = 2; h <= last; ++h) {
-    const std::int64_t cost = blocked_macs_per_step(a, h);
+    const double cost = blocked_cost_per_step(a, h, w);
     if (cost < best) {
       best = cost;
       c.block_length = h;
     }
   }
-  c.blocked_macs = best;
-  c.choice = c.sensitivity_rows > 0 && c.blocked_macs < c.rtrl_macs ? ExactAlgorithm::blocked : ExactAlgorithm::rtrl;
+  c.blocked_cost = best;
+  c.blocked_macs = blocked_macs_per_step(a, c.block_length);
+  c.choice = c.sensitivity_rows > 0 && c.blocked_cost < c.rtrl_cost ? ExactAlgorithm::blocked : ExactAlgorithm::rtrl;
 }
 
 }  // namespace loopgrad::analysis

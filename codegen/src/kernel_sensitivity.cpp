@@ -478,6 +478,33 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
         const auto runs = block_runs(plan, static_cast<int>(k), p);
         if (runs.empty()) continue;
         body.line("// (dC/d{}) * d{}/d{}", plan.group(g).name, plan.group(g).name, plan.param(p).name);
+        const auto& pattern = plan.pattern(g, p);
+        const auto rows = pattern.rows.size();
+        if (pattern.full() && rows >= 4) {
+          // Whole rows, four at a time: the gradient's columns are read and written once per four
+          // rows of Delta, so the pass streams Delta alone.
+          const auto cols = static_cast<std::size_t>(pattern.cols);
+          const std::string grad = s.gradient(p), delta = s.delta_prev(static_cast<int>(k), p);
+          const auto at = plan.state_offset[k];
+          body.open("");
+          body.line("std::size_t r = 0;");
+          body.open("for (; r + 4 <= {}; r += 4)", rows);
+          body.line("const Scalar a0 = prev_state_adjoint[{} + r], a1 = prev_state_adjoint[{} + r + 1];", at, at);
+          body.line("const Scalar a2 = prev_state_adjoint[{} + r + 2], a3 = prev_state_adjoint[{} + r + 3];", at, at);
+          body.line("const Scalar* const d0 = {} + r * {};", delta, cols);
+          body.line("for (std::size_t j = 0; j < {}; ++j)", cols);
+          body.line("  {}[j] += a0 * d0[j] + a1 * d0[{} + j] + a2 * d0[{} + j] + a3 * d0[{} + j];", grad, cols, 2 * cols,
+                    3 * cols);
+          body.close();
+          if (rows % 4 != 0) {
+            body.open("for (; r < {}; ++r)", rows);
+            body.line("const Scalar a = prev_state_adjoint[{} + r];", at);
+            body.line("for (std::size_t j = 0; j < {}; ++j) {}[j] += a * {}[r * {} + j];", cols, grad, delta, cols);
+            body.close();
+          }
+          body.close();
+          continue;
+        }
         const auto f = runs.open(body, fmt::format("runs{}", tables++));
         body.line("const Scalar a = prev_state_adjoint[{} + {}];", plan.state_offset[k], f[0]);
         const std::string grad = s.gradient(p), delta = s.delta_prev(static_cast<int>(k), p);

@@ -139,17 +139,20 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
   j["sensitivity_block_values"] = a.sensitivity_block_values;
   j["gradient_macs_per_step"] = a.gradient_macs_per_step;
   const auto& c = a.exact_cost;
-  j["exact_cost"] = {{"reverse_macs", c.reverse_macs},      {"sensitivity_rows", c.sensitivity_rows},
-                     {"rtrl_macs_per_step", c.rtrl_macs},   {"blocked_macs_per_step", c.blocked_macs},
-                     {"block_length", c.block_length},      {"choice", analysis::to_string(c.choice)}};
+  j["exact_cost"] = {{"reverse_macs", c.reverse_macs},       {"sensitivity_rows", c.sensitivity_rows},
+                     {"rtrl_macs_per_step", c.rtrl_macs},    {"blocked_macs_per_step", c.blocked_macs},
+                     {"rtrl_cost_per_step", c.rtrl_cost},    {"blocked_cost_per_step", c.blocked_cost},
+                     {"block_length", c.block_length},       {"choice", analysis::to_string(c.choice)}};
   return j;
 }
 
 std::string exact_choice(const analysis::Analysis& a) {
   const auto& c = a.exact_cost;
-  return fmt::format("exact algorithm: {} (MACs per step with a gradient every step: RTRL {}, blocked {} at block length {})",
-                     c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", c.rtrl_macs, c.blocked_macs,
-                     c.block_length);
+  return fmt::format(
+      "exact algorithm: {} (per step with a gradient every step: RTRL {} MACs, cost {:.3g}; blocked at block length {} {} "
+      "MACs, cost {:.3g})",
+      c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", c.rtrl_macs, c.rtrl_cost, c.block_length,
+      c.blocked_macs, c.blocked_cost);
 }
 
 std::string summary(const ir::Network& net, const analysis::Analysis& a) {

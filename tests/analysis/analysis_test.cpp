@@ -306,11 +306,22 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   for (long h : {1L, 7L, 64L, 100L})
     CHECK(analysis::blocked_macs_per_step(x.a, int(h)) ==
           H * c.reverse_macs + (H * H * S + h - 1) / h + ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
+  // The cost weighs a reverse pass's and a Delta pass's multiply-adds by 4, the block end's
+  // product's by 1.5, and adds each reverse pass's cleared values (the adjoints of h and y, and
+  // the state's) and 2,000 per call.
+  const double reverse_pass = 4.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0;
+  CHECK(c.reverse_values == 2 * H + Out);
+  CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 4.0 * double(H * S)));
+  for (double h : {1.0, 7.0, 64.0})
+    CHECK(analysis::blocked_cost_per_step(x.a, int(h)) ==
+          doctest::Approx((double(H) + (h + 1) / 2) * reverse_pass + 1.5 * double(H * H * S) / h + 4.0 * double(H * S)));
   // The block length minimises the cost, which is below RTRL's by about the state size.
   CHECK(c.blocked_macs == analysis::blocked_macs_per_step(x.a, c.block_length));
-  for (int h = 1; h <= 4 * H; ++h) CHECK(analysis::blocked_macs_per_step(x.a, h) >= c.blocked_macs);
+  CHECK(c.blocked_cost == analysis::blocked_cost_per_step(x.a, c.block_length));
+  for (int h = 1; h <= 4 * H; ++h) CHECK(analysis::blocked_cost_per_step(x.a, h) >= c.blocked_cost);
   CHECK(c.choice == analysis::ExactAlgorithm::blocked);
   CHECK(c.rtrl_macs > 10 * c.blocked_macs);
+  CHECK(c.rtrl_cost > 3 * c.blocked_cost);
 
   CHECK(analysed(cells::lstm_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
   CHECK(analysed(cells::gru_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
@@ -318,7 +329,7 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   // An element-wise recurrence stores |P| values of Delta: RTRL is O(|P|) there.
   const auto diagonal = analysed(cells::diagonal_rnn_network<32, 1024, 2>());
   CHECK(diagonal.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
-  CHECK(diagonal.a.exact_cost.rtrl_macs < diagonal.a.exact_cost.blocked_macs);
+  CHECK(diagonal.a.exact_cost.rtrl_cost < diagonal.a.exact_cost.blocked_cost);
   // A tiny dense layer: the block end's sweeps cost more than RTRL saves.
   CHECK(analysed(cells::elman_network<3, 2, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
   // The reports carry it.

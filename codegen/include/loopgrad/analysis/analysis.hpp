@@ -99,18 +99,38 @@ enum class ExactAlgorithm {
 };
 const char* to_string(ExactAlgorithm algorithm);
 
-// The cost model of the exact algorithms, in multiply-adds per step with a gradient every step.
-// RTRL: one reverse pass, the sensitivity update and the gradient's pass over Delta. Blocked at
-// block length h (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row
-// of Delta and one pass over Delta_s per row, amortised over h steps; per step a sweep back to
+// The cost model of the exact algorithms, per step with a gradient every step. RTRL: one reverse
+// pass, the sensitivity update and the gradient's pass over Delta. Blocked at block length h
+// (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row of Delta and
+// one product of the rows' adjoints with Delta_s, amortised over h steps; per step a sweep back to
 // the block start ((h + 1) / 2 reverse passes on average) and one pass over Delta_s.
+//
+// Multiply-adds do not cost the same everywhere: the sensitivity update's dense products run from
+// registers, while a reverse pass does two multiply-adds per weight with a load and a store each,
+// and a pass over Delta with one adjoint reads a value from memory per multiply-add. The cost
+// (`*_cost`) weighs each kind by its measured price relative to the update's (ExactCostWeights,
+// measured with loopgrad_bench: docs/benchmarks.md), and the choice goes by the cost.
+// The defaults were fitted to loopgrad_bench on the project's machine (2026-11-24): Elman 64's
+// blocked step splits into 4x its reverse multiply-adds, 4x its Delta pass and 1.5x its block
+// product at RTRL's price per multiply-add; Elman 16's adds about 2,000 per reverse pass (the
+// calls, the cleared adjoints, the sweep's copies), which decides small networks.
+struct ExactCostWeights {
+  double reverse = 4;          // a reverse pass's multiply-add
+  double delta_pass = 4;       // a multiply-add of a pass over Delta with one adjoint (Eqn. 5)
+  double block_product = 1.5;  // a multiply-add of the block end's product, 32 rows at a time
+  double reverse_call = 2000;  // per reverse pass, beyond its adjoint and state values
+};
+
 struct ExactCost {
   std::int64_t reverse_macs = 0;      // one step's reverse pass, as the kernel evaluates it
+  std::int64_t reverse_values = 0;    // values a reverse pass clears: every group's adjoint and the state's
   std::int64_t sensitivity_rows = 0;  // state units whose row of Delta stores anything
   std::int64_t rtrl_macs = 0;         // reverse_macs + macs_per_step + gradient_macs_per_step
   int block_length = 1;               // the h that minimises the blocked algorithm's cost
   std::int64_t blocked_macs = 0;      // at block_length
-  ExactAlgorithm choice = ExactAlgorithm::rtrl;  // the cheaper of the two
+  double rtrl_cost = 0;               // in multiply-adds of the sensitivity update
+  double blocked_cost = 0;            // likewise, at block_length
+  ExactAlgorithm choice = ExactAlgorithm::rtrl;  // the one of lower cost
 };
 
 struct Analysis {
@@ -174,15 +194,17 @@ struct AnalysisOptions {
 // carries none. A sparse connection carries its links' source rows.
 std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param);
 
-// Multiply-adds per step of the blocked exact algorithm at block length h >= 1 (ExactCost).
+// Multiply-adds per step of the blocked exact algorithm at block length h >= 1, and its cost
+// (ExactCost).
 std::int64_t blocked_macs_per_step(const Analysis& a, int block_length);
+double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& weights = {});
 
 // Passes, each documented where it is defined. They read the network and the fields earlier
 // passes filled in, and fill in their own.
 void classify(const ir::Network& net, Analysis& a);
 void find_loops(const ir::Network& net, Analysis& a);
 void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions& options = {});
-void plan_exact_cost(const ir::Network& net, Analysis& a);
+void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights& weights = {});
 
 // The whole pipeline. Throws ir::validate's std::invalid_argument for malformed IR and
 // AnalysisError for networks that cannot be evaluated.

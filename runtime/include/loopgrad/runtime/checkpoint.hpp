@@ -52,6 +52,19 @@ inline const std::string& meta(const safetensors::File& f, const std::string& ke
   return it->second;
 }
 
+// A checkpoint's metadata every learner writes: the user's, then what loading checks.
+inline safetensors::File new_checkpoint(const std::map<std::string, std::string>& user_metadata, const std::string& network,
+                                        const std::string& algorithm, std::int64_t steps, bool gradient_ready) {
+  safetensors::File f;
+  f.metadata = user_metadata;
+  f.metadata["loopgrad.checkpoint"] = "1";
+  f.metadata["network"] = network;
+  f.metadata["algorithm"] = algorithm;
+  f.metadata["steps"] = std::to_string(steps);
+  f.metadata["gradient_ready"] = gradient_ready ? "1" : "0";
+  return f;
+}
+
 // Reads a checkpoint and checks that it is one, of `network`, written by `algorithm`'s learner
 // (checkpoints from before the blocked algorithm carry no algorithm and are RTRL's).
 inline safetensors::File open_checkpoint(const std::filesystem::path& path, const std::string& network,
@@ -132,13 +145,7 @@ template <class Kernel, class T, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
                      const ExactRtrl<Kernel, T>& learner, const Optimizer& optimizer,
                      const std::map<std::string, std::string>& user_metadata = {}) {
-  safetensors::File f;
-  f.metadata = user_metadata;
-  f.metadata["loopgrad.checkpoint"] = "1";
-  f.metadata["network"] = network;
-  f.metadata["algorithm"] = "rtrl";
-  f.metadata["steps"] = std::to_string(learner.rtrl().steps());
-  f.metadata["gradient_ready"] = learner.gradient_ready() ? "1" : "0";
+  auto f = detail::new_checkpoint(user_metadata, network, "rtrl", learner.rtrl().steps(), learner.gradient_ready());
   detail::put(f, "params", params);
   detail::put(f, "state", learner.rtrl().state());
   detail::put(f, "sensitivity", learner.rtrl().sensitivity());
@@ -180,14 +187,8 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
                      const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
                      const std::map<std::string, std::string>& user_metadata = {}) {
   const auto snap = learner.snapshot();
-  safetensors::File f;
-  f.metadata = user_metadata;
-  f.metadata["loopgrad.checkpoint"] = "1";
-  f.metadata["network"] = network;
-  f.metadata["algorithm"] = "blocked";
+  auto f = detail::new_checkpoint(user_metadata, network, "blocked", snap.steps, snap.ready);
   f.metadata["block_length"] = std::to_string(learner.block_length());
-  f.metadata["steps"] = std::to_string(snap.steps);
-  f.metadata["gradient_ready"] = snap.ready ? "1" : "0";
   f.metadata["block.steps"] = std::to_string(snap.inputs.size());
   f.metadata["block.pending"] = std::to_string(snap.pending);
   f.metadata["block.param_vectors"] = std::to_string(snap.params.size());
