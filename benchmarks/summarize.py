@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Turns loopgrad_bench's JSON (--benchmark_out=bench.json --benchmark_out_format=json) into the
-markdown table of docs/benchmarks.md and, with gnuplot, the plot of time and memory per step
-against T for RTRL and BPTT.  Usage: summarize.py bench.json [plot.png]"""
+markdown tables of docs/benchmarks.md and, with gnuplot, the plots: time and memory per step
+against T for RTRL and BPTT (plot.png), and the cost per step against n for RTRL, the blocked
+algorithm and BPTT (exact_cost_vs_n.png beside it). A run filtered to some benchmarks gets the
+tables its rows allow.  Usage: summarize.py bench.json [plot.png]"""
 import json
 import os
 import subprocess
@@ -27,6 +29,8 @@ def main(path, png=None):
         print_blocked_table(runs, blocked, ns)
     if png and complete:
         plot(runs, nets, ns, png)
+    if png and blocked:
+        plot_cost_against_n(runs, ns, os.path.join(os.path.dirname(png), "exact_cost_vs_n.png"))
 
 
 def print_rtrl_tables(runs, nets, ns):
@@ -84,6 +88,53 @@ def print_blocked_table(runs, blocked, ns):
               f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
               f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
               f"{ns(b1) / bptt_per_step:.0f} |")
+    stream = runs.get("stream/copy")
+    passes = [n for n in blocked if f"delta_pass/{n}" in runs]
+    if stream and passes:
+        bw = stream["bytes_per_s"]
+        print()
+        print(f"Streaming bandwidth (STREAM copy, one thread, same run): {bw / 1e9:.1f} GB/s.")
+        print()
+        print("| network | Delta bytes | one pass over Delta: ns, GB/s | % of STREAM copy | blocked step ns | "
+              "step / (Delta bytes at STREAM speed) | summed over h: step / (Delta bytes at STREAM speed) |")
+        print("|" + " --- |" * 7)
+        for n in passes:
+            d = runs[f"delta_pass/{n}"]
+            b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
+            bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
+            delta_bytes = d["bytes_per_s"] * ns(d) / 1e9
+            floor = delta_bytes / bw * 1e9
+            print(f"| {n} | {delta_bytes:.3g} | {ns(d):.4g}, {d['bytes_per_s'] / 1e9:.1f} | {100 * d['bytes_per_s'] / bw:.0f}% | "
+                  f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {ns(bh) / floor:.2f} |")
+
+
+def plot_cost_against_n(runs, ns, png):
+    """Per-step cost against the layer size for the Elman networks: RTRL, blocked, BPTT at T = 1000."""
+    sizes = sorted(int(k.split("/")[1][5:]) for k in runs if k.startswith("rtrl/elman") and k.endswith("/pruned"))
+    rows = []
+    for n in sizes:
+        b1 = next((v for k, v in runs.items() if k.startswith(f"blocked/elman{n}/accumulate:1/")), None)
+        if b1 is None or f"bptt/elman{n}/1000" not in runs:
+            continue
+        rows.append(f"{n} {ns(runs[f'rtrl/elman{n}/pruned']) / 1e3} {ns(b1) / 1e3} {ns(runs[f'bptt/elman{n}/1000']) / 1e3}")
+    if len(rows) < 2:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "n.dat")
+        with open(data, "w") as out:
+            out.write("\n".join(rows) + "\n")
+        script = f"""set terminal pngcairo size 700,460 noenhanced
+set output '{png}'
+set logscale xy
+set grid
+set key top left
+set xlabel 'units n (Elman layer, 8 inputs)'
+set ylabel 'microseconds per step'
+set format y '%g'
+set title 'cost of the exact gradient at every step'
+plot '{data}' using 1:2 with linespoints lw 2 title 'RTRL', '{data}' using 1:3 with linespoints lw 2 title 'blocked exact (BlockedRtrl)', '{data}' using 1:4 with linespoints lw 2 title 'BPTT over T = 1000 steps'
+"""
+        subprocess.run(["gnuplot"], input=script.encode(), check=True)
 
 
 def plot(runs, nets, ns, png):
