@@ -12,6 +12,43 @@ namespace loopgrad::emit {
 
 const char* to_string(ScalarType s) { return s == ScalarType::float32 ? "float" : "double"; }
 
+namespace {
+
+// With the BLAS option: OpenBLAS picks its kernels for the CPU when it loads, and Debian's 0.3.21
+// does not recognise every CPU; it then runs its generic SSE3 kernels at a fraction of the speed.
+// The first sensitivity update says so once, with the fix.
+std::string blas_check() {
+  return R"(// OpenBLAS picks its kernels for the CPU when it loads; some builds (Debian's 0.3.21) do not
+// recognise every CPU and then run their generic SSE3 kernels at a fraction of the speed. The first
+// sensitivity update says so once on stderr, with the fix. With another CBLAS the weak symbol is
+// null and nothing is said.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
+inline void check_blas_kernels() {
+  static const bool checked = [] {
+    if (openblas_get_corename == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr) return true;
+    const std::string_view core = openblas_get_corename();
+    const bool generic = core == "Prescott" || core == "Core2" || core == "Penryn" || core == "Dunnington" ||
+                         core == "Nehalem" || core == "Atom" || core == "Katmai" || core == "Northwood" || core == "Banias";
+    const char* want = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
+    if (generic && want != nullptr)
+      std::fprintf(stderr,
+                   "loopgrad: OpenBLAS runs its generic %s kernels on this CPU, which has %s: set OPENBLAS_CORETYPE=%s "
+                   "in the environment before the program starts for its fast ones\n",
+                   openblas_get_corename(), want[0] == 'S' ? "AVX-512" : "AVX2", want);
+    return true;
+  }();
+  (void)checked;
+}
+#else
+inline void check_blas_kernels() {}
+#endif
+
+)";
+}
+
+}  // namespace
+
 std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, const KernelOptions& options) {
   const detail::KernelPlan plan(net, a, options);
   // The sensitivity section is written first: the layout states how many multiplications it does,
@@ -40,7 +77,9 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
          "#include <span>\n#include <stdexcept>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
+  if (options.blas_min_flops > 0) out += "#include <cstdio>\n#include <cstdlib>\n#include <string_view>\n\n";
   out += fmt::format("namespace {} {{\n\n", ns);
+  if (options.blas_min_flops > 0) out += blas_check();
   detail::emit_layout(plan, emitted_macs, out);
 
   detail::CodeWriter head(0);

@@ -413,6 +413,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
   {
     Scope s(plan, Scope::Access::read);
     CodeWriter body(2);
+    if (plan.options.blas_min_flops > 0) body.line("check_blas_kernels();");
     if (plan.tangent_size > 0) body.line("if (step.tangent.size() != n_tangent) step.tangent.assign(n_tangent, Scalar(0));");
     // The coefficients, once per step.
     for (int g : plan.a.group_order)

@@ -44,6 +44,8 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
   // The multiplications the emitted update performs, counted loop by loop as it was written, are
   // the ones the analysis reports.
   CHECK(emitted_macs == interpreter.analysis().macs_per_step);
+  // The header carries the cost model's pick of exact algorithm.
+  CHECK(Kernel::recommended_block_length() == interpreter.recommended_block_length());
 
   const auto seq = random_sequence<T>(net, interpreter.input_size(), 100, std::hash<std::string>{}(name));
 
