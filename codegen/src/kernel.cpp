@@ -83,7 +83,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   detail::emit_layout(plan, emitted_macs, out);
 
   detail::CodeWriter head(0);
-  head.line("// The kernel interface (DESIGN.md section 2) on flat arrays in the layouts above; the same as");
+  head.line("// The kernel interface (docs/design.md, section 2) on flat arrays in the layouts above; the same as");
   head.line("// loopgrad::runtime::Interpreter's, so loopgrad's training algorithms run on it unchanged.");
   head.line("class Kernel {{");
   head.line(" public:");

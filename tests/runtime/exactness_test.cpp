@@ -1,4 +1,4 @@
-// The exactness contract (DESIGN.md section 1): with parameters held fixed, the summed RTRL
+// The exactness contract (docs/design.md, section 1): with parameters held fixed, the summed RTRL
 // gradient equals the BPTT gradient to rounding, and both equal central finite differences.
 #include <doctest/doctest.h>
 

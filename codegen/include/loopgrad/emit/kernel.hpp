@@ -2,7 +2,7 @@
 // The kernel emitter: one self-contained C++ header for one analysed network. The header needs
 // only the C++ standard library and contains, in the namespace of the options:
 //   Params, Gradient, State, Sensitivity, Input, Target   storage with named, documented views
-//   Kernel      the kernel interface of DESIGN.md section 2 on flat arrays, the same as the
+//   Kernel      the kernel interface of docs/design.md, section 2, on flat arrays, the same as the
 //               reference interpreter's, so every training algorithm runs on both
 //   forward_step, rtrl_step   the typed entry points: a plain forward step, and one exact RTRL
 //               step (forward, loss, gradient by Eqn. 5, sensitivity update by Eqn. 4)

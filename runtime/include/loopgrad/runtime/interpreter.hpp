@@ -1,6 +1,6 @@
 #pragma once
 // The reference interpreter: evaluates any analysed IR network step by step, in float or double.
-// It implements the kernel interface every training algorithm uses (DESIGN.md section 2):
+// It implements the kernel interface every training algorithm uses (docs/design.md, section 2):
 //   forward           one step: every op's value from parameters, previous state and inputs
 //   loss / reverse    the step loss and its one-step reverse pass (vector-Jacobian product),
 //                     giving dC/dP (immediate) and dC/dR_{N-1}
