@@ -12,6 +12,8 @@
 //                           at the cost model's block length h, a gradient every step (m = 1) or
 //                           summed over m = h steps: mean, median and largest step time, the
 //                           model's MACs (blocked and RTRL), bytes per stream
+//   blocked/<net>/real_time the same, a gradient every step, with the real-time schedule (the
+//                           block end's work spread over the next block's steps)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
 //   stream/copy             the machine's streaming bandwidth (STREAM copy, 256 MiB, one thread)
@@ -102,17 +104,19 @@ void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<
 }
 
 // The blocked exact algorithm (BlockedRtrl) on the generated kernel at block length h, a gradient
-// every step (accumulate = 1) or summed over h steps (accumulate = h). Runs whole blocks (a
-// multiple of h steps, about 2e10 multiply-adds of the cost model, at least two blocks) and times
-// every step, for the mean, the median and the largest step.
+// every step (accumulate = 1) or summed over h steps (accumulate = h), with either schedule. After
+// two untimed blocks (the learner's buffers reach their size) runs whole blocks (a multiple of h
+// steps, about 2e10 multiply-adds of the cost model, at least two blocks) and times every step,
+// for the mean, the median, the 99th percentile and the largest step.
 template <class Kernel>
 void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vector<double>& params,
-                  const loopgrad::analysis::Analysis& a, int h, int accumulate) {
+                  const loopgrad::analysis::Analysis& a, int h, int accumulate, loopgrad::runtime::BlockSchedule schedule) {
   loopgrad::runtime::RtrlOptions<double> options;
   options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
-  loopgrad::runtime::BlockedRtrl<Kernel, double> blocked(kernel, h, accumulate, options);
+  loopgrad::runtime::BlockedRtrl<Kernel, double> blocked(kernel, h, accumulate, options, schedule);
   const auto input = random_vector(kernel.input_size(), 1);
   const auto target = random_vector(kernel.target_size(), 2);
+  for (int j = 0; j < 2 * h; ++j) blocked.observe(params, input.data(), target.data());
   std::vector<double> times;
   times.reserve(static_cast<std::size_t>(state.max_iterations));
   for (auto _ : state) {
@@ -130,14 +134,15 @@ void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vect
   state.counters["model_rtrl_macs"] = static_cast<double>(a.exact_cost.rtrl_macs);
   state.counters["chosen_blocked"] = a.exact_cost.choice == loopgrad::analysis::ExactAlgorithm::blocked ? 1 : 0;
   state.counters["median_ns"] = times[times.size() / 2];
+  state.counters["p99_ns"] = times[times.size() * 99 / 100];
   state.counters["max_ns"] = times.back();
-  // Delta_s and the Delta being built, the block's steps and parameter vectors (one: fixed here),
-  // state, gradient and the sweep's buffers.
+  // Delta_s and the Delta being built, the stored steps (h, or 2h with the real-time schedule) and
+  // parameter vectors (one: fixed here), state, gradient and the sweep's buffers.
   const std::size_t step_values = blocked.last_step().values.size();
+  const std::size_t stored = std::size_t(h) * (schedule == loopgrad::runtime::BlockSchedule::real_time ? 2 : 1);
   state.counters["blocked_bytes"] =
-      8.0 * double(2 * kernel.sensitivity_size() +
-                   std::size_t(h) * (step_values + kernel.input_size() + kernel.target_size()) +
-                   3 * kernel.param_count() + 6 * kernel.state_size());
+      8.0 * double(2 * kernel.sensitivity_size() + stored * (step_values + kernel.input_size() + kernel.target_size()) +
+                   3 * kernel.param_count() + 7 * kernel.state_size());
 }
 
 // The floor of an exact step with a gradient every step on a dense recurrence: one pass over the
@@ -310,10 +315,15 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
     rtrl_step(s, *entry->interpreter, entry->params, min_macs, min_macs, memory);
   })->Unit(benchmark::kMicrosecond);
   const int h = e.analysis.exact_cost.block_length;
-  for (const int accumulate : {1, h})
-    benchmark::RegisterBenchmark(("blocked/" + name + "/accumulate:" + std::to_string(accumulate)).c_str(),
-                                 [=](benchmark::State& s) {
-                                   blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate);
+  using loopgrad::runtime::BlockSchedule;
+  for (const auto& [accumulate, schedule] :
+       {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::real_time}})
+    benchmark::RegisterBenchmark(("blocked/" + name + "/" +
+                                  (schedule == BlockSchedule::real_time ? std::string("real_time")
+                                                                        : "accumulate:" + std::to_string(accumulate)))
+                                     .c_str(),
+                                 [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
+                                   blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate, schedule);
                                  })
         ->Unit(benchmark::kMicrosecond)
         ->Iterations(blocked_iterations(e.analysis, h));

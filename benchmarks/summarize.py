@@ -88,6 +88,23 @@ def print_blocked_table(runs, blocked, ns):
               f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
               f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
               f"{ns(b1) / bptt_per_step:.0f} |")
+    timed = [n for n in blocked if any(k.startswith(f"blocked/{n}/real_time/") for k in runs)]
+    if timed:
+        print()
+        print("The real-time schedule: every step's time, the block end's work at once (block_end) or spread over "
+              "the next block's steps (real_time); a gradient every step.")
+        print()
+        print("| network | h | block_end: mean ns | median / p99 / max | max / median | real_time: mean ns | "
+              "median / p99 / max | max / median | mean, real_time / block_end | bytes, real_time / RTRL |")
+        print("|" + " --- |" * 10)
+        for n in timed:
+            b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
+            rt = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/real_time/"))
+            r = runs[f"rtrl/{n}/pruned"]
+            print(f"| {n} | {b1['block_length']:.0f} | {ns(b1):.4g} | {b1['median_ns']:.3g} / {b1['p99_ns']:.3g} / "
+                  f"{b1['max_ns']:.3g} | {b1['max_ns'] / b1['median_ns']:.1f} | {ns(rt):.4g} | {rt['median_ns']:.3g} / "
+                  f"{rt['p99_ns']:.3g} / {rt['max_ns']:.3g} | {rt['max_ns'] / rt['median_ns']:.1f} | "
+                  f"{ns(rt) / ns(b1):.2f} | {rt['blocked_bytes'] / r['rtrl_bytes']:.2f} |")
     stream = runs.get("stream/copy")
     passes = [n for n in blocked if f"delta_pass/{n}" in runs]
     if stream and passes:

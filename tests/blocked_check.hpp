@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compare.hpp"
@@ -22,6 +23,7 @@ struct BlockedCase {
   int accumulate = 1;
   bool adam = false;
   double attenuation = 1;
+  bool real_time = false;
 };
 
 // Returns the worst relative difference seen; CHECKs each against `tolerance`.
@@ -29,12 +31,15 @@ template <class Kernel, class T>
 double check_blocked(const Kernel& kernel, const ir::Network& net, const runtime::Sequence<T>& seq, BlockedCase c,
                      double tolerance) {
   INFO("block length " << c.block_length << ", accumulate " << c.accumulate << (c.adam ? ", Adam every update" : ", fixed parameters")
-                       << ", attenuation " << c.attenuation);
+                       << ", attenuation " << c.attenuation << (c.real_time ? ", real-time schedule" : ""));
   runtime::RtrlOptions<T> options;
   options.attenuation = T(c.attenuation);
   options.explosion = runtime::ExplosionPolicy::ignore;
   runtime::ExactRtrl<Kernel, T> reference(kernel, c.accumulate, options);
-  runtime::BlockedRtrl<Kernel, T> blocked(kernel, c.block_length, c.accumulate, options);
+  runtime::BlockedRtrl<Kernel, T> blocked(kernel, c.block_length, c.accumulate, options,
+                                          c.real_time ? runtime::BlockSchedule::real_time : runtime::BlockSchedule::block_end);
+  // RTRL's Delta at the block boundaries not yet checked (with real_time one is complete a block later).
+  std::vector<std::pair<std::int64_t, std::vector<T>>> boundaries;
   auto params = runtime::initial_params<T>(net, 11, 0.8);
   runtime::Adam<T> adam;
   adam.rate = T(0.01);
@@ -50,8 +55,13 @@ double check_blocked(const Kernel& kernel, const ir::Network& net, const runtime
     check(relative_difference(&got, &want, 1));
     REQUIRE(blocked.gradient_ready() == reference.gradient_ready());
     check(relative_difference(blocked.state().data(), reference.rtrl().state().data(), kernel.state_size()));
-    if (blocked.block_steps() == 0)
-      check(relative_difference(blocked.sensitivity().data(), reference.rtrl().sensitivity().data(), kernel.sensitivity_size()));
+    if (blocked.block_steps() == 0) boundaries.emplace_back(static_cast<std::int64_t>(t + 1), reference.rtrl().sensitivity());
+    while (!boundaries.empty() && boundaries.front().first <= blocked.sensitivity_step()) {
+      if (boundaries.front().first == blocked.sensitivity_step())
+        check(relative_difference(blocked.sensitivity().data(), boundaries.front().second.data(), kernel.sensitivity_size()));
+      boundaries.erase(boundaries.begin());
+    }
+    CHECK(boundaries.size() <= 2);
     if (reference.gradient_ready()) {
       check(relative_difference(blocked.gradient().data(), reference.gradient().data(), params.size()));
       if (c.adam) adam.apply(params, reference.gradient());
@@ -62,13 +72,17 @@ double check_blocked(const Kernel& kernel, const ir::Network& net, const runtime
 
 // The block lengths for a network of n_R state units and a sequence of T steps: 1, 2, 3,
 // 7, n_R and longer than T; each with fixed parameters and with Adam, and once accumulated over 4
-// steps and once attenuated.
+// steps and once attenuated. The real-time schedule at 2, 7 and n_R with Adam, and accumulated and
+// attenuated.
 inline std::vector<BlockedCase> blocked_cases(std::size_t state_units, std::size_t steps) {
   std::vector<BlockedCase> out;
   for (int h : {1, 2, 3, 7, static_cast<int>(state_units), static_cast<int>(steps) + 1})
     for (bool adam : {false, true}) out.push_back({h, 1, adam, 1});
   out.push_back({3, 4, true, 1});
   out.push_back({5, 2, false, 0.7});
+  for (int h : {2, 7, static_cast<int>(state_units)}) out.push_back({h, 1, true, 1, true});
+  out.push_back({3, 4, true, 1, true});
+  out.push_back({5, 2, false, 0.7, true});
   return out;
 }
 

@@ -1,8 +1,8 @@
 // The blocked exact algorithm (BlockedRtrl) on the reference interpreter: at every step the same
 // gradient as exact RTRL, for block lengths 1, 2, 3, 7, n_R and longer than the sequence, with
-// fixed parameters and with an Adam update every step, accumulated and attenuated; summed over a
-// sequence it equals BPTT; a run resumed from a checkpoint taken mid-block continues bit for bit;
-// ExactOnline follows the cost model.
+// fixed parameters and with an Adam update every step, accumulated and attenuated, with both
+// schedules; summed over a sequence it equals BPTT; a run resumed from a checkpoint taken mid-block
+// continues bit for bit; ExactOnline follows the cost model.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -63,8 +63,9 @@ TEST_CASE("blocked exact RTRL summed over a sequence equals BPTT") {
     const auto params = runtime::initial_params<double>(net, 3, 0.8);
     const auto seq = testing::random_sequence<double>(net, k.input_size(), 50, 5);
     const auto bptt = runtime::bptt_gradient(k, params, seq).gradient;
-    for (int h : {1, 4, 13, 64}) {
-      runtime::BlockedRtrl<runtime::Interpreter<double>, double> blocked(k, h);
+    for (int h : {1, 4, 13, 64})
+    for (auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time}) {
+      runtime::BlockedRtrl<runtime::Interpreter<double>, double> blocked(k, h, 1, {}, schedule);
       std::vector<double> sum(params.size(), 0.0);
       for (std::size_t t = 0; t < seq.size(); ++t) {
         blocked.observe(params, seq.inputs[t].data(), seq.target(t));
@@ -97,26 +98,30 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
     }
   };
   const auto initial = runtime::initial_params<double>(net, 3);
-  // Block length 7; accumulated over 3 steps, so step 31 is mid-block (3 of 7) and mid-accumulation.
+  // Block length 7; accumulated over 3 steps, so step 31 is mid-block (3 of 7) and mid-accumulation;
+  // with the real-time schedule the previous block's end is then partly built.
+  for (const auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time})
   for (const int accumulate : {1, 3}) {
-    INFO("accumulate " << accumulate);
+    const bool real_time = schedule == runtime::BlockSchedule::real_time;
+    INFO("accumulate " << accumulate << (real_time ? ", real-time schedule" : ""));
     auto params_a = initial;
-    Learner learner_a(k, 7, accumulate);
+    Learner learner_a(k, 7, accumulate, {}, schedule);
     runtime::Adam<double> adam_a;
     adam_a.rate = 0.01;
     train(params_a, learner_a, adam_a, 0, 60);
-    const auto path = dir / ("blocked_" + std::to_string(accumulate) + ".safetensors");
+    const auto path = dir / ("blocked_" + std::to_string(accumulate) + (real_time ? "_rt" : "") + ".safetensors");
     {
       auto params_b = initial;
-      Learner learner_b(k, 7, accumulate);
+      Learner learner_b(k, 7, accumulate, {}, schedule);
       runtime::Adam<double> adam_b;
       adam_b.rate = 0.01;
       train(params_b, learner_b, adam_b, 0, 31);
       REQUIRE(learner_b.block_steps() == 3);
+      REQUIRE(learner_b.snapshot().closing == (real_time ? 7u : 0u));
       runtime::save_checkpoint(path, net.name, params_b, learner_b, adam_b);
     }
     std::vector<double> params_c(initial.size(), 0.0);
-    Learner learner_c(k, 7, accumulate);
+    Learner learner_c(k, 7, accumulate, {}, schedule);
     runtime::Adam<double> adam_c;
     runtime::load_checkpoint(path, net.name, params_c, learner_c, adam_c);
     CHECK(learner_c.block_steps() == 3);
@@ -127,9 +132,13 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
 
     // The wrong learner, block length or network is refused, and nothing changes.
     const auto before = params_c;
-    Learner other_length(k, 5, accumulate);
+    Learner other_length(k, 5, accumulate, {}, schedule);
     CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, other_length, adam_c),
                       doctest::Contains("has block length 7, this learner 5"));
+    Learner other_schedule(k, 7, accumulate, {}, real_time ? runtime::BlockSchedule::block_end : runtime::BlockSchedule::real_time);
+    CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, other_schedule, adam_c),
+                      doctest::Contains(real_time ? "was written with the real_time schedule; this learner uses block_end"
+                                                  : "was written with the block_end schedule; this learner uses real_time"));
     runtime::ExactRtrl<Kernel, double> rtrl(k, accumulate);
     CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, rtrl, adam_c),
                       doctest::Contains("was written by the blocked learner; this run uses rtrl"));
@@ -155,11 +164,14 @@ TEST_CASE("ExactOnline follows the cost model, and a block length overrides it")
   const Kernel k(net);
   const auto params = runtime::initial_params<double>(net, 2);
   const auto seq = testing::random_sequence<double>(net, k.input_size(), 20, 4);
-  runtime::ExactOnline<Kernel, double> rtrl(k, 1, {}, 0), blocked(k, 1, {}, 6);
+  runtime::ExactOnline<Kernel, double> rtrl(k, 1, {}, 0), blocked(k, 1, {}, 6),
+      real_time(k, 1, {}, 6, runtime::BlockSchedule::real_time);
   for (std::size_t t = 0; t < seq.size(); ++t) {
     rtrl.observe(params, seq.inputs[t].data(), seq.target(t));
     blocked.observe(params, seq.inputs[t].data(), seq.target(t));
+    real_time.observe(params, seq.inputs[t].data(), seq.target(t));
     CHECK(testing::relative_difference(blocked.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
+    CHECK(testing::relative_difference(real_time.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
   }
   CHECK_THROWS_AS((runtime::ExactOnline<Kernel, double>(k, 1, {}, -2)), std::invalid_argument);
 }

@@ -33,6 +33,14 @@
 //
 // The parameters may change every step: each stored step is reversed with the parameters it ran
 // with, so the gradient is RTRL's to rounding, step by step.
+//
+// Two schedules for the block end's work (BlockSchedule):
+// - block_end: all rows of Delta_(s+h) at the step that ends the block. Least work, but that step
+//   costs about h times the median one.
+// - real_time: the block that just ended stays stored while the next one runs, and each of the
+//   next h steps builds n_R / h of Delta_(s+h)'s rows, so every step does about the same work.
+//   Until Delta_(s+h) is complete the gradient sweeps back through both blocks to Delta_s: about h
+//   more reverse passes per step, one more pass over Delta_s per step, and h more stored steps.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -43,6 +51,12 @@
 
 namespace loopgrad::runtime {
 
+// When BlockedRtrl builds the sensitivity at a block boundary (see the file's comment).
+enum class BlockSchedule {
+  block_end,  // all at the step that ends a block
+  real_time,  // spread evenly over the next block's steps
+};
+
 // A learner with ExactRtrl's interface (learners.hpp): observe every step, apply gradient() when
 // gradient_ready(). Runs on any kernel with the interpreter's interface, which includes
 // sensitivity_runs(), Delta's layout as records {unit, column, at, length}.
@@ -52,13 +66,17 @@ class BlockedRtrl {
   // block_length h >= 1: Delta is formed every h steps. accumulate = m > 1: the gradient is the
   // sum over m steps and is ready every m (the products with Delta_s then batch: one per m steps
   // within a block). `options` as for RTRL: attenuation gamma scales every crossing of a step's
-  // recurrence exactly as Rtrl does; the explosion policy watches Delta at every block end.
-  BlockedRtrl(const Kernel& k, int block_length, int accumulate = 1, RtrlOptions<T> options = {})
+  // recurrence exactly as Rtrl does; the explosion policy watches Delta whenever a boundary's is
+  // complete. `schedule`: when that Delta is built (BlockSchedule).
+  BlockedRtrl(const Kernel& k, int block_length, int accumulate = 1, RtrlOptions<T> options = {},
+              BlockSchedule schedule = BlockSchedule::block_end)
       : k_(&k),
         options_(options),
         accumulate_(accumulate < 1 ? 1 : accumulate),
+        schedule_(schedule),
         state_(k.state_size(), T(0)),
         block_start_state_(k.state_size(), T(0)),
+        boundary_state_(k.state_size(), T(0)),
         delta_(k.sensitivity_size(), T(0)),
         next_delta_(k.sensitivity_size(), T(0)),
         adjoint_(k.state_size(), T(0)),
@@ -67,14 +85,15 @@ class BlockedRtrl {
         sum_(k.param_count(), T(0)) {
     if (block_length < 1)
       throw std::invalid_argument("BlockedRtrl: the block length must be at least 1, not " + std::to_string(block_length));
-    entries_.resize(static_cast<std::size_t>(block_length));
+    h_ = static_cast<std::size_t>(block_length);
+    entries_.resize(schedule == BlockSchedule::real_time ? 2 * h_ : h_);
     plan_block_end();
   }
 
   // One step at parameters `params` (target may be nullptr); returns C_N.
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
-    Entry& e = entries_[count_];
+    Entry& e = entries_[closing_ + count_];
     e.params = keep_params(params);
     e.input.assign(input, input + k_->input_size());
     e.has_target = target != nullptr;
@@ -84,11 +103,15 @@ class BlockedRtrl {
     k_->next_state(e.step, state_.data());
     ++count_;
     ++steps_;
+    // Real time: this step's share of the previous boundary's rows (at the block's last step the
+    // rest, so that the gradient below needs only this block).
+    if (closing_ > 0) build_rows(rows_due(count_));
     ready_ = steps_ % accumulate_ == 0;
     if (ready_) add_pending_gradients();
-    if (count_ == entries_.size()) {
+    if (count_ == h_) {
       add_pending_gradients();
-      close_block();
+      begin_boundary();
+      if (schedule_ == BlockSchedule::block_end) build_rows(units_.size());
     }
     return c;
   }
@@ -100,64 +123,78 @@ class BlockedRtrl {
     std::fill(block_start_state_.begin(), block_start_state_.end(), T(0));
     std::fill(delta_.begin(), delta_.end(), T(0));
     std::fill(sum_.begin(), sum_.end(), T(0));
-    count_ = pending_ = pool_size_ = 0;
+    count_ = pending_ = pool_size_ = closing_ = rows_done_ = 0;
     steps_ = 0;
     ready_ = false;
   }
 
   const Kernel& kernel() const { return *k_; }
-  int block_length() const { return static_cast<int>(entries_.size()); }
+  int block_length() const { return static_cast<int>(h_); }
+  BlockSchedule schedule() const { return schedule_; }
   int accumulate() const { return accumulate_; }
   const RtrlOptions<T>& options() const { return options_; }
   std::int64_t steps() const { return steps_; }
   // R_N, the state after the last step.
   const std::vector<T>& state() const { return state_; }
-  // Delta_s, the sensitivity at the start of the current block (step steps() - block_steps()), in
-  // the kernel's layout: after a step that ends a block, RTRL's Delta_N.
+  // Delta at step sensitivity_step() in the kernel's layout: the newest complete boundary's.
+  // With block_end, after a step that ends a block it is RTRL's Delta_N; with real_time it is
+  // Delta_s of the block before the current one while that block's end is being built.
   const std::vector<T>& sensitivity() const { return delta_; }
+  std::int64_t sensitivity_step() const {
+    return steps_ - static_cast<std::int64_t>(closing_ + count_);
+  }
   // Steps taken in the current block (0 right after a block end).
   std::size_t block_steps() const { return count_; }
-  const typename Kernel::Step& last_step() const { return entries_[(count_ + entries_.size() - 1) % entries_.size()].step; }
+  const typename Kernel::Step& last_step() const {
+    return entries_[closing_ + count_ > 0 ? closing_ + count_ - 1 : h_ - 1].step;
+  }
 
-  // What a checkpoint needs to resume mid-block bit for bit: the block's start (R_s, Delta_s) and
-  // what each of its steps ran with. Resuming replays the block's forward steps.
+  // What a checkpoint needs to resume mid-block bit for bit: the start (R_s, Delta_s) of the
+  // oldest stored step and what each stored step ran with. Resuming replays the forward steps
+  // (and, with real_time, the rows of the next boundary built so far).
   struct Snapshot {
     std::int64_t steps = 0;
     bool ready = false;
-    std::size_t pending = 0;            // block steps whose losses are already in `accumulated`
+    std::size_t pending = 0;            // current block steps whose losses are already in `accumulated`
+    std::size_t closing = 0;            // stored steps of the block whose end is being built (real_time)
     std::vector<T> block_start_state;   // R_s
     std::vector<T> sensitivity;         // Delta_s
     std::vector<T> accumulated;         // the gradient summed so far
-    std::vector<std::vector<T>> params; // distinct parameter vectors of the block, in order of use
-    std::vector<std::size_t> param_index;  // per block step: which of `params`
-    std::vector<std::vector<T>> inputs;    // per block step
-    std::vector<std::vector<T>> targets;   // per block step; empty: none
+    std::vector<std::vector<T>> params; // distinct parameter vectors of the stored steps, in order of use
+    std::vector<std::size_t> param_index;  // per stored step, oldest first: which of `params`
+    std::vector<std::vector<T>> inputs;    // per stored step
+    std::vector<std::vector<T>> targets;   // per stored step; empty: none
   };
   Snapshot snapshot() const {
     Snapshot s;
     s.steps = steps_;
     s.ready = ready_;
     s.pending = pending_;
+    s.closing = closing_;
     s.block_start_state = block_start_state_;
     s.sensitivity = delta_;
     s.accumulated = sum_;
     s.params.assign(pool_.begin(), pool_.begin() + static_cast<std::ptrdiff_t>(pool_size_));
-    for (std::size_t j = 0; j < count_; ++j) {
+    for (std::size_t j = 0; j < closing_ + count_; ++j) {
       s.param_index.push_back(entries_[j].params);
       s.inputs.push_back(entries_[j].input);
       s.targets.push_back(entries_[j].has_target ? entries_[j].target : std::vector<T>{});
     }
     return s;
   }
-  // Restores a snapshot of a learner with the same kernel and block length, or throws
+  // Restores a snapshot of a learner with the same kernel, block length and schedule, or throws
   // std::invalid_argument naming what does not fit and changes nothing.
   void restore(const Snapshot& s) {
     const std::size_t n = s.inputs.size();
     auto fail = [](const std::string& what) { throw std::invalid_argument("BlockedRtrl::restore: " + what); };
-    if (n >= entries_.size() || s.param_index.size() != n || s.targets.size() != n)
-      fail("the block holds " + std::to_string(n) + " steps; this learner's block length is " +
-           std::to_string(entries_.size()));
-    if (s.pending > n) fail("more steps counted in the gradient than the block holds");
+    if (s.param_index.size() != n || s.targets.size() != n) fail("the stored steps' parameters, inputs and targets differ in number");
+    if (s.closing != 0 && (schedule_ != BlockSchedule::real_time || s.closing != h_))
+      fail("the snapshot holds " + std::to_string(s.closing) + " steps of a closing block; this learner " +
+           (schedule_ == BlockSchedule::real_time ? "keeps " + std::to_string(h_) : std::string("builds boundaries at the block end and keeps none")));
+    if (s.closing > n || n - s.closing >= h_)
+      fail("the block holds " + std::to_string(n - std::min(n, s.closing)) + " steps; this learner's block length is " +
+           std::to_string(h_));
+    if (s.pending > n - s.closing) fail("more steps counted in the gradient than the block holds");
     if (s.block_start_state.size() != k_->state_size() || s.sensitivity.size() != k_->sensitivity_size() ||
         s.accumulated.size() != k_->param_count())
       fail("the state, sensitivity or gradient size differs from this kernel's");
@@ -168,7 +205,7 @@ class BlockedRtrl {
       if (s.inputs[j].size() != k_->input_size()) fail("an input's size differs from this kernel's");
       if (!s.targets[j].empty() && s.targets[j].size() != k_->target_size()) fail("a target's size differs from this kernel's");
     }
-    // Checked: commit, then replay the block's forward steps from R_s.
+    // Checked: commit, then replay the forward steps from R_s (and the boundary rows built so far).
     steps_ = s.steps;
     ready_ = s.ready;
     pending_ = s.pending;
@@ -178,15 +215,24 @@ class BlockedRtrl {
     sum_ = s.accumulated;
     pool_size_ = 0;
     for (const auto& p : s.params) keep_new_params(p);
-    count_ = n;
-    for (std::size_t j = 0; j < n; ++j) {
-      Entry& e = entries_[j];
+    closing_ = count_ = rows_done_ = 0;
+    auto replay = [&](Entry& e, std::size_t j) {
       e.params = s.param_index[j];
       e.input = s.inputs[j];
       e.has_target = !s.targets[j].empty();
       e.target = s.targets[j];
       k_->forward(pool_[e.params].data(), state_.data(), e.input.data(), e.step);
       k_->next_state(e.step, state_.data());
+    };
+    for (std::size_t j = 0; j < s.closing; ++j) replay(entries_[j], j);
+    if (s.closing > 0) {
+      closing_ = s.closing;
+      boundary_state_ = state_;
+    }
+    for (std::size_t j = s.closing; j < n; ++j) {
+      replay(entries_[closing_ + count_], j);
+      ++count_;
+      if (closing_ > 0) build_rows(rows_due(count_));
     }
   }
 
@@ -209,15 +255,15 @@ class BlockedRtrl {
     return pool_size_++;
   }
 
-  // Reverses the block's steps from the newest to the oldest, adding the immediate parameter terms
-  // to `grad`. The sweep starts from `seed` at the newest state (nullptr: none) and takes in the
-  // losses of the steps from `first_target` on. On return adjoint_ holds the adjoint at R_s, the
-  // attenuation applied at every crossing; returns false if nothing flowed back (no seed, no loss).
-  bool sweep(const T* seed, std::size_t first_target, T* grad) {
+  // Reverses the stored steps [0, end) from the newest to the oldest, adding the immediate
+  // parameter terms to `grad`. The sweep starts from `seed` at the newest state (nullptr: none) and
+  // takes in the losses of the steps from `first_target` on. On return adjoint_ holds the adjoint
+  // at R_s, the attenuation applied at every crossing; returns false if nothing flowed back.
+  bool sweep(const T* seed, std::size_t end, std::size_t first_target, T* grad) {
     const T gamma = options_.attenuation;
     bool flowing = seed != nullptr;
     if (flowing) std::copy(seed, seed + adjoint_.size(), adjoint_.begin());
-    for (std::size_t j = count_; j-- > 0;) {
+    for (std::size_t j = end; j-- > 0;) {
       const Entry& e = entries_[j];
       const T* params = pool_[e.params].data();
       const T* target = j >= first_target && e.has_target ? e.target.data() : nullptr;
@@ -241,10 +287,11 @@ class BlockedRtrl {
     return flowing;
   }
 
-  // The gradients of the block's steps not yet counted, into sum_: one sweep and one product with
-  // Delta_s for all of them.
+  // The gradients of the block's steps not yet counted, into sum_: one sweep (through the closing
+  // block too while its end is being built) and one product with Delta_s for all of them.
   void add_pending_gradients() {
-    if (sweep(nullptr, pending_, sum_.data())) k_->apply_sensitivity(delta_.data(), adjoint_.data(), sum_.data());
+    if (sweep(nullptr, closing_ + count_, closing_ + pending_, sum_.data()))
+      k_->apply_sensitivity(delta_.data(), adjoint_.data(), sum_.data());
     pending_ = count_;
   }
 
@@ -277,22 +324,34 @@ class BlockedRtrl {
     chunk_adjoints_.assign(chunk * k_->state_size(), T(0));
   }
 
-  // Delta_(s+h) from Delta_s and the block's steps, a chunk of rows at a time: each row's sweep
-  // gives its immediate part (in the parameter layout) and its adjoint at R_s; then, tile by tile,
-  // the adjoints times Delta_s's rows are added and the rows' stored entries written out. The
-  // block then starts afresh.
-  void close_block() {
+  // The block just completed becomes the closing block: its end R_(s+h) is the boundary whose
+  // Delta build_rows builds; a new block starts.
+  void begin_boundary() {
+    closing_ = count_;
+    count_ = pending_ = rows_done_ = 0;
+    boundary_state_ = state_;
+  }
+
+  // How many of the boundary's rows must be built once `steps` steps of the block after it have
+  // run: evenly spread, all of them at the block's last step.
+  std::size_t rows_due(std::size_t steps) const { return (steps * units_.size() + h_ - 1) / h_; }
+
+  // Rows [rows_done_, upto) of Delta_(s+h) from Delta_s and the closing block's steps, a chunk at a
+  // time: each row's sweep gives its immediate part (in the parameter layout) and its adjoint at
+  // R_s; then, tile by tile, the adjoints times Delta_s's rows are added and the rows' stored
+  // entries written out. With the last row the boundary is complete (finish_boundary).
+  void build_rows(std::size_t upto) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
     std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
-    for (std::size_t first = 0; first < units_.size(); first += chunk_seeds) {
-      const std::size_t count = std::min(chunk_seeds, units_.size() - first);
+    for (std::size_t first = rows_done_; first < upto; first += chunk_seeds) {
+      const std::size_t count = std::min(chunk_seeds, upto - first);
       std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(count * P), T(0));
       for (std::size_t c = 0; c < count; ++c) {
         const std::size_t u = units_[first + c];
         seed_of_unit_[u] = c;
         std::fill(seed.begin(), seed.end(), T(0));
         seed[u] = T(1);
-        sweep(seed.data(), count_, chunk_rows_.data() + c * P);
+        sweep(seed.data(), closing_, closing_, chunk_rows_.data() + c * P);
         std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
       }
       for (std::size_t t = 0; t < tiles_.size(); ++t) {
@@ -307,10 +366,22 @@ class BlockedRtrl {
       }
       for (std::size_t c = 0; c < count; ++c) seed_of_unit_[units_[first + c]] = npos;
     }
+    rows_done_ = std::max(rows_done_, upto);
+    if (rows_done_ == units_.size()) finish_boundary();
+  }
+
+  // Delta_(s+h) is complete: it replaces Delta_s, and the closing block's steps and the parameter
+  // vectors only they used are dropped (the current block's move to the front).
+  void finish_boundary() {
     delta_.swap(next_delta_);
-    block_start_state_ = state_;
-    count_ = pending_ = pool_size_ = 0;
-    check_sensitivity_growth(delta_, options_, steps_, warned_);
+    block_start_state_ = boundary_state_;
+    for (std::size_t j = 0; j < count_; ++j) std::swap(entries_[j], entries_[closing_ + j]);
+    const std::size_t first_kept = count_ > 0 ? entries_[0].params : pool_size_;
+    for (std::size_t j = first_kept; j < pool_size_; ++j) std::swap(pool_[j - first_kept], pool_[j]);
+    pool_size_ -= first_kept;
+    for (std::size_t j = 0; j < count_; ++j) entries_[j].params -= first_kept;
+    closing_ = rows_done_ = 0;
+    check_sensitivity_growth(delta_, options_, sensitivity_step(), warned_);
   }
 
   // The chunk's rows [column, column + length) += (their adjoints at R_s, entry v) * d: one piece
@@ -351,15 +422,20 @@ class BlockedRtrl {
   const Kernel* k_;  // a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
   int accumulate_;
-  std::vector<Entry> entries_;  // the block's steps, oldest first; count_ of them in use
+  BlockSchedule schedule_;
+  std::size_t h_ = 1;
+  // The stored steps, oldest first: closing_ of the block whose end is being built (real_time;
+  // otherwise none), then count_ of the current block.
+  std::vector<Entry> entries_;
   std::vector<std::vector<T>> pool_;
-  std::size_t count_ = 0, pending_ = 0, pool_size_ = 0;
+  std::size_t count_ = 0, pending_ = 0, pool_size_ = 0, closing_ = 0;
+  std::size_t rows_done_ = 0;  // rows of the boundary's Delta built so far (indices into units_)
   std::vector<std::size_t> units_;  // state units whose row of Delta stores anything
   std::vector<std::vector<Piece>> tiles_;
   std::vector<std::size_t> seed_of_unit_;  // during a block end: the unit's row in the chunk, or npos
   std::vector<T> chunk_rows_;              // chunk x param_count(): the rows of Delta_(s+h) being built
   std::vector<T> chunk_adjoints_;          // chunk x state_size(): their adjoints at R_s
-  std::vector<T> state_, block_start_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
+  std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
   std::int64_t steps_ = 0;
   bool ready_ = false;
   bool warned_ = false;

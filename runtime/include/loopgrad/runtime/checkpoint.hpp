@@ -80,6 +80,8 @@ inline safetensors::File open_checkpoint(const std::filesystem::path& path, cons
   return f;
 }
 
+inline std::string schedule_name(BlockSchedule s) { return s == BlockSchedule::real_time ? "real_time" : "block_end"; }
+
 inline std::int64_t integer(const std::string& text, const std::string& key, const std::string& where) {
   try {
     return std::stoll(text);
@@ -179,9 +181,10 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   optimizer = std::move(new_optimizer);
 }
 
-// Saves an online run with the blocked exact algorithm, mid-block too: the block's start (R_s,
-// Delta_s) and what each of its steps ran with (parameters, input, target), from which loading
-// replays the block's forward steps.
+// Saves an online run with the blocked exact algorithm, mid-block too: the start (R_s, Delta_s) of
+// the oldest stored step and what each stored step ran with (parameters, input, target), from
+// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
+// then the current block's).
 template <class Kernel, class T, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
                      const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
@@ -189,6 +192,8 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   const auto snap = learner.snapshot();
   auto f = detail::new_checkpoint(user_metadata, network, "blocked", snap.steps, snap.ready);
   f.metadata["block_length"] = std::to_string(learner.block_length());
+  f.metadata["block.schedule"] = detail::schedule_name(learner.schedule());
+  f.metadata["block.closing_steps"] = std::to_string(snap.closing);
   f.metadata["block.steps"] = std::to_string(snap.inputs.size());
   f.metadata["block.pending"] = std::to_string(snap.pending);
   f.metadata["block.param_vectors"] = std::to_string(snap.params.size());
@@ -217,8 +222,8 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   safetensors::write(path, f);
 }
 
-// Restores what save_checkpoint wrote into `params`, `learner` (same network and block length) and
-// `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
+// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
+// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
 // saved one, bit for bit.
 template <class Kernel, class T, class Optimizer>
 void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
@@ -237,12 +242,27 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
                                           std::to_string(limit));
     return static_cast<std::size_t>(n);
   };
-  const std::size_t steps_in_block = count("block.steps", block_length - 1);
+  // Checkpoints from before the real-time schedule carry no schedule: theirs is block_end.
+  const auto schedule = f.metadata.count("block.schedule") != 0 ? f.metadata.at("block.schedule") : std::string("block_end");
+  if (schedule != detail::schedule_name(learner.schedule()))
+    throw safetensors::SafetensorsError(where + " was written with the " + schedule + " schedule; this learner uses " +
+                                        detail::schedule_name(learner.schedule()));
+  const bool real_time = learner.schedule() == BlockSchedule::real_time;
+  const std::size_t closing =
+      f.metadata.count("block.closing_steps") != 0 ? count("block.closing_steps", real_time ? block_length : 0) : 0;
+  if (closing != 0 && closing != static_cast<std::size_t>(block_length))
+    throw safetensors::SafetensorsError(where + ": metadata 'block.closing_steps' is " + std::to_string(closing) +
+                                        "; it must be 0 or the block length " + std::to_string(block_length));
+  const std::size_t steps_in_block = count("block.steps", static_cast<std::int64_t>(closing) + block_length - 1);
+  if (steps_in_block < closing)
+    throw safetensors::SafetensorsError(where + ": metadata 'block.steps' is " + std::to_string(steps_in_block) +
+                                        ", fewer than the closing block's " + std::to_string(closing));
   const std::size_t vectors = count("block.param_vectors", static_cast<std::int64_t>(steps_in_block));
   typename BlockedRtrl<Kernel, T>::Snapshot snap;
   snap.steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
   snap.ready = detail::meta(f, "gradient_ready", where) == "1";
-  snap.pending = count("block.pending", static_cast<std::int64_t>(steps_in_block));
+  snap.pending = count("block.pending", static_cast<std::int64_t>(steps_in_block - closing));
+  snap.closing = closing;
   auto new_params = detail::take<T>(f, "params", params.size(), where);
   const auto state = detail::take<T>(f, "state", k.state_size(), where);
   snap.block_start_state = detail::take<T>(f, "block.start_state", k.state_size(), where);

@@ -65,13 +65,15 @@ class ExactRtrl {
 // blocked algorithm at its best block length, as the analysis's cost model picks them (the
 // kernel's recommended_block_length()); `block_length` overrides the pick (0: RTRL; h >= 1: blocked
 // with block length h). Either way the gradient is RTRL's to rounding; accumulate and options as
-// for ExactRtrl.
+// for ExactRtrl; `schedule` as for BlockedRtrl (real_time bounds every step's time).
 template <class Kernel, class T>
 class ExactOnline {
  public:
   static constexpr int automatic = -1;
-  explicit ExactOnline(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {}, int block_length = automatic)
-      : learner_(make(k, accumulate, options, block_length == automatic ? k.recommended_block_length() : block_length)) {}
+  explicit ExactOnline(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {}, int block_length = automatic,
+                       BlockSchedule schedule = BlockSchedule::block_end)
+      : learner_(make(k, accumulate, options, block_length == automatic ? k.recommended_block_length() : block_length,
+                      schedule)) {}
 
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     return std::visit([&](auto& l) { return l.observe(params, input, target); }, learner_);
@@ -93,12 +95,12 @@ class ExactOnline {
 
  private:
   using Learner = std::variant<ExactRtrl<Kernel, T>, BlockedRtrl<Kernel, T>>;
-  static Learner make(const Kernel& k, int accumulate, RtrlOptions<T> options, int block_length) {
+  static Learner make(const Kernel& k, int accumulate, RtrlOptions<T> options, int block_length, BlockSchedule schedule) {
     if (block_length < 0)
       throw std::invalid_argument("ExactOnline: the block length must be 0 (RTRL), at least 1 (blocked) or automatic, not " +
                                   std::to_string(block_length));
     if (block_length == 0) return Learner(std::in_place_index<0>, k, accumulate, options);
-    return Learner(std::in_place_index<1>, k, block_length, accumulate, options);
+    return Learner(std::in_place_index<1>, k, block_length, accumulate, options, schedule);
   }
   Learner learner_;
 };
