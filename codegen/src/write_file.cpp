@@ -1,37 +1,99 @@
 #include "loopgrad/emit/write_file.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
 
-#include <fstream>
+#include <atomic>
+#include <cstdlib>
+#include <cerrno>
 #include <stdexcept>
 #include <system_error>
 
 namespace loopgrad::emit {
 
-void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  namespace fs = std::filesystem;
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string reason(int error) { return std::generic_category().message(error); }
+
+// The directory `path` lives in ("." for a bare name).
+fs::path directory_of(const fs::path& path) { return path.has_parent_path() ? path.parent_path() : fs::path("."); }
+
+// Removes the temporaries `<name>.tmp.<pid>.<n>` that writers of `path` left behind when they were
+// killed mid-write: those whose process no longer exists.
+void remove_stale_temporaries(const fs::path& path) {
+  const std::string prefix = path.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(directory_of(path), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const auto dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789") != dot) continue;
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
+}  // namespace
+
+void write_file_atomically(const fs::path& path, const std::string& text) {
   std::error_code ec;
   if (path.has_parent_path()) {
     fs::create_directories(path.parent_path(), ec);
     if (ec) throw std::runtime_error(fmt::format("cannot create directory '{}': {}", path.parent_path().string(), ec.message()));
   }
+  const auto existing = fs::symlink_status(path, ec);
+  if (!ec && fs::exists(existing) && !fs::is_regular_file(existing))
+    throw std::runtime_error(fmt::format(
+        "will not replace '{}': it is not a regular file (a directory, device, FIFO or symbolic link); give the path of a file",
+        path.string()));
+  remove_stale_temporaries(path);
+  // A name no other writer uses: this process's id and a count of its writes.
+  static std::atomic<unsigned long> writes{0};
   fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(fmt::format("cannot write '{}': check that its directory is writable", path.string()));
-    out << text;
-    out.close();
-    if (!out) {
-      fs::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("writing '{}' failed (disk full?)", path.string()));
+  tmp += fmt::format(".tmp.{}.{}", ::getpid(), writes++);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0)
+    throw std::runtime_error(fmt::format("cannot write '{}': {} (check that its directory is writable)", path.string(), reason(errno)));
+  auto fail = [&](const char* what, int error) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw std::runtime_error(fmt::format("{} '{}' failed: {}", what, path.string(), reason(error)));
+  };
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    const ssize_t written = ::write(fd, p, left);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      const int error = written < 0 ? errno : ENOSPC;
+      ::close(fd);
+      fail("writing", error);
     }
+    p += written;
+    left -= static_cast<std::size_t>(written);
   }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    const std::string reason = ec.message();
-    fs::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("cannot replace '{}': {}", path.string(), reason));
+  // On disk before the rename, so that the name never points at a file whose data is not there.
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    fail("writing", error);
+  }
+  if (::close(fd) != 0) fail("writing", errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("replacing", errno);
+  // The rename itself on disk: sync the directory (some file systems refuse; the file is in place).
+  const int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
   }
 }
 

@@ -2,15 +2,20 @@
 // Checkpoints: a training run's whole state in one safetensors file (readable from Python too):
 // parameters, recurrent state, sensitivity, the learner's accumulated gradient and step count,
 // and the optimizer's state. A run resumed from a checkpoint continues bit for bit as if it had
-// never stopped. Writes are atomic (temporary file, then rename); loads check everything (the
-// network's name, every size, the scalar type) before they change anything. ExactRtrl and
+// never stopped. Writes are atomic (a temporary file of the writer's own, synced, then renamed);
+// a CRC-32C over every tensor and metadata entry is written with the file and checked on load;
+// loads check everything (the checksum, the network's name, every size, the scalar type, every
+// number in the metadata with its range) before they change anything. ExactRtrl and
 // BlockedRtrl each have their own pair of functions; a checkpoint names the learner that wrote it.
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "loopgrad/runtime/checksum.hpp"
 #include "loopgrad/runtime/learners.hpp"
 #include "loopgrad/runtime/optimizer.hpp"
 #include "loopgrad/runtime/safetensors.hpp"
@@ -57,7 +62,7 @@ inline safetensors::File new_checkpoint(const std::map<std::string, std::string>
                                         const std::string& algorithm, std::int64_t steps, bool gradient_ready) {
   safetensors::File f;
   f.metadata = user_metadata;
-  f.metadata["loopgrad.checkpoint"] = "1";
+  f.metadata["loopgrad.checkpoint"] = "2";
   f.metadata["network"] = network;
   f.metadata["algorithm"] = algorithm;
   f.metadata["steps"] = std::to_string(steps);
@@ -65,12 +70,52 @@ inline safetensors::File new_checkpoint(const std::map<std::string, std::string>
   return f;
 }
 
-// Reads a checkpoint and checks that it is one, of `network`, written by `algorithm`'s learner
-// (checkpoints from before the blocked algorithm carry no algorithm and are RTRL's).
+// The checkpoint's CRC-32C: every metadata entry but the checksum itself and every tensor (name,
+// dtype, shape, bytes), in name order, as "crc32c:" and eight hex digits.
+inline std::string checksum(const safetensors::File& f) {
+  std::uint32_t crc = 0;
+  auto add = [&](const std::string& text) { crc = crc32c(crc, text.c_str(), text.size() + 1); };
+  for (const auto& [key, value] : f.metadata)
+    if (key != "loopgrad.checksum") {
+      add(key);
+      add(value);
+    }
+  for (const auto& [name, t] : f.tensors) {
+    add(name);
+    add(t.dtype);
+    std::string shape;
+    for (auto d : t.shape) shape += std::to_string(d) + ",";
+    add(shape);
+    crc = crc32c(crc, t.bytes.data(), t.bytes.size());
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(crc));
+  return std::string("crc32c:") + hex;
+}
+
+// Writes a checkpoint with its checksum.
+inline void write_checkpoint(const std::filesystem::path& path, safetensors::File& f) {
+  f.metadata["loopgrad.checksum"] = checksum(f);
+  safetensors::write(path, f);
+}
+
+// Reads a checkpoint and checks that it is one, intact (its checksum; checkpoints of format 1,
+// from before checksums, carry none), of `network`, written by `algorithm`'s learner (checkpoints
+// from before the blocked algorithm carry no algorithm and are RTRL's).
 inline safetensors::File open_checkpoint(const std::filesystem::path& path, const std::string& network,
                                          const std::string& algorithm, const std::string& where) {
   auto f = safetensors::read(path);
-  if (f.metadata.count("loopgrad.checkpoint") == 0) throw safetensors::SafetensorsError(where + " is not a loopgrad checkpoint");
+  const auto format = f.metadata.find("loopgrad.checkpoint");
+  if (format == f.metadata.end()) throw safetensors::SafetensorsError(where + " is not a loopgrad checkpoint");
+  if (format->second != "1" && format->second != "2")
+    throw safetensors::SafetensorsError(where + " has checkpoint format '" + format->second +
+                                        "'; this loopgrad reads formats 1 and 2 (a newer loopgrad wrote it?)");
+  const auto stored = f.metadata.find("loopgrad.checksum");
+  if (format->second == "2" && stored == f.metadata.end())
+    throw safetensors::SafetensorsError(where + " has no checksum ('loopgrad.checksum'); the file is damaged");
+  if (stored != f.metadata.end() && stored->second != checksum(f))
+    throw safetensors::SafetensorsError(where + ": its checksum does not match its contents (" + stored->second +
+                                        " stored, " + checksum(f) + " computed); the file was changed or damaged after it was written");
   if (meta(f, "network", where) != network)
     throw safetensors::SafetensorsError(where + " belongs to network '" + meta(f, "network", where) + "', not '" + network + "'");
   const auto it = f.metadata.find("algorithm");
@@ -82,12 +127,26 @@ inline safetensors::File open_checkpoint(const std::filesystem::path& path, cons
 
 inline std::string schedule_name(BlockSchedule s) { return s == BlockSchedule::real_time ? "real_time" : "block_end"; }
 
-inline std::int64_t integer(const std::string& text, const std::string& key, const std::string& where) {
-  try {
-    return std::stoll(text);
-  } catch (const std::exception&) {
-    throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is not an integer");
-  }
+// A metadata integer: decimal digits only (no sign, space, exponent or suffix), within [low, high].
+inline std::int64_t integer(const std::string& text, const std::string& key, const std::string& where,
+                            std::int64_t low = 0, std::int64_t high = INT64_MAX) {
+  std::int64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [at, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || text[0] == '-' || error != std::errc() || at != end)
+    throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is '" + text + "', not a non-negative integer");
+  if (value < low || value > high)
+    throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is " + text + ", outside " + std::to_string(low) +
+                                        ".." + std::to_string(high));
+  return value;
+}
+
+// A metadata flag: "0" or "1".
+inline bool flag(const safetensors::File& f, const std::string& key, const std::string& where) {
+  const auto& text = meta(f, key, where);
+  if (text != "0" && text != "1")
+    throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is '" + text + "', not 0 or 1");
+  return text == "1";
 }
 
 }  // namespace detail
@@ -153,7 +212,7 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   detail::put(f, "sensitivity", learner.rtrl().sensitivity());
   detail::put(f, "accumulated_gradient", learner.gradient());
   save_optimizer(optimizer, f);
-  safetensors::write(path, f);
+  detail::write_checkpoint(path, f);
 }
 
 // Restores what save_checkpoint wrote into `params`, `learner` and `optimizer` (built for the same
@@ -168,7 +227,7 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   auto sensitivity = detail::take<T>(f, "sensitivity", learner.rtrl().sensitivity().size(), where);
   auto accumulated = detail::take<T>(f, "accumulated_gradient", params.size(), where);
   const auto steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
-  const bool ready = detail::meta(f, "gradient_ready", where) == "1";
+  const bool ready = detail::flag(f, "gradient_ready", where);
   Optimizer new_optimizer = optimizer;
   load_optimizer(new_optimizer, f, where, params.size());
   // Everything checked: commit.
@@ -219,7 +278,7 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   detail::put(f, "block.inputs", inputs);
   detail::put(f, "block.targets", targets);
   save_optimizer(optimizer, f);
-  safetensors::write(path, f);
+  detail::write_checkpoint(path, f);
 }
 
 // Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
@@ -231,16 +290,12 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   const std::string where = "checkpoint '" + path.string() + "'";
   const auto f = detail::open_checkpoint(path, network, "blocked", where);
   const auto& k = learner.kernel();
-  const auto block_length = detail::integer(detail::meta(f, "block_length", where), "block_length", where);
+  const auto block_length = detail::integer(detail::meta(f, "block_length", where), "block_length", where, 1);
   if (block_length != learner.block_length())
     throw safetensors::SafetensorsError(where + " has block length " + std::to_string(block_length) +
                                         ", this learner " + std::to_string(learner.block_length()));
   auto count = [&](const std::string& key, std::int64_t limit) {
-    const auto n = detail::integer(detail::meta(f, key, where), key, where);
-    if (n < 0 || n > limit)
-      throw safetensors::SafetensorsError(where + ": metadata '" + key + "' is " + std::to_string(n) + ", outside 0.." +
-                                          std::to_string(limit));
-    return static_cast<std::size_t>(n);
+    return static_cast<std::size_t>(detail::integer(detail::meta(f, key, where), key, where, 0, limit));
   };
   // Checkpoints from before the real-time schedule carry no schedule: theirs is block_end.
   const auto schedule = f.metadata.count("block.schedule") != 0 ? f.metadata.at("block.schedule") : std::string("block_end");
@@ -260,7 +315,7 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   const std::size_t vectors = count("block.param_vectors", static_cast<std::int64_t>(steps_in_block));
   typename BlockedRtrl<Kernel, T>::Snapshot snap;
   snap.steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
-  snap.ready = detail::meta(f, "gradient_ready", where) == "1";
+  snap.ready = detail::flag(f, "gradient_ready", where);
   snap.pending = count("block.pending", static_cast<std::int64_t>(steps_in_block - closing));
   snap.closing = closing;
   auto new_params = detail::take<T>(f, "params", params.size(), where);
