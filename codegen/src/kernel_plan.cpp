@@ -205,9 +205,13 @@ std::string Scope::input(int g) {
                              plan_.group(g).name, plan_.input_copy_offset + offset, plan_.group(g).name));
 }
 std::string Scope::target(int g) {
+  // No arithmetic on a null target (no target this step): that is undefined behaviour.
+  const auto offset = plan_.target_offset[static_cast<std::size_t>(g)];
+  if (offset == 0)
+    return declare("t_" + plan_.group(g).name, fmt::format("const Scalar* const t_{} = target;", plan_.group(g).name));
   return declare("t_" + plan_.group(g).name,
-                 fmt::format("const Scalar* const t_{} = target + {};", plan_.group(g).name,
-                             plan_.target_offset[static_cast<std::size_t>(g)]));
+                 fmt::format("const Scalar* const t_{} = target == nullptr ? nullptr : target + {};", plan_.group(g).name,
+                             offset));
 }
 std::string Scope::prev_state(int g) {
   const auto offset = plan_.state_offset[static_cast<std::size_t>(plan_.state_of(g))];
