@@ -27,7 +27,7 @@
 // O(n_R^2 |P|). analysis::ExactCost holds the model and the best h for a network. The block end's
 // products run 32 rows at a time over tiles of Delta_s, so Delta_s is read n_R / 32 times per
 // block; the gradient's product reads it once per step (once per m steps when accumulating).
-// Memory: Delta_s and the block's Delta_(s+h) being built, 32 rows in the parameter layout, h
+// Memory: Delta_s and the block's Delta_(s+h) being built, 33 rows in the parameter layout, h
 // steps' values and the parameter vectors they used (one while the parameters do not change) —
 // constant in the sequence length.
 //
@@ -39,8 +39,9 @@
 //   costs about h times the median one.
 // - real_time: the block that just ended stays stored while the next one runs, and each of the
 //   next h steps builds n_R / h of Delta_(s+h)'s rows, so every step does about the same work.
-//   Until Delta_(s+h) is complete the gradient sweeps back through both blocks to Delta_s: about h
-//   more reverse passes per step, one more pass over Delta_s per step, and h more stored steps.
+//   Until Delta_(s+h) is complete the gradient sweeps back through both blocks to Delta_s, and its
+//   product with Delta_s joins the new rows' pass over Delta_s: about h more reverse passes per
+//   step than block_end, one pass over Delta_s per step as with block_end, h more stored steps.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -103,10 +104,11 @@ class BlockedRtrl {
     k_->next_state(e.step, state_.data());
     ++count_;
     ++steps_;
-    // Real time: this step's share of the previous boundary's rows (at the block's last step the
-    // rest, so that the gradient below needs only this block).
-    if (closing_ > 0) build_rows(rows_due(count_));
     ready_ = steps_ % accumulate_ == 0;
+    // Real time: this step's share of the previous boundary's rows (at the block's last step the
+    // rest, so that the gradient below needs only this block). The gradient's product with
+    // Delta_s rides along in the rows' pass over Delta_s while the boundary stays open.
+    if (closing_ > 0) build_rows(rows_due(count_), ready_);
     if (ready_) add_pending_gradients();
     if (count_ == h_) {
       add_pending_gradients();
@@ -320,8 +322,9 @@ class BlockedRtrl {
       if (stores[u]) units_.push_back(u);
     seed_of_unit_.assign(k_->state_size(), npos);
     const std::size_t chunk = std::min(chunk_seeds, units_.size());
-    chunk_rows_.assign(chunk * k_->param_count(), T(0));
-    chunk_adjoints_.assign(chunk * k_->state_size(), T(0));
+    // One row more for the gradient (real_time: it joins the rows' pass).
+    chunk_rows_.assign((chunk + 1) * k_->param_count(), T(0));
+    chunk_adjoints_.assign((chunk + 1) * k_->state_size(), T(0));
   }
 
   // The block just completed becomes the closing block: its end R_(s+h) is the boundary whose
@@ -340,12 +343,21 @@ class BlockedRtrl {
   // time: each row's sweep gives its immediate part (in the parameter layout) and its adjoint at
   // R_s; then, tile by tile, the adjoints times Delta_s's rows are added and the rows' stored
   // entries written out. With the last row the boundary is complete (finish_boundary).
-  void build_rows(std::size_t upto) {
+  // `with_gradient`: the pending gradients too, their adjoint at R_s one more row of the first
+  // chunk's pass (only while the boundary stays open after these rows, so that Delta_s is theirs).
+  void build_rows(std::size_t upto, bool with_gradient = false) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
     std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
+    bool gradient_row = with_gradient && rows_done_ < upto && upto < units_.size();
     for (std::size_t first = rows_done_; first < upto; first += chunk_seeds) {
       const std::size_t count = std::min(chunk_seeds, upto - first);
-      std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(count * P), T(0));
+      if (gradient_row) {
+        gradient_row = sweep(nullptr, closing_ + count_, closing_ + pending_, sum_.data());
+        pending_ = count_;
+        std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(count * S));
+      }
+      const std::size_t rows = count + (gradient_row ? 1 : 0);
+      std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(rows * P), T(0));
       for (std::size_t c = 0; c < count; ++c) {
         const std::size_t u = units_[first + c];
         seed_of_unit_[u] = c;
@@ -356,7 +368,7 @@ class BlockedRtrl {
       }
       for (std::size_t t = 0; t < tiles_.size(); ++t) {
         for (const Piece& piece : tiles_[t])
-          add_piece(delta_.data() + piece.at, piece.unit, t * tile_columns + piece.offset, piece.length, count);
+          add_piece(delta_.data() + piece.at, piece.unit, t * tile_columns + piece.offset, piece.length, rows);
         for (const Piece& piece : tiles_[t]) {
           const std::size_t c = seed_of_unit_[piece.unit];
           if (c == npos) continue;
@@ -365,6 +377,11 @@ class BlockedRtrl {
         }
       }
       for (std::size_t c = 0; c < count; ++c) seed_of_unit_[units_[first + c]] = npos;
+      if (gradient_row) {
+        const T* row = chunk_rows_.data() + count * P;
+        for (std::size_t j = 0; j < P; ++j) sum_[j] += row[j];
+        gradient_row = false;
+      }
     }
     rows_done_ = std::max(rows_done_, upto);
     if (rows_done_ == units_.size()) finish_boundary();
