@@ -2,11 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "loopgrad/analysis/analysis.hpp"
 #include "loopgrad/emit/kernel.hpp"
@@ -67,12 +71,9 @@ Options parse(int argc, char** argv) {
       }
     } else if (arg == "--blas-min-flops") {
       const std::string v = value();
-      try {
-        o.blas_min_flops = std::stoll(v);
-      } catch (const std::exception&) {
-        throw UsageError{fmt::format("--blas-min-flops needs a number of flops, not '{}'", v)};
-      }
-      if (o.blas_min_flops < 0) throw UsageError{"--blas-min-flops must not be negative"};
+      const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), o.blas_min_flops);
+      if (v.empty() || v[0] == '-' || error != std::errc() || end != v.data() + v.size())
+        throw UsageError{fmt::format("--blas-min-flops needs a non-negative whole number of flops, not '{}'", v)};
     } else if (arg == "--quiet") {
       o.quiet = true;
     } else {
@@ -116,14 +117,31 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
     const std::string header = o.header ? emit::emit_kernel(net, analysis, kernel_options) : "";
     const std::string dot = o.dot ? emit::to_dot(net, analysis) : "";
     const std::string json = o.json ? emit::to_json(net, analysis).dump(2) + "\n" : "";
-    if (o.header) emit::write_file_atomically(*o.header, header);
-    if (o.dot) emit::write_file_atomically(*o.dot, dot);
-    if (o.json) emit::write_file_atomically(*o.json, json);
-    if (!o.quiet) {
-      fmt::print("{}", emit::summary(net, analysis));
-      if (o.header) fmt::print("kernel header: {}\n", o.header->string());
-      if (o.dot) fmt::print("graph: {}\n", o.dot->string());
-      if (o.json) fmt::print("report: {}\n", o.json->string());
+    // All outputs or none: each is written in full before any replaces its destination.
+    std::vector<std::pair<fs::path, std::string>> files;
+    if (o.header) files.emplace_back(*o.header, header);
+    if (o.dot) files.emplace_back(*o.dot, dot);
+    if (o.json) files.emplace_back(*o.json, json);
+    emit::write_files_atomically(files);
+    bool printed = true;
+    try {
+      if (!o.quiet) {
+        fmt::print("{}", emit::summary(net, analysis));
+        if (o.header) fmt::print("kernel header: {}\n", o.header->string());
+        if (o.dot) fmt::print("graph: {}\n", o.dot->string());
+        if (o.json) fmt::print("report: {}\n", o.json->string());
+      }
+    } catch (const std::exception&) {
+      printed = false;
+    }
+    // Unreachable parameters are worth a line even with --quiet (loopgrad_add_network passes it).
+    if (o.quiet)
+      for (int p : analysis.unreachable_params)
+        fmt::print(stderr, "{}: warning: network '{}': parameter '{}' reaches no loss, so its gradient is always zero\n",
+                   program, net.name, net.params[static_cast<std::size_t>(p)].name);
+    if (!printed || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      fmt::print(stderr, "{}: writing the summary to standard output failed; the files were written\n", program);
+      return 1;
     }
     return 0;
   } catch (const UsageError& e) {

@@ -3,14 +3,37 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
+#include <string_view>
 #include <stdexcept>
 
 namespace loopgrad::emit::detail {
 
 namespace {
 
+// C++20's keywords and alternative tokens: none may name a group, a parameter or the namespace.
+constexpr std::string_view cpp_keywords[] = {
+    "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char",
+    "char8_t", "char16_t", "char32_t", "class", "compl", "concept", "const", "consteval", "constexpr", "constinit",
+    "const_cast", "continue", "co_await", "co_return", "co_yield", "decltype", "default", "delete", "do", "double",
+    "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto", "if",
+    "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq", "nullptr", "operator", "or",
+    "or_eq", "private", "protected", "public", "register", "reinterpret_cast", "requires", "return", "short", "signed",
+    "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local", "throw",
+    "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
+    "wchar_t", "while", "xor", "xor_eq"};
+
+// Names the generated header declares at namespace scope or inside the structs whose accessors are
+// named after groups and parameters: an accessor of the same name would hide them.
+constexpr std::string_view header_names[] = {
+    "std", "flat", "Scalar", "tile_columns", "network_name", "n_params", "n_inputs", "n_targets", "n_state",
+    "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent", "macs_per_step", "emitted_macs_per_step",
+    "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
+    "SensitivityRun", "forward_step", "rtrl_step", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
+    "check_blas_kernels"};
+
 void check_identifier(const ir::Network& net, std::string_view what, const std::string& name) {
-  bool ok = !name.empty() && name.find("__") == std::string::npos;
+  bool ok = !name.empty() && name.find("__") == std::string::npos && !(name[0] == '_' && name.size() > 1 && name[1] >= 'A' && name[1] <= 'Z');
   for (std::size_t i = 0; ok && i < name.size(); ++i) {
     const char c = name[i];
     const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
@@ -19,8 +42,16 @@ void check_identifier(const ir::Network& net, std::string_view what, const std::
   if (!ok)
     throw std::invalid_argument(fmt::format(
         "network '{}': {} name '{}' cannot name a C++ variable in the generated kernel; use letters, digits and "
-        "single underscores, not starting with a digit",
+        "single underscores, not starting with a digit or with an underscore and a capital",
         net.name, what, name));
+  if (std::find(std::begin(cpp_keywords), std::end(cpp_keywords), name) != std::end(cpp_keywords))
+    throw std::invalid_argument(fmt::format("network '{}': {} name '{}' is a C++ keyword and cannot name it in the "
+                                            "generated kernel; rename the {}",
+                                            net.name, what, name, what));
+  if (std::find(std::begin(header_names), std::end(header_names), name) != std::end(header_names))
+    throw std::invalid_argument(fmt::format("network '{}': {} name '{}' is a name the generated kernel declares itself; "
+                                            "rename the {}",
+                                            net.name, what, name, what));
 }
 
 bool is_alias(ir::OpCode code) {
@@ -36,6 +67,19 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
   check_identifier(net, "namespace", options.namespace_name);
   for (const auto& g : net.groups) check_identifier(net, "group", g.name);
   for (const auto& p : net.params) check_identifier(net, "parameter", p.name);
+  // The Sensitivity struct names each stored block d_<state>_d_<parameter>: two must not meet.
+  std::map<std::string, std::string> views;
+  for (std::size_t k = 0; k < a.states.size(); ++k)
+    for (int p : a.state_params[k]) {
+      const auto& state = net.groups[static_cast<std::size_t>(a.states[k])].name;
+      const auto& param = net.params[static_cast<std::size_t>(p)].name;
+      const auto [it, fresh] = views.emplace("d_" + state + "_d_" + param, fmt::format("d {} / d {}", state, param));
+      if (!fresh)
+        throw std::invalid_argument(fmt::format(
+            "network '{}': the sensitivity blocks {} and d {} / d {} would both be named '{}' in the generated kernel; "
+            "rename a group or a parameter (a name with '_d_' in it makes this possible)",
+            net.name, it->second, state, param, it->first));
+    }
 
   for (const auto& p : net.params) {
     param_offset.push_back(param_count);

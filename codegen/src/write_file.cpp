@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 namespace loopgrad::emit {
 
@@ -44,7 +46,21 @@ void remove_stale_temporaries(const fs::path& path) {
 
 }  // namespace
 
-void write_file_atomically(const fs::path& path, const std::string& text) {
+namespace {
+
+// A file written to its temporary and synced, not yet renamed into place.
+struct Staged {
+  fs::path path, tmp;
+};
+
+void remove_temporaries(const std::vector<Staged>& staged) {
+  for (const auto& s : staged) {
+    std::error_code ignored;
+    fs::remove(s.tmp, ignored);
+  }
+}
+
+Staged stage(const fs::path& path, const std::string& text) {
   std::error_code ec;
   if (path.has_parent_path()) {
     fs::create_directories(path.parent_path(), ec);
@@ -63,38 +79,62 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0)
     throw std::runtime_error(fmt::format("cannot write '{}': {} (check that its directory is writable)", path.string(), reason(errno)));
-  auto fail = [&](const char* what, int error) {
+  auto fail = [&](int error) {
+    ::close(fd);
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    throw std::runtime_error(fmt::format("{} '{}' failed: {}", what, path.string(), reason(error)));
+    throw std::runtime_error(fmt::format("writing '{}' failed: {}", path.string(), reason(error)));
   };
   const char* p = text.data();
   std::size_t left = text.size();
   while (left > 0) {
     const ssize_t written = ::write(fd, p, left);
     if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) {
-      const int error = written < 0 ? errno : ENOSPC;
-      ::close(fd);
-      fail("writing", error);
-    }
+    if (written <= 0) fail(written < 0 ? errno : ENOSPC);
     p += written;
     left -= static_cast<std::size_t>(written);
   }
   // On disk before the rename, so that the name never points at a file whose data is not there.
-  if (::fsync(fd) != 0) {
+  if (::fsync(fd) != 0) fail(errno);
+  if (::close(fd) != 0) {
     const int error = errno;
-    ::close(fd);
-    fail("writing", error);
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw std::runtime_error(fmt::format("writing '{}' failed: {}", path.string(), reason(error)));
   }
-  if (::close(fd) != 0) fail("writing", errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("replacing", errno);
-  // The rename itself on disk: sync the directory (some file systems refuse; the file is in place).
-  const int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
+  return {path, tmp};
+}
+
+}  // namespace
+
+void write_files_atomically(const std::vector<std::pair<fs::path, std::string>>& files) {
+  for (std::size_t i = 0; i < files.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (fs::absolute(files[i].first).lexically_normal() == fs::absolute(files[j].first).lexically_normal())
+        throw std::runtime_error(fmt::format("'{}' is given for two outputs; give each output its own path", files[i].first.string()));
+  std::vector<Staged> staged;
+  try {
+    for (const auto& [path, text] : files) staged.push_back(stage(path, text));
+  } catch (...) {
+    remove_temporaries(staged);
+    throw;
+  }
+  for (std::size_t i = 0; i < staged.size(); ++i)
+    if (::rename(staged[i].tmp.c_str(), staged[i].path.c_str()) != 0) {
+      const int error = errno;
+      remove_temporaries({staged.begin() + static_cast<std::ptrdiff_t>(i), staged.end()});
+      throw std::runtime_error(fmt::format("replacing '{}' failed: {}", staged[i].path.string(), reason(error)));
+    }
+  // The renames themselves on disk: sync the directories (some file systems refuse; the files are in place).
+  for (const auto& s : staged) {
+    const int dir = ::open(directory_of(s.path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
   }
 }
+
+void write_file_atomically(const fs::path& path, const std::string& text) { write_files_atomically({{path, text}}); }
 
 }  // namespace loopgrad::emit

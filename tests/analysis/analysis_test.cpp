@@ -8,6 +8,7 @@
 
 #include "../networks.hpp"
 #include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/kernel.hpp"
 #include "loopgrad/emit/report.hpp"
 
 using namespace loopgrad;
@@ -241,6 +242,39 @@ TEST_CASE("an algebraic loop is an error that names the cycle and where a delay 
   auto self = lower(network<"self">(x, p = tanh(dense<"W_xp">(x)) + p, output(y = dense<"W_py">(p), mse)));
   CHECK_THROWS_WITH_AS(analysis::analyse(self), doctest::Contains("group 'p' reads its own value"),
                        analysis::AnalysisError);
+}
+
+TEST_CASE("names the generated kernel cannot use are refused at generation, naming the group or parameter") {
+  auto refused = [](ir::Network net, const std::string& message) {
+    INFO("expecting: " << message);
+    const auto a = analysis::analyse(net);
+    CHECK_THROWS_WITH_AS(emit::emit_kernel(net, a, {}), doctest::Contains(message.c_str()), std::invalid_argument);
+  };
+  const auto elman = dsl::lower(cells::elman_network<3, 4, 2>());
+  auto keyword = elman;
+  keyword.groups[1].name = "int";
+  refused(keyword, "group name 'int' is a C++ keyword and cannot name it in the generated kernel; rename the group");
+  auto own = elman;
+  own.params[0].name = "flat";
+  refused(own, "parameter name 'flat' is a name the generated kernel declares itself; rename the parameter");
+  auto reserved = elman;
+  reserved.groups[1].name = "_State";
+  refused(reserved, "group name '_State' cannot name a C++ variable");
+  // The Sensitivity views d_<state>_d_<param>: state 's_d' with parameter 'P' and state 's' with
+  // parameter 'd_P' would both be d_s_d_d_P.
+  auto views = dsl::lower(testing::multi_loop_network());
+  const auto a = analysis::analyse(views);
+  REQUIRE(a.states.size() >= 2);
+  REQUIRE(a.state_params[1].size() >= 2);
+  const int p = a.state_params[0][0];
+  const int other = a.state_params[1][0] != p ? a.state_params[1][0] : a.state_params[1][1];
+  views.groups[static_cast<std::size_t>(a.states[0])].name = "s_d";
+  views.groups[static_cast<std::size_t>(a.states[1])].name = "s";
+  views.params[static_cast<std::size_t>(p)].name = "P";
+  views.params[static_cast<std::size_t>(other)].name = "d_P";
+  refused(views, "the sensitivity blocks d s_d / d P and d s / d d_P would both be named 'd_s_d_d_P'");
+  // The unchanged networks generate.
+  CHECK_NOTHROW(emit::emit_kernel(elman, analysis::analyse(elman), {}));
 }
 
 TEST_CASE("hand-built IR with a mistake is rejected with a message naming it") {

@@ -1,6 +1,16 @@
-# cmake -DCOMMAND="prog;arg;..." -DEXPECT="regex" -P expect_failure.cmake
-# Passes when COMMAND exits non-zero and its output (stdout + stderr) matches EXPECT.
-execute_process(COMMAND ${COMMAND} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+# cmake -DCOMMAND="prog;arg;..." -DEXPECT="regex" [-DABSENT=path] [-DSTDOUT=file] -P expect_failure.cmake
+# Passes when COMMAND exits non-zero, its output (stdout + stderr) matches EXPECT in one line of
+# error, and, with ABSENT, that path does not exist afterwards. STDOUT sends the command's standard
+# output to that file (e.g. /dev/full) instead of capturing it.
+if(DEFINED ABSENT)
+  file(REMOVE "${ABSENT}")
+endif()
+if(DEFINED STDOUT)
+  execute_process(COMMAND ${COMMAND} RESULT_VARIABLE rc OUTPUT_FILE "${STDOUT}" ERROR_VARIABLE err)
+  set(out "")
+else()
+  execute_process(COMMAND ${COMMAND} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+endif()
 if(rc EQUAL 0)
   message(FATAL_ERROR "expected a failure, but '${COMMAND}' succeeded:\n${out}${err}")
 endif()
@@ -11,5 +21,8 @@ string(REGEX MATCHALL "\n" lines "${err}")
 list(LENGTH lines n)
 if(n GREATER 1)
   message(FATAL_ERROR "an error must be one line, got:\n${err}")
+endif()
+if(DEFINED ABSENT AND EXISTS "${ABSENT}")
+  message(FATAL_ERROR "'${ABSENT}' exists after the failure; nothing may be written when any output fails")
 endif()
 message(STATUS "failed as expected: ${err}")

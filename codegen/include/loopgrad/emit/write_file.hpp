@@ -1,6 +1,8 @@
 #pragma once
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace loopgrad::emit {
 
@@ -12,5 +14,10 @@ namespace loopgrad::emit {
 // a regular file (a device, FIFO, directory or symbolic link). Throws std::runtime_error naming
 // the path.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+
+// Several files as one: every one is written to its temporary and synced first; only when all of
+// them succeeded are they renamed into place, so a failure leaves every destination as it was.
+// Refuses one path given twice.
+void write_files_atomically(const std::vector<std::pair<std::filesystem::path, std::string>>& files);
 
 }  // namespace loopgrad::emit
