@@ -23,6 +23,16 @@ inline void check_sizes(std::size_t streams, std::size_t inputs, std::size_t tar
     throw std::invalid_argument("rtrl_step_batch: give one input and one target pointer per stream");
 }
 
+// Sizes every stream's buffers for its step: the only allocations rtrl_step makes. A batch
+// therefore fails, if at all, here, before any stream has advanced.
+inline void prepare(std::span<Stream> streams) {
+  for (Stream& s : streams) {
+    s.step.values.resize(n_step_values);
+    if (s.step.tangent.size() != n_tangent) s.step.tangent.assign(n_tangent, Scalar(0));
+    s.step.next_sensitivity.resize(n_sensitivity);
+  }
+}
+
 // rtrl_step for streams [begin, end).
 inline void run(const Params& params, std::span<Stream> streams, std::span<const Input> inputs,
                 std::span<const Target* const> targets, std::size_t begin, std::size_t end) {
@@ -48,18 +58,36 @@ inline Scalar sum(std::span<const Stream> streams, Gradient& gradient) {
 // inputs[b] and targets[b] (nullptr: no target). `gradient` receives the sum over the streams of
 // their dC_N/dP, added in stream order, so the result does not depend on `threads`; returns the
 // summed loss. threads > 1 runs contiguous chunks of streams on that many threads (the calling one
-// included), started for this call (BatchPool keeps them); the default, 1, starts none.
+// included), started for this call (BatchPool keeps them); the default, 1, starts none; where the
+// system gives no thread, the calling thread runs that chunk. All or nothing: every buffer is sized
+// before any stream steps, so if the call throws (std::bad_alloc), no stream has advanced.
 inline Scalar rtrl_step_batch(const Params& params, std::span<Stream> streams, std::span<const Input> inputs,
                               std::span<const Target* const> targets, Gradient& gradient, unsigned threads = 1) {
   const std::size_t n = streams.size();
   batch_detail::check_sizes(n, inputs.size(), targets.size());
+  batch_detail::prepare(streams);
   const std::size_t workers = threads < 1 ? 1 : (threads < n ? threads : (n > 0 ? n : 1));
+  std::vector<std::exception_ptr> errors(workers);
+  auto chunk = [&](std::size_t t) {
+    try {
+      batch_detail::run(params, streams, inputs, targets, n * t / workers, n * (t + 1) / workers);
+    } catch (...) {
+      errors[t] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
-  for (std::size_t t = 1; t < workers; ++t)
-    pool.emplace_back(batch_detail::run, std::cref(params), streams, inputs, targets, n * t / workers,
-                      n * (t + 1) / workers);
-  batch_detail::run(params, streams, inputs, targets, 0, n / workers);
+  std::size_t started = 1;
+  try {
+    pool.reserve(workers - 1);
+    for (; started < workers; ++started) pool.emplace_back(chunk, started);
+  } catch (...) {
+    // No (more) threads to be had: the chunks without one run below.
+  }
+  chunk(0);
+  for (std::size_t t = started; t < workers; ++t) chunk(t);
   for (auto& thread : pool) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
   return batch_detail::sum(streams, gradient);
 }
 
@@ -67,20 +95,20 @@ inline Scalar rtrl_step_batch(const Params& params, std::span<Stream> streams, s
 // microseconds, more than a small network's step. threads - 1 workers wait for a batch; the
 // calling thread runs the first chunk of streams. Waiting threads first spin (yielding) for up to
 // `spin` rounds, so back-to-back steps hand over without a sleep and wake-up, then sleep on a
-// condition variable. One batch at a time: step() is not reentrant.
+// condition variable. One batch at a time: step() is not reentrant. All or nothing, as
+// rtrl_step_batch.
 class BatchPool {
  public:
+  // Throws std::system_error if the system gives fewer threads (the ones started are stopped).
   explicit BatchPool(unsigned threads, unsigned spin = 20000) : spin_(spin) {
-    for (unsigned t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
-  }
-  ~BatchPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_.store(true);
+    try {
+      for (unsigned t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
+    } catch (...) {
+      stop();
+      throw;
     }
-    start_.notify_all();
-    for (auto& worker : workers_) worker.join();
   }
+  ~BatchPool() { stop(); }
   BatchPool(const BatchPool&) = delete;
   BatchPool& operator=(const BatchPool&) = delete;
 
@@ -90,6 +118,7 @@ class BatchPool {
   Scalar step(const Params& params, std::span<Stream> streams, std::span<const Input> inputs,
               std::span<const Target* const> targets, Gradient& gradient) {
     batch_detail::check_sizes(streams.size(), inputs.size(), targets.size());
+    batch_detail::prepare(streams);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       params_ = &params;
@@ -118,6 +147,15 @@ class BatchPool {
   }
 
  private:
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true);
+    }
+    start_.notify_all();
+    for (auto& worker : workers_) worker.join();
+  }
+
   void work(unsigned index) {
     std::size_t seen = 0;
     for (;;) {

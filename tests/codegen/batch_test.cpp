@@ -1,8 +1,12 @@
 // rtrl_step_batch and BatchPool, the generated kernels' batched step: B streams sharing the
-// parameters, with and without threads, against the same streams advanced one by one.
+// parameters, with and without threads, against the same streams advanced one by one; and all or
+// nothing when memory runs out (this file replaces operator new to make allocations fail).
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -10,6 +14,24 @@
 #include "k_diagonal.hpp"
 #include "k_lstm_f.hpp"
 #include "k_multi_loop.hpp"
+
+// Fault injection for the whole test program: with allocations_left >= 0, that many more
+// allocations succeed and every one after them throws std::bad_alloc; -1 (the default) never fails.
+namespace fault {
+std::atomic<long> allocations_left{-1};
+}  // namespace fault
+
+// Not inlined, so that the compiler sees the pair as one allocator (no -Wmismatched-new-delete).
+[[gnu::noinline]] void* operator new(std::size_t size) {
+  for (long left = fault::allocations_left.load(); left >= 0;) {
+    if (left == 0) throw std::bad_alloc();
+    if (fault::allocations_left.compare_exchange_weak(left, left - 1)) break;
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -89,6 +111,70 @@ void check_batch() {
   CHECK_THROWS_AS(pool.step(params, pooled, std::span(inputs[0]).first(2), target_ptrs(0), gp), std::invalid_argument);
 }
 
+// Fresh streams (no buffer sized yet) stepped as a batch while the k-th allocation fails, for
+// k = 0, 1, ...: either the call throws std::bad_alloc and no stream has changed, or it returns
+// and every stream is where stepping it alone puts it. Per call mode: one thread, threads started
+// per call, a pool.
+template <class K>
+void check_all_or_nothing() {
+  using Scalar = typename K::Scalar;
+  constexpr std::size_t B = 4;
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(-0.6, 0.6);
+  typename K::Params params;
+  for (auto& p : params.flat) p = Scalar(u(rng));
+  std::vector<typename K::Input> inputs(B);
+  std::vector<typename K::Target> targets(B);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (auto& x : inputs[b].flat) x = Scalar(u(rng) + 0.7);
+    for (auto& y : targets[b].flat) y = Scalar(u(rng) + 0.6);
+  }
+  std::vector<const typename K::Target*> tp;
+  for (std::size_t b = 0; b < B; ++b) tp.push_back(&targets[b]);
+  std::vector<typename K::Stream> alone(B);
+  typename K::Gradient g;
+  for (std::size_t b = 0; b < B; ++b)
+    K::step(params, alone[b].state, alone[b].sensitivity, inputs[b], tp[b], alone[b].gradient, alone[b].step);
+  const typename K::Stream untouched;
+  typename K::Pool pool(3);
+  for (int mode = 0; mode < 3; ++mode) {
+    INFO("mode " << (mode == 0 ? "one thread" : mode == 1 ? "3 threads per call" : "pool of 3"));
+    int failures = 0;
+    for (long k = 0;; ++k) {
+      std::vector<typename K::Stream> streams(B);
+      bool threw = false;
+      fault::allocations_left = k;
+      try {
+        if (mode == 2)
+          pool.step(params, streams, inputs, tp, g);
+        else
+          K::batch(params, streams, inputs, tp, g, mode == 0 ? 1 : 3);
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      fault::allocations_left = -1;
+      bool unchanged = true, stepped = true;
+      for (std::size_t b = 0; b < B; ++b) {
+        unchanged = unchanged && same_bits(streams[b].state.flat, untouched.state.flat) &&
+                    same_bits(streams[b].sensitivity.flat, untouched.sensitivity.flat);
+        stepped = stepped && same_bits(streams[b].state.flat, alone[b].state.flat) &&
+                  same_bits(streams[b].sensitivity.flat, alone[b].sensitivity.flat);
+      }
+      if (threw) {
+        ++failures;
+        CHECK(unchanged);
+        REQUIRE(k < 10000);
+        continue;
+      }
+      CHECK(stepped);
+      break;
+    }
+    // Some allocations failed, so the all-or-nothing path was taken.
+    CHECK(failures > 0);
+  }
+  CHECK_FALSE(same_bits(alone[0].state.flat, untouched.state.flat));
+}
+
 #define LOOPGRAD_BATCH_KERNEL(ns)                                                                   \
   struct ns##_types {                                                                               \
     using Scalar = ns::Scalar;                                                                      \
@@ -109,6 +195,9 @@ void check_batch() {
   };                                                                                                \
   TEST_CASE("rtrl_step_batch of " #ns ": bit for bit the streams one by one, with and without threads") { \
     check_batch<ns##_types>();                                                                      \
+  }                                                                                                 \
+  TEST_CASE("rtrl_step_batch of " #ns ": when memory runs out no stream advances") {                 \
+    check_all_or_nothing<ns##_types>();                                                             \
   }
 
 LOOPGRAD_BATCH_KERNEL(k_multi_loop)
