@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <cerrno>
 #include <stdexcept>
 #include <system_error>
@@ -71,7 +72,6 @@ Staged stage(const fs::path& path, const std::string& text) {
     throw std::runtime_error(fmt::format(
         "will not replace '{}': it is not a regular file (a directory, device, FIFO or symbolic link); give the path of a file",
         path.string()));
-  remove_stale_temporaries(path);
   // A name no other writer uses: this process's id and a count of its writes.
   static std::atomic<unsigned long> writes{0};
   fs::path tmp = path;
@@ -105,6 +105,18 @@ Staged stage(const fs::path& path, const std::string& text) {
   return {path, tmp};
 }
 
+// Whether `path` is a regular file that holds exactly `text` already (then it is left alone, its
+// time stamp too, so that nothing that depends on it rebuilds).
+bool holds(const fs::path& path, const std::string& text) {
+  std::error_code ec;
+  const auto status = fs::symlink_status(path, ec);
+  if (ec || !fs::is_regular_file(status) || fs::file_size(path, ec) != text.size() || ec) return false;
+  std::ifstream in(path, std::ios::binary);
+  std::string existing(text.size(), '\0');
+  in.read(existing.data(), static_cast<std::streamsize>(existing.size()));
+  return in.gcount() == static_cast<std::streamsize>(text.size()) && existing == text;
+}
+
 }  // namespace
 
 void write_files_atomically(const std::vector<std::pair<fs::path, std::string>>& files) {
@@ -114,7 +126,10 @@ void write_files_atomically(const std::vector<std::pair<fs::path, std::string>>&
         throw std::runtime_error(fmt::format("'{}' is given for two outputs; give each output its own path", files[i].first.string()));
   std::vector<Staged> staged;
   try {
-    for (const auto& [path, text] : files) staged.push_back(stage(path, text));
+    for (const auto& [path, text] : files) {
+      remove_stale_temporaries(path);
+      if (!holds(path, text)) staged.push_back(stage(path, text));
+    }
   } catch (...) {
     remove_temporaries(staged);
     throw;

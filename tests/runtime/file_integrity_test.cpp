@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -188,6 +189,20 @@ TEST_CASE("writes are atomic: concurrent writers of one path leave one complete 
   CHECK_FALSE(fs::exists(stale));
   for (const auto& entry : fs::directory_iterator(path.parent_path()))
     CHECK(entry.path().filename().string().find("shared.txt.tmp") == std::string::npos);
+}
+
+TEST_CASE("a write of the content a file already holds leaves it alone, time stamp included") {
+  const auto path = scratch("unchanged.hpp");
+  emit::write_file_atomically(path, "// generated\n");
+  const auto past = fs::last_write_time(path) - std::chrono::hours(1);
+  fs::last_write_time(path, past);
+  emit::write_file_atomically(path, "// generated\n");
+  CHECK(fs::last_write_time(path) == past);
+  emit::write_file_atomically(path, "// generated, changed\n");
+  CHECK(fs::last_write_time(path) != past);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text == "// generated, changed\n");
 }
 
 TEST_CASE("CRC-32C matches its standard check value") {

@@ -11,8 +11,10 @@ namespace loopgrad::emit {
 // the writer (`<path>.tmp.<pid>.<n>`, so concurrent writers of one path never collide; the last
 // rename wins), its data is synced before the rename and the directory after it, and temporaries
 // left by writers that were killed are removed by the next write. Refuses to replace anything but
-// a regular file (a device, FIFO, directory or symbolic link). Throws std::runtime_error naming
-// the path.
+// a regular file (a device, FIFO, directory or symbolic link). A file that already holds exactly
+// `text` is left alone, time stamp included, so that what depends on it does not rebuild (a
+// comment-only edit of a spec regenerates the same header). Throws std::runtime_error naming the
+// path.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 
 // Several files as one: every one is written to its temporary and synced first; only when all of
