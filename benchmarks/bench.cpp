@@ -8,6 +8,9 @@
 //   rtrl/<net>/blas         the pruned kernel generated with its large dense products (>= 2^20
 //                           flops) as OpenBLAS calls (the --blas-min-flops generation option)
 //   rtrl/<net>/interpreter  the reference interpreter
+//   rtrl/<net>/portable     the pruned kernel compiled without -march (LOOPGRAD_PORTABLE), where
+//                           every other row is compiled for this machine as loopgrad_add_network
+//                           compiles by default (bench_portable.cpp)
 //   blocked/<net>/accumulate:<m>  the blocked exact algorithm (BlockedRtrl) on the pruned kernel
 //                           at the cost model's block length h, a gradient every step (m = 1) or
 //                           summed over m = h steps: mean, median and largest step time, the
@@ -372,6 +375,8 @@ void run_the_right_openblas_core(char** argv) {
   std::perror("loopgrad_bench: could not run again");  // go on with the generic kernels
 }
 
+void register_portable_rows();  // bench_portable.cpp
+
 int main(int argc, char** argv) {
   run_the_right_openblas_core(argv);
   benchmark::AddCustomContext("openblas_core", openblas_get_corename());
@@ -384,6 +389,7 @@ int main(int argc, char** argv) {
   #include "bench_networks.inc"
   // clang-format on
 #undef LOOPGRAD_BENCH_NETWORK
+  register_portable_rows();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -1,7 +1,8 @@
-// Build-time tool of the benchmark: emits every benchmarked network's kernel three times: pruned
-// (<name>.hpp), with nothing pruned (<name>_dense.hpp), and pruned with its dense products of at
-// least 2^20 flops through CBLAS (<name>_blas.hpp); and bench_networks.inc, which lists them for
-// the benchmark program.
+// Build-time tool of the benchmark: emits every benchmarked network's kernel four times: pruned
+// (<name>.hpp), with nothing pruned (<name>_dense.hpp), pruned with its dense products of at
+// least 2^20 flops through CBLAS (<name>_blas.hpp), and pruned again in a namespace of its own
+// (<name>_portable.hpp) for the translation unit compiled without -march; bench_networks.inc and
+// bench_portable.inc list them for the benchmark program.
 #include <fmt/format.h>
 
 #include <exception>
@@ -19,10 +20,10 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   try {
-    std::string inc;
+    std::string inc, portable;
     for (const auto& n : bench::networks()) {
       const auto net = n.make();
-      for (const char* variant : {"", "_dense", "_blas"}) {
+      for (const char* variant : {"", "_dense", "_blas", "_portable"}) {
         const bool prune = std::string(variant) != "_dense";
         loopgrad::emit::KernelOptions options;
         options.namespace_name = n.name + variant;
@@ -33,11 +34,12 @@ int main(int argc, char** argv) {
         loopgrad::emit::write_file_atomically(
             dir + "/" + options.namespace_name + ".hpp",
             loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net, analysis_options), options));
-        inc += fmt::format("#include \"{}.hpp\"\n", options.namespace_name);
+        (std::string(variant) == "_portable" ? portable : inc) += fmt::format("#include \"{}.hpp\"\n", options.namespace_name);
       }
       inc += fmt::format("LOOPGRAD_BENCH_NETWORK({}, {})\n", n.name, n.expression);
+      portable += fmt::format("LOOPGRAD_BENCH_PORTABLE({})\n", n.name);
     }
-    loopgrad::emit::write_file_atomically(dir + "/bench_networks.inc", inc);
+    loopgrad::emit::write_files_atomically({{dir + "/bench_networks.inc", inc}, {dir + "/bench_portable.inc", portable}});
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", argv[0], e.what());
     return 1;

@@ -24,6 +24,17 @@ def main(path, png=None):
                                         ("bptt", "/10"), ("bptt", "/100"), ("bptt", "/1000")))
     if complete:
         print_rtrl_tables(runs, nets, ns)
+    portable = [n for n in nets if f"rtrl/{n}/portable" in runs]
+    if portable:
+        print()
+        print("Default build (loopgrad_add_network: -march=native) against a portable one (LOOPGRAD_PORTABLE, no -march), "
+              "one exact RTRL step, same run:")
+        print()
+        print("| network | default ns/step | portable ns/step | portable / default |")
+        print("|" + " --- |" * 4)
+        for n in portable:
+            d, p = runs[f"rtrl/{n}/pruned"], runs[f"rtrl/{n}/portable"]
+            print(f"| {n} | {ns(d):.4g} | {ns(p):.4g} | {ns(p) / ns(d):.2f} |")
     blocked = [n for n in nets if any(k.startswith(f"blocked/{n}/accumulate:1/") for k in runs) and f"bptt/{n}/1000" in runs]
     if blocked:
         print_blocked_table(runs, blocked, ns)
