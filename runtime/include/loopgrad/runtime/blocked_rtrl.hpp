@@ -91,16 +91,22 @@ class BlockedRtrl {
     plan_block_end();
   }
 
-  // One step at parameters `params` (target may be nullptr); returns C_N.
+  // One step at parameters `params` (target may be nullptr); returns C_N. The options' explosion
+  // policy watches the input, the target and the loss (before the step is stored: when it throws,
+  // nothing has advanced), the gradient when it is ready, and Delta at every boundary.
   T observe(const std::vector<T>& params, const T* input, const T* target) {
-    if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
+    const std::int64_t n = steps_ + 1;
+    check_finite(input, k_->input_size(), "input", n, options_, warned_values_);
+    check_finite(target, k_->target_size(), "target", n, options_, warned_values_);
     Entry& e = entries_[closing_ + count_];
+    k_->forward(params.data(), state_.data(), input, e.step);
+    const T c = k_->loss(e.step, target);
+    check_finite(&c, 1, "loss", n, options_, warned_values_);
+    if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
     e.params = keep_params(params);
     e.input.assign(input, input + k_->input_size());
     e.has_target = target != nullptr;
     if (target != nullptr) e.target.assign(target, target + k_->target_size());
-    k_->forward(params.data(), state_.data(), input, e.step);
-    const T c = k_->loss(e.step, target);
     k_->next_state(e.step, state_.data());
     ++count_;
     ++steps_;
@@ -115,6 +121,7 @@ class BlockedRtrl {
       begin_boundary();
       if (schedule_ == BlockSchedule::block_end) build_rows(units_.size());
     }
+    if (ready_) check_finite(sum_.data(), sum_.size(), "gradient", n, options_, warned_values_);
     return c;
   }
   bool gradient_ready() const { return ready_; }
@@ -455,7 +462,7 @@ class BlockedRtrl {
   std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
   std::int64_t steps_ = 0;
   bool ready_ = false;
-  bool warned_ = false;
+  bool warned_ = false, warned_values_ = false;
 };
 
 }  // namespace loopgrad::runtime

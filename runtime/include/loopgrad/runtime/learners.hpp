@@ -36,8 +36,8 @@ class ExactRtrl {
       : rtrl_(k, options), accumulate_(accumulate < 1 ? 1 : accumulate), sum_(k.param_count(), T(0)) {}
 
   T observe(const std::vector<T>& params, const T* input, const T* target) {
+    const T c = rtrl_.step(params, input, target);  // first: if it throws, nothing has changed
     if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
-    const T c = rtrl_.step(params, input, target);
     for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] += rtrl_.gradient()[i];
     ready_ = rtrl_.steps() % accumulate_ == 0;
     return c;

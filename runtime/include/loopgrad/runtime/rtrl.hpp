@@ -25,6 +25,20 @@ class TemporalGradientExplosion : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown under ExplosionPolicy::fail when a step would take in or produce a non-finite number (NaN
+// or an infinity): an input, a target, the loss or the gradient. The learner has not advanced.
+class NonFiniteValue : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A number for a message, in %g form (1.10168e+23, not 110168288866829363838976.000000).
+inline std::string format_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
 template <class T>
 struct RtrlOptions {
   // Attenuation factor gamma on the recurrent term: Delta_N = I_N + gamma * sum_l D^(kl) Delta^l_(N-1).
@@ -52,14 +66,42 @@ void check_sensitivity_growth(const std::vector<T>& delta, const RtrlOptions<T>&
     largest = std::max(largest, std::abs(d));
   }
   if (finite && largest <= options.explosion_threshold) return;
+  std::string reached = format_number(static_cast<double>(largest));
+  if (!finite)
+    for (std::size_t i = 0; i < delta.size(); ++i)
+      if (!std::isfinite(delta[i])) {
+        reached = "a non-finite value (" + format_number(static_cast<double>(delta[i])) + " at entry " + std::to_string(i) + ")";
+        break;
+      }
   const std::string message =
-      "temporal gradient explosion at step " + std::to_string(steps) + ": the sensitivity dR/dP reached " +
-      (finite ? std::to_string(static_cast<double>(largest)) : std::string("a non-finite value")) +
-      " (threshold " + std::to_string(static_cast<double>(options.explosion_threshold)) +
+      "temporal gradient explosion at step " + std::to_string(steps) + ": the sensitivity dR/dP reached " + reached +
+      " (threshold " + format_number(static_cast<double>(options.explosion_threshold)) +
       "); lower the learning rate, clip gradients, or set an attenuation factor below 1 (an approximation)";
   if (options.explosion == ExplosionPolicy::fail) throw TemporalGradientExplosion(message);
   if (!warned) std::fprintf(stderr, "loopgrad warning: %s\n", message.c_str());
   warned = true;
+}
+
+// The guard every exact learner applies to what enters and leaves a step: `count` values (nullptr:
+// none) named `what` ("input", "target", "loss", "gradient") at step `step`. A non-finite one is,
+// by `options.explosion`, ignored, warned about once (`warned`), or thrown as NonFiniteValue
+// naming the entry and its value.
+template <class T>
+void check_finite(const T* values, std::size_t count, const char* what, std::int64_t step, const RtrlOptions<T>& options,
+                  bool& warned) {
+  if (options.explosion == ExplosionPolicy::ignore || values == nullptr) return;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (std::isfinite(values[i])) continue;
+    const std::string message = std::string("non-finite ") + what + " at step " + std::to_string(step) + ": entry " +
+                                std::to_string(i) + " is " + format_number(static_cast<double>(values[i])) +
+                                (what == std::string("input") || what == std::string("target")
+                                     ? "; check the data"
+                                     : "; check the data and the parameters (lower the learning rate, clip gradients)");
+    if (options.explosion == ExplosionPolicy::fail) throw NonFiniteValue(message);
+    if (!warned) std::fprintf(stderr, "loopgrad warning: %s\n", message.c_str());
+    warned = true;
+    return;
+  }
 }
 
 template <class Kernel, class T>
@@ -75,8 +117,14 @@ class Rtrl {
         gradient_(k.param_count(), T(0)) {}
 
   // One step at parameters `params`: returns C_N; gradient() then holds dC_N/dP (zero without a
-  // target). State and sensitivity advance to step N.
+  // target). State and sensitivity advance to step N. The options' explosion policy watches the
+  // input, the target, the loss, the gradient and Delta_N; when it throws, state, sensitivity and
+  // step count are as before the call (with an attenuation below 1, a Delta explosion is found
+  // after the step has committed).
   T step(const std::vector<T>& params, const T* input, const T* target) {
+    const std::int64_t n = steps_ + 1;
+    check_finite(input, k_.input_size(), "input", n, options_, warned_values_);
+    check_finite(target, k_.target_size(), "target", n, options_, warned_values_);
     k_.forward(params.data(), state_.data(), input, step_);
     std::fill(gradient_.begin(), gradient_.end(), T(0));
     T c = 0;
@@ -84,16 +132,20 @@ class Rtrl {
       c = k_.loss(step_, target);
       k_.reverse(params.data(), step_, target, nullptr, gradient_.data(), adjoint_.data());
       k_.apply_sensitivity(delta_.data(), adjoint_.data(), gradient_.data());
+      check_finite(&c, 1, "loss", n, options_, warned_values_);
+      check_finite(gradient_.data(), gradient_.size(), "gradient", n, options_, warned_values_);
     }
     // Delta_N is linear in Delta_(N-1) beyond the immediate term, so attenuating the recurrent
     // term is attenuating Delta_(N-1).
-    if (options_.attenuation != T(1))
+    const bool exact = options_.attenuation == T(1);
+    if (!exact)
       for (T& d : delta_) d *= options_.attenuation;
     k_.sensitivity_update(params.data(), step_, delta_.data(), next_delta_.data());
+    if (exact) check_sensitivity_growth(next_delta_, options_, n, warned_);
     delta_.swap(next_delta_);
     k_.next_state(step_, state_.data());
     ++steps_;
-    check_explosion();
+    if (!exact) check_explosion();
     return c;
   }
 
@@ -126,7 +178,7 @@ class Rtrl {
   typename Kernel::Step step_;
   std::vector<T> state_, delta_, next_delta_, adjoint_, gradient_;
   std::int64_t steps_ = 0;
-  bool warned_ = false;
+  bool warned_ = false, warned_values_ = false;
 };
 
 }  // namespace loopgrad::runtime

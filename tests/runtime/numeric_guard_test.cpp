@@ -1,0 +1,141 @@
+// The exact learners' guard on non-finite numbers: a NaN or infinite input or target, or a loss
+// that overflows (a target of 1e300), is thrown as NonFiniteValue under ExplosionPolicy::fail
+// before the learner advances, so the run continues from where it was exactly as if the bad step
+// had never been offered; warn reports it once; ignore lets it through. Messages print numbers in
+// %g form.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../compare.hpp"
+#include "../networks.hpp"
+#include "loopgrad/runtime/blocked_rtrl.hpp"
+#include "loopgrad/runtime/init.hpp"
+#include "loopgrad/runtime/interpreter.hpp"
+#include "loopgrad/runtime/learners.hpp"
+
+using namespace loopgrad;
+
+namespace {
+
+using Kernel = runtime::Interpreter<double>;
+
+runtime::RtrlOptions<double> policy(runtime::ExplosionPolicy p) {
+  runtime::RtrlOptions<double> o;
+  o.explosion = p;
+  return o;
+}
+
+// Feeds `learner` a good sequence, offering after every third step a bad one (one of `bad`) that
+// must be refused, and feeds `reference` the good sequence alone: losses, gradients and states
+// must agree bit for bit, and the refusals must name what was wrong.
+template <class Learner, class State>
+void check_refusals(Learner& learner, Learner& reference, const Kernel& k, const ir::Network& net, State state) {
+  const auto params = runtime::initial_params<double>(net, 5);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 30, 9);
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  struct Bad {
+    std::vector<double> input, target;
+    std::string message;
+  };
+  const std::vector<double> good_input(k.input_size(), 0.5), good_target(k.target_size(), 0.1);
+  auto with = [](std::vector<double> v, std::size_t i, double x) {
+    v[i] = x;
+    return v;
+  };
+  const std::vector<Bad> bad = {
+      {good_input, with(good_target, 1, nan), "non-finite target at step {}: entry 1 is nan; check the data"},
+      {with(good_input, 0, inf), good_target, "non-finite input at step {}: entry 0 is inf; check the data"},
+      {good_input, with(good_target, 0, 1e300), "non-finite loss at step {}: entry 0 is inf"},
+  };
+  int refused = 0;
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    INFO("step " << t + 1);
+    if (t % 3 == 2) {
+      const Bad& b = bad[t % bad.size()];
+      std::string message = b.message;
+      message.replace(message.find("{}"), 2, std::to_string(t + 1));
+      const auto before = state(learner);
+      CHECK_THROWS_WITH_AS(learner.observe(params, b.input.data(), b.target.data()), doctest::Contains(message.c_str()),
+                           runtime::NonFiniteValue);
+      CHECK(state(learner) == before);
+      ++refused;
+    }
+    const double got = learner.observe(params, seq.inputs[t].data(), seq.target(t));
+    const double want = reference.observe(params, seq.inputs[t].data(), seq.target(t));
+    CHECK(got == want);
+    REQUIRE(learner.gradient_ready() == reference.gradient_ready());
+    if (learner.gradient_ready()) CHECK(learner.gradient() == reference.gradient());
+    CHECK(state(learner) == state(reference));
+  }
+  CHECK(refused == 10);
+}
+
+}  // namespace
+
+TEST_CASE("exact RTRL refuses non-finite inputs, targets and losses before it advances") {
+  const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
+  const Kernel k(net);
+  for (int accumulate : {1, 4}) {
+    INFO("accumulate " << accumulate);
+    runtime::ExactRtrl<Kernel, double> learner(k, accumulate, policy(runtime::ExplosionPolicy::fail));
+    runtime::ExactRtrl<Kernel, double> reference(k, accumulate, policy(runtime::ExplosionPolicy::fail));
+    check_refusals(learner, reference, k, net, [](const runtime::ExactRtrl<Kernel, double>& l) {
+      auto s = l.rtrl().state();
+      s.insert(s.end(), l.rtrl().sensitivity().begin(), l.rtrl().sensitivity().end());
+      s.insert(s.end(), l.gradient().begin(), l.gradient().end());
+      s.push_back(static_cast<double>(l.rtrl().steps()));
+      s.push_back(l.gradient_ready() ? 1.0 : 0.0);
+      return s;
+    });
+  }
+}
+
+TEST_CASE("the blocked exact learner refuses them too, with both schedules") {
+  const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
+  const Kernel k(net);
+  for (auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time}) {
+    using Learner = runtime::BlockedRtrl<Kernel, double>;
+    Learner learner(k, 4, 2, policy(runtime::ExplosionPolicy::fail), schedule);
+    Learner reference(k, 4, 2, policy(runtime::ExplosionPolicy::fail), schedule);
+    check_refusals(learner, reference, k, net, [](const Learner& l) {
+      auto s = l.state();
+      s.insert(s.end(), l.sensitivity().begin(), l.sensitivity().end());
+      s.insert(s.end(), l.gradient().begin(), l.gradient().end());
+      s.push_back(static_cast<double>(l.steps()));
+      s.push_back(static_cast<double>(l.block_steps()));
+      s.push_back(l.gradient_ready() ? 1.0 : 0.0);
+      return s;
+    });
+  }
+}
+
+TEST_CASE("under warn a non-finite value is reported once and the step runs; under ignore it runs silently") {
+  const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
+  const Kernel k(net);
+  const auto params = runtime::initial_params<double>(net, 5);
+  const std::vector<double> input(k.input_size(), 0.5), target = {std::numeric_limits<double>::quiet_NaN(), 0.1};
+  for (auto p : {runtime::ExplosionPolicy::warn, runtime::ExplosionPolicy::ignore}) {
+    runtime::ExactRtrl<Kernel, double> learner(k, 1, policy(p));
+    CHECK_NOTHROW(learner.observe(params, input.data(), target.data()));
+    CHECK(learner.rtrl().steps() == 1);
+    bool any_nan = false;
+    for (double g : learner.gradient()) any_nan = any_nan || std::isnan(g);
+    CHECK(any_nan);
+  }
+}
+
+TEST_CASE("messages print numbers in %g form and name a non-finite entry of Delta") {
+  CHECK(runtime::format_number(110168288866829363838976.0) == "1.10168e+23");
+  CHECK(runtime::format_number(0.25) == "0.25");
+  std::vector<double> delta = {1.0, std::numeric_limits<double>::infinity(), 2.0};
+  bool warned = false;
+  CHECK_THROWS_WITH_AS(runtime::check_sensitivity_growth(delta, policy(runtime::ExplosionPolicy::fail), 7, warned),
+                       "temporal gradient explosion at step 7: the sensitivity dR/dP reached a non-finite value (inf at "
+                       "entry 1) (threshold 1e+08); lower the learning rate, clip gradients, or set an attenuation factor "
+                       "below 1 (an approximation)",
+                       runtime::TemporalGradientExplosion);
+}
