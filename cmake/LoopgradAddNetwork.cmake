@@ -1,6 +1,7 @@
 # loopgrad_add_network(<target> SPEC <file.cpp>
 #                      [NAMESPACE <name>] [SCALAR float|double]
-#                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>] [BLAS_MIN_FLOPS <n>] [PORTABLE])
+#                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>] [BLAS_MIN_FLOPS <n>] [PORTABLE]
+#                      [COMPILE_DEFINITIONS <def>...] [INCLUDE_DIRECTORIES <dir>...])
 #
 # Builds the generator from SPEC (a source that declares a network with the DSL and ends with
 # LOOPGRAD_GENERATOR(net)), runs it at build time, and makes <target> an INTERFACE library whose
@@ -8,6 +9,11 @@
 # spec or loopgrad changes. The graph and report go to REPORT_DIR (default: OUTPUT_DIR) as
 # <target>.dot and <target>.json. The target's properties LOOPGRAD_HEADER, LOOPGRAD_DOT and
 # LOOPGRAD_JSON hold the three paths.
+#
+# COMPILE_DEFINITIONS and INCLUDE_DIRECTORIES go to the spec's compilation, so that one spec file
+# can generate several networks (e.g. COMPILE_DEFINITIONS HIDDEN=128 with a spec that reads HIDDEN).
+# The analysis's warnings (parameters that reach no loss, Recurrency-Abstraction violations) print
+# at build time, one line each.
 #
 # BLAS_MIN_FLOPS n makes every dense product of at least n flops a CBLAS call (the kernel then
 # needs OpenBLAS, which <target> links); without it the header needs nothing but the standard
@@ -22,7 +28,8 @@ include(CheckCXXCompilerFlag)
 option(LOOPGRAD_PORTABLE "Compile code that links a generated kernel for any CPU of the architecture, not for this machine" OFF)
 check_cxx_compiler_flag(-march=native LOOPGRAD_HAVE_MARCH_NATIVE)
 function(loopgrad_add_network target)
-  cmake_parse_arguments(ARG "PORTABLE" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR;BLAS_MIN_FLOPS" "" ${ARGN})
+  cmake_parse_arguments(ARG "PORTABLE" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR;BLAS_MIN_FLOPS"
+                        "COMPILE_DEFINITIONS;INCLUDE_DIRECTORIES" ${ARGN})
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "loopgrad_add_network(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
   endif()
@@ -62,6 +69,12 @@ function(loopgrad_add_network target)
   add_executable(${generator} ${spec})
   target_link_libraries(${generator} PRIVATE loopgrad::dsl loopgrad::codegen)
   target_compile_features(${generator} PRIVATE cxx_std_20)
+  if(ARG_COMPILE_DEFINITIONS)
+    target_compile_definitions(${generator} PRIVATE ${ARG_COMPILE_DEFINITIONS})
+  endif()
+  if(ARG_INCLUDE_DIRECTORIES)
+    target_include_directories(${generator} PRIVATE ${ARG_INCLUDE_DIRECTORIES})
+  endif()
 
   set(header ${ARG_OUTPUT_DIR}/${target}.hpp)
   set(dot ${ARG_REPORT_DIR}/${target}.dot)

@@ -135,10 +135,15 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
       printed = false;
     }
     // Unreachable parameters are worth a line even with --quiet (loopgrad_add_network passes it).
-    if (o.quiet)
+    if (o.quiet) {
       for (int p : analysis.unreachable_params)
         fmt::print(stderr, "{}: warning: network '{}': parameter '{}' reaches no loss, so its gradient is always zero\n",
                    program, net.name, net.params[static_cast<std::size_t>(p)].name);
+      for (const auto& [k, l] : analysis.recurrency_abstraction_violations)
+        fmt::print(stderr,
+                   "{}: note: network '{}': Recurrency-Abstraction does not hold for ({}, {}); both cross terms are kept\n",
+                   program, net.name, net.groups[static_cast<std::size_t>(k)].name, net.groups[static_cast<std::size_t>(l)].name);
+    }
     if (!printed || std::fflush(stdout) != 0 || std::ferror(stdout)) {
       fmt::print(stderr, "{}: writing the summary to standard output failed; the files were written\n", program);
       return 1;
