@@ -1,5 +1,6 @@
 #include "loopgrad/ir/network.hpp"
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -49,6 +50,21 @@ const char* to_string(Loss loss) {
 }
 
 void validate(const Network& net) {
+  // Sizes first: the IR counts values in int, so a parameter group and their total must fit.
+  std::int64_t total = 0;
+  for (const auto& p : net.params) {
+    const std::int64_t values = static_cast<std::int64_t>(p.rows) * static_cast<std::int64_t>(p.cols);
+    if (p.rows <= 0 || p.cols <= 0)
+      fail(net, "parameter '" + p.name + "' has shape " + std::to_string(p.rows) + " x " + std::to_string(p.cols));
+    if (values > max_values)
+      fail(net, "parameter '" + p.name + "' has " + std::to_string(p.rows) + " x " + std::to_string(p.cols) + " = " +
+                    std::to_string(values) + " values, more than loopgrad's limit of " + std::to_string(max_values) +
+                    " per parameter group; use smaller groups or sparse connections");
+    total += values;
+    if (total > max_values)
+      fail(net, "the parameters have more than " + std::to_string(max_values) +
+                    " values in all, loopgrad's limit; use smaller groups or sparse connections");
+  }
   const int n_groups = static_cast<int>(net.groups.size());
   const int n_ops = static_cast<int>(net.ops.size());
   auto group_ok = [&](int g) { return g >= 0 && g < n_groups; };

@@ -282,6 +282,23 @@ TEST_CASE("hand-built IR with a mistake is rejected with a message naming it") {
   net.connections[0].mask.push_back({7, 0});
   net.connections[0].kind = ir::ConnectionKind::sparse;
   CHECK_THROWS_WITH_AS(analysis::analyse(net), doctest::Contains("sparse connection 'rnn_W_xh'"), std::invalid_argument);
+  // A group of 46,341 neurons: its dense recurrent weights have more values than an int counts.
+  auto huge = dsl::lower(cells::elman_network<3, 4, 2>());
+  const int w = huge.find_param("rnn_W_hh");
+  REQUIRE(w >= 0);
+  huge.params[static_cast<std::size_t>(w)].rows = 46341;
+  huge.params[static_cast<std::size_t>(w)].cols = 46341;
+  CHECK_THROWS_WITH_AS(analysis::analyse(huge),
+                       "network 'elman': parameter 'rnn_W_hh' has 46341 x 46341 = 2147488281 values, more than loopgrad's "
+                       "limit of 2147483647 per parameter group; use smaller groups or sparse connections",
+                       std::invalid_argument);
+  auto many = dsl::lower(cells::elman_network<3, 4, 2>());
+  for (auto& p : many.params) {
+    p.rows = 30000;
+    p.cols = 30000;
+  }
+  CHECK_THROWS_WITH_AS(analysis::analyse(many), doctest::Contains("the parameters have more than 2147483647 values in all"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("analysis orders are deterministic and follow declaration order") {

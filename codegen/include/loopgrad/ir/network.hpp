@@ -63,6 +63,9 @@ enum class ParamRole { weight, bias };
 
 // A parameter group: `rows * cols` values, row-major. Dense weights are (to x from); diagonal,
 // sparse (one value per mask entry) and bias vectors are (n x 1).
+// The most values one parameter group, and all of them together, may have (the IR counts in int).
+inline constexpr long long max_values = 2147483647;
+
 struct Param {
   std::string name;
   ParamRole role = ParamRole::weight;
