@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages loopgrad needs, only those missing. Needs root (or sudo).
+# Installs the Debian 12 packages loopgrad needs, only those missing, and the packages named as
+# arguments (the test command adds python3-torch, the PyTorch oracle). Needs root (or sudo).
 set -euo pipefail
-packages=(g++ cmake make libboost-dev libboost-graph-dev libfmt-dev doctest-dev nlohmann-json3-dev libbenchmark-dev libopenblas-dev)
+packages=(g++ cmake make libboost-dev libboost-graph-dev libfmt-dev doctest-dev nlohmann-json3-dev libbenchmark-dev libopenblas-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 # and a debug build with AddressSanitizer and UndefinedBehaviorSanitizer. Both must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh python3-torch  # PyTorch: the oracle of the interop tests
 jobs="$(nproc)"
 echo "== loopgrad: Release build and tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release

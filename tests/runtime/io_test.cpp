@@ -7,7 +7,9 @@
 #include <fstream>
 #include <random>
 
+#include "../compare.hpp"
 #include "../networks.hpp"
+#include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/checkpoint.hpp"
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
@@ -133,7 +135,7 @@ TEST_CASE("bad parameter files are refused with the file, the tensor and the fix
   CHECK(loaded[0] == static_cast<double>(as_float[0]));
 }
 
-TEST_CASE("PyTorch's RNN, LSTM and GRU continue in loopgrad: same hidden states (oracle: python3-torch)") {
+TEST_CASE("PyTorch's RNN, LSTM and GRU in loopgrad: same hidden states and gradients as torch autograd (oracle: python3-torch)") {
   if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) {
     MESSAGE("skipped: /usr/bin/python3 with torch (Debian's python3-torch) is not installed");
     return;
@@ -141,26 +143,57 @@ TEST_CASE("PyTorch's RNN, LSTM and GRU continue in loopgrad: same hidden states 
   const auto dir = scratch("torch");
   fs::create_directories(dir);
   REQUIRE(std::system(("/usr/bin/python3 " LOOPGRAD_TORCH_REFERENCE " " + dir.string()).c_str()) == 0);
-  auto check = [&](const ir::Network& net, const std::string& cell, const runtime::Layout& layout) {
+  auto check = [&](const ir::Network& net, const std::string& cell, runtime::Layout layout) {
     INFO("torch.nn." << cell);
+    // The cell in PyTorch's names, and the output layer as the torch.nn.Linear `out`.
+    for (const auto& m : runtime::torch_linear_layout("W_hy", "b_y", "out.")) layout.push_back(m);
     const runtime::Interpreter<double> k(net);
     const auto params = runtime::import_parameters(net, dir / (cell + "_weights.safetensors"), layout,
                                                    std::vector<double>(k.param_count(), 0.0));
     const auto run = runtime::safetensors::read(dir / (cell + "_run.safetensors"));
     const auto x = run.tensors.at("x").values<double>("x");
+    const auto y = run.tensors.at("y").values<double>("y");
     const auto h = run.tensors.at("h").values<double>("h");
     const auto steps = static_cast<std::size_t>(run.tensors.at("x").shape[0]);
+    // Hidden states, step by step.
     std::vector<double> state(k.state_size(), 0.0);
     runtime::Interpreter<double>::Step step;
     double worst = 0;
+    runtime::Sequence<double> seq;
     for (std::size_t t = 0; t < steps; ++t) {
       k.forward(params.data(), state.data(), x.data() + 3 * t, step);
       const auto& ours = k.value(step, net.find_group(cell + "_h"));
       for (std::size_t i = 0; i < 4; ++i) worst = std::max(worst, std::abs(ours[i] - h[4 * t + i]));
       k.next_state(step, state.data());
+      seq.inputs.emplace_back(x.begin() + static_cast<std::ptrdiff_t>(3 * t), x.begin() + static_cast<std::ptrdiff_t>(3 * t + 3));
+      seq.targets.emplace_back(std::vector<double>{y[t]});
     }
     MESSAGE("torch.nn." << cell << ": largest difference in the hidden state over " << steps << " steps: " << worst);
     CHECK(worst <= 1e-12);
+    // Gradients of sum_t (out(h_t) - y_t)^2: BPTT, and exact RTRL summed over the steps, written in
+    // PyTorch's names (export_gradient) and compared tensor by tensor with autograd's.
+    const auto bptt = runtime::bptt_gradient(k, params, seq).gradient;
+    runtime::ExactRtrl<runtime::Interpreter<double>, double> rtrl(k, static_cast<int>(steps));
+    for (std::size_t t = 0; t < steps; ++t) rtrl.observe(params, seq.inputs[t].data(), seq.target(t));
+    REQUIRE(rtrl.gradient_ready());
+    const auto torch_grads = runtime::safetensors::read(dir / (cell + "_grads.safetensors"));
+    for (const auto& [name, gradient] : {std::pair{"BPTT", bptt}, {"exact RTRL", rtrl.gradient()}}) {
+      const auto ours_path = dir / (cell + "_ours.safetensors");
+      runtime::export_gradient(net, gradient, ours_path, layout);
+      const auto ours = runtime::safetensors::read(ours_path);
+      double worst_relative = 0;
+      for (const auto& m : layout) {
+        INFO("tensor " << m.tensor << ", " << name);
+        const auto want = torch_grads.tensors.at(m.tensor).values<double>(m.tensor);
+        const auto got = ours.tensors.at(m.tensor).values<double>(m.tensor);
+        REQUIRE(got.size() == want.size());
+        const double d = testing::relative_difference(got.data(), want.data(), got.size());
+        worst_relative = std::max(worst_relative, d);
+        CHECK(d <= 1e-12);
+      }
+      MESSAGE("torch.nn." << cell << ": " << std::string(name) << " gradient against autograd, largest relative difference per tensor: "
+                          << worst_relative);
+    }
   };
   check(dsl::lower(cells::elman_network<3, 4, 1>()), "rnn", runtime::torch_rnn_layout("rnn"));
   check(dsl::lower(cells::lstm_network<3, 4, 1>()), "lstm", runtime::torch_lstm_layout("lstm"));

@@ -157,11 +157,14 @@ std::vector<T> import_parameters(const ir::Network& net, const std::filesystem::
   return params;
 }
 
-// Writes `params` to `path` under `layout` (F64 for double, F32 for float), with the network's
-// name in the metadata.
+namespace detail {
+// export_parameters and export_gradient: `values` in the parameter layout to `path` under
+// `layout`. A group summed from several tensors is written whole into the first of them and as
+// zeros into the others (`split_sum`: parameters, so that importing the file sums back to the
+// group) or whole into every one of them (gradients: d/d(bias_ih) = d/d(bias_hh) = d/d(b_h)).
 template <class T>
-void export_parameters(const ir::Network& net, const std::vector<T>& params, const std::filesystem::path& path,
-                       const Layout& layout) {
+void export_values(const ir::Network& net, const std::vector<T>& params, const std::filesystem::path& path,
+                   const Layout& layout, bool split_sum) {
   std::vector<std::size_t> offset;
   std::size_t off = 0;
   for (const auto& p : net.params) {
@@ -179,13 +182,32 @@ void export_parameters(const ir::Network& net, const std::vector<T>& params, con
       if (p < 0) throw std::invalid_argument("export_parameters: network '" + net.name + "' has no parameter group '" + name + "'");
       const auto n = static_cast<std::size_t>(net.params[static_cast<std::size_t>(p)].size());
       const T* in = params.data() + offset[static_cast<std::size_t>(p)];
-      const bool zero = m.summed && written[static_cast<std::size_t>(p)];
+      const bool zero = split_sum && m.summed && written[static_cast<std::size_t>(p)];
       for (std::size_t i = 0; i < n; ++i) values.push_back(zero ? T(0) : in[i]);
       written[static_cast<std::size_t>(p)] = true;
     }
     file.tensors[m.tensor] = safetensors::Tensor::from(values, detail::mapped_shape(net, m));
   }
   safetensors::write(path, file);
+}
+}  // namespace detail
+
+// Writes `params` to `path` under `layout` (F64 for double, F32 for float), with the network's
+// name in the metadata. A group PyTorch splits in two (the RNN's biases) goes whole into the first
+// tensor and as zeros into the second, so that PyTorch's sum is the group.
+template <class T>
+void export_parameters(const ir::Network& net, const std::vector<T>& params, const std::filesystem::path& path,
+                       const Layout& layout) {
+  detail::export_values(net, params, path, layout, true);
+}
+
+// Writes a gradient (dC/dP in the parameter layout) to `path` in PyTorch's names under `layout`:
+// what PyTorch's autograd puts in each parameter's .grad. A group PyTorch splits in two gets the
+// group's gradient in both tensors (the derivative by each summand is the derivative by the sum).
+template <class T>
+void export_gradient(const ir::Network& net, const std::vector<T>& gradient, const std::filesystem::path& path,
+                     const Layout& layout) {
+  detail::export_values(net, gradient, path, layout, false);
 }
 
 }  // namespace loopgrad::runtime
