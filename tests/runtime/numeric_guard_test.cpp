@@ -1,4 +1,4 @@
-// The exact learners' guard on non-finite numbers: a NaN or infinite input or target, or a loss
+// The learners' guard on non-finite numbers (the exact ones and the BPTT-style ones alike): a NaN or infinite input or target, or a loss
 // that overflows (a target of 1e300), is thrown as NonFiniteValue under ExplosionPolicy::fail
 // before the learner advances, so the run continues from where it was exactly as if the bad step
 // had never been offered; warn reports it once; ignore lets it through. Messages print numbers in
@@ -110,6 +110,33 @@ TEST_CASE("the blocked exact learner refuses them too, with both schedules") {
       s.push_back(l.gradient_ready() ? 1.0 : 0.0);
       return s;
     });
+  }
+}
+
+TEST_CASE("truncated BPTT, the N-th order approximation and random truncation refuse them too") {
+  const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
+  const Kernel k(net);
+  auto state_of = [](const auto& l) {
+    auto s = l.state();
+    s.insert(s.end(), l.gradient().begin(), l.gradient().end());
+    s.push_back(l.gradient_ready() ? 1.0 : 0.0);
+    return s;
+  };
+  {
+    runtime::TruncatedBptt<Kernel, double> learner(k, 2, 4, runtime::ExplosionPolicy::fail);
+    runtime::TruncatedBptt<Kernel, double> reference(k, 2, 4, runtime::ExplosionPolicy::fail);
+    check_refusals(learner, reference, k, net, state_of);
+  }
+  {
+    runtime::NthOrder<Kernel, double> learner(k, 3, runtime::ExplosionPolicy::fail);
+    runtime::NthOrder<Kernel, double> reference(k, 3, runtime::ExplosionPolicy::fail);
+    check_refusals(learner, reference, k, net, state_of);
+  }
+  {
+    // A refused step draws no random number: the cuts stay where the reference makes them.
+    runtime::RandomTruncation<Kernel, double> learner(k, 0.3, 11, 0, runtime::ExplosionPolicy::fail);
+    runtime::RandomTruncation<Kernel, double> reference(k, 0.3, 11, 0, runtime::ExplosionPolicy::fail);
+    check_refusals(learner, reference, k, net, state_of);
   }
 }
 

@@ -116,52 +116,76 @@ struct History {
   std::deque<Entry> entries;  // oldest first
   std::vector<T> state;
 
-  explicit History(const Kernel& k) : state(k.state_size(), T(0)) {}
-  // Runs one step from `state` into `e` (the newest entry), keeps its target, advances `state`;
-  // returns C_N.
-  T record(const Kernel& k, const std::vector<T>& params, const T* input, const T* target, Entry& e) {
-    k.forward(params.data(), state.data(), input, e.step);
+  typename Kernel::Step scratch;  // the step being tried, until the guard has passed it
+  RtrlOptions<T> guard;           // only `explosion` is used: the policy for non-finite values
+  std::int64_t steps = 0;
+  bool warned = false;
+
+  History(const Kernel& k, ExplosionPolicy policy) : state(k.state_size(), T(0)) { guard.explosion = policy; }
+  // Runs one step from `state`, checking the input, the target and the loss before anything is
+  // kept: a non-finite one throws NonFiniteValue under ExplosionPolicy::fail with nothing changed.
+  // Then `make_room()` readies the newest entry, which takes the step and its target, and `state`
+  // advances; returns C_N.
+  template <class MakeRoom>
+  T record(const Kernel& k, const std::vector<T>& params, const T* input, const T* target, MakeRoom make_room) {
+    check_finite(input, k.input_size(), "input", steps + 1, guard, warned);
+    check_finite(target, k.target_size(), "target", steps + 1, guard, warned);
+    k.forward(params.data(), state.data(), input, scratch);
+    const T c = k.loss(scratch, target);
+    check_finite(&c, 1, "loss", steps + 1, guard, warned);
+    Entry& e = make_room();
+    std::swap(e.step, scratch);
     if (target != nullptr)
       e.target.emplace(target, target + k.target_size());
     else
       e.target.reset();
-    const T c = k.loss(e.step, target);
     k.next_state(e.step, state.data());
+    ++steps;
     return c;
+  }
+  void check_gradient(const std::vector<T>& gradient) {
+    check_finite(gradient.data(), gradient.size(), "gradient", steps, guard, warned);
   }
   void clear() {
     entries.clear();
     std::fill(state.begin(), state.end(), T(0));
+    steps = 0;
   }
 };
 
 // Truncated BPTT(k1, k2) (Williams & Peng 1990): every k1 steps, the losses of the last k1 steps
 // are backpropagated through the last k2 steps (k2 >= k1). Memory grows with k2; dependencies
-// longer than k2 steps get no gradient.
+// longer than k2 steps get no gradient. `policy` guards against non-finite numbers as for the
+// exact learners: an input, target or loss before the step is kept, the gradient when it is ready.
 template <class Kernel, class T>
 class TruncatedBptt {
  public:
-  TruncatedBptt(const Kernel& k, int k1, int k2)
+  TruncatedBptt(const Kernel& k, int k1, int k2, ExplosionPolicy policy = ExplosionPolicy::warn)
       : k_(k),
         k1_(k1 < 1 ? 1 : k1),
         k2_(k2 < k1_ ? k1_ : k2),
-        history_(k),
+        history_(k, policy),
         gradient_(k.param_count(), T(0)),
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
 
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     auto& h = history_.entries;
-    if (h.size() == static_cast<std::size_t>(k2_)) {  // the oldest entry's buffers become the newest's
-      auto oldest = std::move(h.front());
-      h.pop_front();
-      h.push_back(std::move(oldest));
-    } else {
-      h.emplace_back();
-    }
-    const T c = history_.record(k_, params, input, target, h.back());
+    const T c = history_.record(k_, params, input, target, [&]() -> auto& {
+      if (h.size() == static_cast<std::size_t>(k2_)) {  // the oldest entry's buffers become the newest's
+        auto oldest = std::move(h.front());
+        h.pop_front();
+        h.push_back(std::move(oldest));
+      } else {
+        h.emplace_back();
+      }
+      return h.back();
+    });
     ready_ = ++count_ % k1_ == 0;
-    if (ready_) backpropagate(params);
+    if (ready_) {
+      backpropagate(params);
+      history_.check_gradient(gradient_);
+    }
     return c;
   }
   bool gradient_ready() const { return ready_; }
@@ -200,7 +224,8 @@ class TruncatedBptt {
 template <class Kernel, class T>
 class NthOrder : public TruncatedBptt<Kernel, T> {
  public:
-  NthOrder(const Kernel& k, int n) : TruncatedBptt<Kernel, T>(k, 1, n + 1) {}
+  NthOrder(const Kernel& k, int n, ExplosionPolicy policy = ExplosionPolicy::warn)
+      : TruncatedBptt<Kernel, T>(k, 1, n + 1, policy) {}
 };
 
 // Unbiased random truncation (Tallec & Ollivier 2017, "Unbiasing Truncated Backpropagation
@@ -209,36 +234,46 @@ class NthOrder : public TruncatedBptt<Kernel, T> {
 // cut closes a segment, which is backpropagated at once and yields a gradient; over the draws the
 // expected sum of the segments' gradients is the full BPTT gradient (for fixed parameters).
 // Segments are 1/c steps long on average. `max_length` (0: none) forces a cut on a longer
-// segment, which bounds memory but makes the estimate biased.
+// segment, which bounds memory but makes the estimate biased. `policy` as for TruncatedBptt.
 template <class Kernel, class T>
 class RandomTruncation {
  public:
-  RandomTruncation(const Kernel& k, double cut_probability, std::uint64_t seed, int max_length = 0)
+  RandomTruncation(const Kernel& k, double cut_probability, std::uint64_t seed, int max_length = 0,
+                   ExplosionPolicy policy = ExplosionPolicy::warn)
       : k_(k),
         c_(cut_probability),
         max_length_(max_length),
         rng_(seed),
-        history_(k),
+        history_(k, policy),
         gradient_(k.param_count(), T(0)),
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
 
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     auto& h = history_.entries;
-    const bool cut = !h.empty() && (std::bernoulli_distribution(c_)(rng_) ||
-                                    (max_length_ > 0 && h.size() >= static_cast<std::size_t>(max_length_)));
-    ready_ = false;
-    if (cut) {
-      backpropagate(params);
-      ready_ = true;
-    }
-    h.emplace_back();
-    return history_.record(k_, params, input, target, h.back());
+    bool ready = false;
+    // The draw and the segment's end come once the step has passed the guard.
+    const T c = history_.record(k_, params, input, target, [&]() -> auto& {
+      const bool cut = !h.empty() && (std::bernoulli_distribution(c_)(rng_) ||
+                                      (max_length_ > 0 && h.size() >= static_cast<std::size_t>(max_length_)));
+      if (cut) {
+        backpropagate(params);
+        ready = true;
+      }
+      h.emplace_back();
+      return h.back();
+    });
+    ready_ = ready;
+    if (ready_) history_.check_gradient(gradient_);
+    return c;
   }
   // Closes the open segment (the end of a finite sequence); its gradient is then ready.
   void flush(const std::vector<T>& params) {
     ready_ = !history_.entries.empty();
-    if (ready_) backpropagate(params);
+    if (ready_) {
+      backpropagate(params);
+      history_.check_gradient(gradient_);
+    }
   }
   bool gradient_ready() const { return ready_; }
   const std::vector<T>& gradient() const { return gradient_; }
@@ -246,6 +281,7 @@ class RandomTruncation {
     history_.clear();
     ready_ = false;
   }
+  const std::vector<T>& state() const { return history_.state; }
 
  private:
   void backpropagate(const std::vector<T>& params) {
