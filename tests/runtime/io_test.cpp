@@ -114,7 +114,7 @@ TEST_CASE("bad parameter files are refused with the file, the tensor and the fix
   f.tensors["bias_ih_l0"].dtype = "I64";
   const auto typed = scratch("dtype.safetensors");
   runtime::safetensors::write(typed, f);
-  refused(typed, layout, "tensor 'bias_ih_l0' has dtype I64; loopgrad reads F32 and F64");
+  refused(typed, layout, "dtype.safetensors': tensor 'bias_ih_l0' has dtype I64; loopgrad reads F32 and F64");
   // a truncated file
   const auto cut = scratch("cut.safetensors");
   fs::copy_file(good, cut, fs::copy_options::overwrite_existing);

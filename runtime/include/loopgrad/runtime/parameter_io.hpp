@@ -142,7 +142,12 @@ std::vector<T> import_parameters(const ir::Network& net, const std::filesystem::
     if (it->second.shape != shape)
       throw safetensors::SafetensorsError(where + ": tensor '" + m.tensor + "' has shape " + detail::shape_string(it->second.shape) +
                                           " but network '" + net.name + "' needs " + detail::shape_string(shape));
-    const auto values = it->second.values<T>(m.tensor);
+    std::vector<T> values;
+    try {
+      values = it->second.values<T>(m.tensor);
+    } catch (const safetensors::SafetensorsError& e) {
+      throw safetensors::SafetensorsError(where + ": " + e.what());  // the file too, not only the tensor
+    }
     std::size_t at = 0;
     for (const auto& name : m.params) {
       const int p = net.find_param(name);
