@@ -45,10 +45,6 @@ void remove_stale_temporaries(const fs::path& path) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // A file written to its temporary and synced, not yet renamed into place.
 struct Staged {
   fs::path path, tmp;
@@ -79,8 +75,9 @@ Staged stage(const fs::path& path, const std::string& text) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0)
     throw std::runtime_error(fmt::format("cannot write '{}': {} (check that its directory is writable)", path.string(), reason(errno)));
-  auto fail = [&](int error) {
-    ::close(fd);
+  // Drops the temporary (closing it first unless that is what failed) and reports `error`.
+  auto fail = [&](int error, bool close = true) {
+    if (close) ::close(fd);
     std::error_code ignored;
     fs::remove(tmp, ignored);
     throw std::runtime_error(fmt::format("writing '{}' failed: {}", path.string(), reason(error)));
@@ -96,12 +93,7 @@ Staged stage(const fs::path& path, const std::string& text) {
   }
   // On disk before the rename, so that the name never points at a file whose data is not there.
   if (::fsync(fd) != 0) fail(errno);
-  if (::close(fd) != 0) {
-    const int error = errno;
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error(fmt::format("writing '{}' failed: {}", path.string(), reason(error)));
-  }
+  if (::close(fd) != 0) fail(errno, false);
   return {path, tmp};
 }
 

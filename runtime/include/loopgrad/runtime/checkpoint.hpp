@@ -113,9 +113,10 @@ inline safetensors::File open_checkpoint(const std::filesystem::path& path, cons
   const auto stored = f.metadata.find("loopgrad.checksum");
   if (format->second == "2" && stored == f.metadata.end())
     throw safetensors::SafetensorsError(where + " has no checksum ('loopgrad.checksum'); the file is damaged");
-  if (stored != f.metadata.end() && stored->second != checksum(f))
-    throw safetensors::SafetensorsError(where + ": its checksum does not match its contents (" + stored->second +
-                                        " stored, " + checksum(f) + " computed); the file was changed or damaged after it was written");
+  if (stored != f.metadata.end())
+    if (const auto computed = checksum(f); stored->second != computed)
+      throw safetensors::SafetensorsError(where + ": its checksum does not match its contents (" + stored->second + " stored, " +
+                                          computed + " computed); the file was changed or damaged after it was written");
   if (meta(f, "network", where) != network)
     throw safetensors::SafetensorsError(where + " belongs to network '" + meta(f, "network", where) + "', not '" + network + "'");
   const auto it = f.metadata.find("algorithm");
