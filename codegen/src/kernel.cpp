@@ -129,6 +129,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   out += head.str();
   detail::emit_forward(plan, out);
   detail::emit_reverse(plan, out);
+  detail::emit_reverse_columns(plan, out);
   out += sensitivity;
   detail::CodeWriter tail(0);
   tail.line(" private:");

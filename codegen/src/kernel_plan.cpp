@@ -277,14 +277,19 @@ std::string Scope::value(int op) {
                                    root ? "group " + owner.name : describe(plan_, op)));
 }
 std::string Scope::adjoint(int g) {
-  return declare("a_" + plan_.group(g).name,
-                 fmt::format("Scalar* const a_{} = adjoint.data() + {};", plan_.group(g).name,
-                             plan_.adjoint_offset[static_cast<std::size_t>(g)]));
+  const auto offset = plan_.adjoint_offset[static_cast<std::size_t>(g)];
+  if (columns_)
+    return declare("a_" + plan_.group(g).name,
+                   fmt::format("Scalar* const a_{} = adjoint + {} * count;", plan_.group(g).name, offset));
+  return declare("a_" + plan_.group(g).name, fmt::format("Scalar* const a_{} = adjoint.data() + {};", plan_.group(g).name, offset));
 }
 std::string Scope::prev_adjoint(int g) {
+  const auto offset = plan_.state_offset[static_cast<std::size_t>(plan_.state_of(g))];
+  if (columns_)
+    return declare("ra_" + plan_.group(g).name,
+                   fmt::format("Scalar* const ra_{} = prev_state_adjoint + {} * count;", plan_.group(g).name, offset));
   return declare("ra_" + plan_.group(g).name,
-                 fmt::format("Scalar* const ra_{} = prev_state_adjoint + {};", plan_.group(g).name,
-                             plan_.state_offset[static_cast<std::size_t>(plan_.state_of(g))]));
+                 fmt::format("Scalar* const ra_{} = prev_state_adjoint + {};", plan_.group(g).name, offset));
 }
 std::string Scope::delta_prev(int k, int p) {
   const auto& g = plan_.group(plan_.a.states[static_cast<std::size_t>(k)]);

@@ -85,6 +85,9 @@ class Scope {
  public:
   enum class Access { read, write };
   Scope(const KernelPlan& plan, Access values) : plan_(plan), values_(values) {}
+  // For the reverse pass over many adjoint columns (reverse_columns): every adjoint array holds
+  // `count` columns interleaved, entry i of column c at [i * count + c].
+  void interleave_columns() { columns_ = true; }
 
   std::string param(int p);
   std::string gradient(int p);
@@ -109,6 +112,7 @@ class Scope {
   std::string declare(const std::string& name, const std::string& declaration);
   const KernelPlan& plan_;
   Access values_;
+  bool columns_ = false;
   std::set<std::string> declared_;
   std::vector<std::string> declarations_;
 };
@@ -126,6 +130,8 @@ std::string literal(double value);                      // "Scalar(0.5)"
 void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out);
 void emit_forward(const KernelPlan& plan, std::string& out);      // forward, next_state, loss
 void emit_reverse(const KernelPlan& plan, std::string& out);      // reverse
+// reverse_columns and dense_gradients: the reverse pass over many adjoint columns.
+void emit_reverse_columns(const KernelPlan& plan, std::string& out);
 // sensitivity_update and apply_sensitivity; returns the multiplications per step of the update.
 std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out);
 void emit_batch(std::string& out);  // Stream, rtrl_step_batch, BatchPool

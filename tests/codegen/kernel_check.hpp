@@ -99,7 +99,11 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
     }
   }
   // The blocked exact algorithm on the generated kernel (it builds Delta row by row through the
-  // kernel's sensitivity_runs): RTRL's gradients at every step, RTRL's Delta at every block end.
+  // kernel's sensitivity_runs, its block ends' sweeps and the gradient's sweep over the steps
+  // without a loss through the kernel's reverse pass over many columns): RTRL's gradients at every
+  // step, RTRL's Delta at every block end.
+  static_assert(runtime::BlockedRtrl<Kernel, T>::column_reverse,
+                "a generated kernel has reverse_columns and dense_gradients, so these checks cover them");
   runtime::Sequence<T> head;
   head.inputs.assign(seq.inputs.begin(), seq.inputs.begin() + 30);
   head.targets.assign(seq.targets.begin(), seq.targets.begin() + 30);

@@ -24,12 +24,17 @@
 // Cost per step for a dense recurrence of n_R state units, |P| parameters, block length h: about
 // n_R reverse passes and n_R / h products with Delta_s for the block end, (h + 1) / 2 reverse
 // passes and one product with Delta_s for the gradient: O(n_R |P|) at h ~ n_R, against RTRL's
-// O(n_R^2 |P|). analysis::ExactCost holds the model and the best h for a network. The block end's
-// products run 32 rows at a time over tiles of Delta_s, so Delta_s is read n_R / 32 times per
-// block; the gradient's product reads it once per step (once per m steps when accumulating).
-// Memory: Delta_s and the block's Delta_(s+h) being built, 33 rows in the parameter layout, h
-// steps' values and the parameter vectors they used (one while the parameters do not change) —
-// constant in the sequence length.
+// O(n_R^2 |P|). analysis::ExactCost holds the model and the best h for a network. On a generated
+// kernel the block end sweeps 32 seeds at once (the kernel's reverse_columns: the weights read once
+// per step for all of them) and adds the dense parameters' terms of up to 32 steps as one product
+// (dense_gradients); the gradient's sweep, past the steps whose losses it takes in, goes the same
+// way with one column. The block end's products with Delta_s run 32 rows at a time over tiles of
+// Delta_s, register-tiled over the rows of Delta_s that share a tile's columns, so Delta_s is read
+// n_R / 32 times per block; the gradient's product reads it once per step (once per m steps when
+// accumulating). Memory: Delta_s and the block's Delta_(s+h) being built, 33 rows in the parameter
+// layout, the dense connections' adjoints of 32 seeds over 32 steps, h steps' values and the
+// parameter vectors they used (one while the parameters do not change) — constant in the sequence
+// length.
 //
 // The parameters may change every step: each stored step is reversed with the parameters it ran
 // with, so the gradient is RTRL's to rounding, step by step.
@@ -46,6 +51,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loopgrad/runtime/rtrl.hpp"
@@ -64,6 +70,17 @@ enum class BlockSchedule {
 template <class Kernel, class T>
 class BlockedRtrl {
  public:
+  // Whether block ends sweep 32 seeds at a time with the kernel's reverse pass over many adjoint
+  // columns (reverse_columns and dense_gradients: generated kernels have them); otherwise, as on
+  // the interpreter, one seed at a time.
+  static constexpr bool column_reverse = requires(const Kernel& k, const typename Kernel::Step* const* steps, T* x,
+                                                  std::size_t n) {
+    k.reverse_columns(x, *steps[0], n, x, x, x, n, x, x);
+    k.dense_gradients(steps, n, n, x, x, n, x);
+    Kernel::dense_adjoint_rows;
+    Kernel::column_workspace(n, n);
+  };
+
   // block_length h >= 1: Delta is formed every h steps. accumulate = m > 1: the gradient is the
   // sum over m steps and is ready every m (the products with Delta_s then batch: one per m steps
   // within a block). `options` as for RTRL: attenuation gamma scales every crossing of a step's
@@ -273,6 +290,16 @@ class BlockedRtrl {
     bool flowing = seed != nullptr;
     if (flowing) std::copy(seed, seed + adjoint_.size(), adjoint_.begin());
     for (std::size_t j = end; j-- > 0;) {
+      if constexpr (column_reverse) {
+        // The older steps take in no loss: one column through them, dense terms as products.
+        if (flowing && j < first_target) {
+          std::copy(adjoint_.begin(), adjoint_.end(), column_adjoint_.begin());
+          sweep_columns(j + 1, 1, grad);
+          std::copy(column_adjoint_.begin(), column_adjoint_.begin() + static_cast<std::ptrdiff_t>(adjoint_.size()),
+                    adjoint_.begin());
+          return true;
+        }
+      }
       const Entry& e = entries_[j];
       const T* params = pool_[e.params].data();
       const T* target = j >= first_target && e.has_target ? e.target.data() : nullptr;
@@ -309,6 +336,13 @@ class BlockedRtrl {
   // stream past them once per chunk.
   static constexpr std::size_t tile_columns = 256;
   static constexpr std::size_t chunk_seeds = 32;
+  // How many steps' dense parameter terms sweep_columns adds in one product.
+  static constexpr std::size_t flush_steps = 32;
+
+  struct Piece {
+    std::size_t unit, at, offset, length;  // a run's part within one tile; offset from the tile's start
+  };
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
   // Cuts Delta's runs at tile boundaries: tiles_[t] lists, for columns [t * tile_columns, ...),
   // the pieces of every stored row; units_ are the state units whose row stores anything.
@@ -327,11 +361,35 @@ class BlockedRtrl {
     }
     for (std::size_t u = 0; u < stores.size(); ++u)
       if (stores[u]) units_.push_back(u);
+    // Pieces over the same columns of a tile form one product (add_group): in a dense block every
+    // row's piece does.
+    groups_.assign(n_tiles, {});
+    for (std::size_t t = 0; t < n_tiles; ++t) {
+      auto& pieces = tiles_[t];
+      std::stable_sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+        return a.offset != b.offset ? a.offset < b.offset : a.length < b.length;
+      });
+      for (std::size_t i = 0; i < pieces.size();) {
+        std::size_t j = i + 1;
+        while (j < pieces.size() && pieces[j].offset == pieces[i].offset && pieces[j].length == pieces[i].length) ++j;
+        groups_[t].push_back({i, j});
+        i = j;
+      }
+    }
     seed_of_unit_.assign(k_->state_size(), npos);
     const std::size_t chunk = std::min(chunk_seeds, units_.size());
     // One row more for the gradient (real_time: it joins the rows' pass).
     chunk_rows_.assign((chunk + 1) * k_->param_count(), T(0));
     chunk_adjoints_.assign((chunk + 1) * k_->state_size(), T(0));
+    if constexpr (column_reverse) {
+      // At least one column: the gradient's sweep uses them too.
+      const std::size_t steps = std::min(flush_steps, h_), columns = std::max<std::size_t>(chunk, 1);
+      column_adjoint_.assign(columns * k_->state_size(), T(0));
+      column_prev_.assign(columns * k_->state_size(), T(0));
+      dense_adjoints_.assign(steps * Kernel::dense_adjoint_rows * columns, T(0));
+      column_work_.assign(Kernel::column_workspace(columns, steps), T(0));
+      held_steps_.assign(steps, nullptr);
+    }
   }
 
   // The block just completed becomes the closing block: its end R_(s+h) is the boundary whose
@@ -354,7 +412,6 @@ class BlockedRtrl {
   // chunk's pass (only while the boundary stays open after these rows, so that Delta_s is theirs).
   void build_rows(std::size_t upto, bool with_gradient = false) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
-    std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
     bool gradient_row = with_gradient && rows_done_ < upto && upto < units_.size();
     for (std::size_t first = rows_done_; first < upto; first += chunk_seeds) {
       const std::size_t count = std::min(chunk_seeds, upto - first);
@@ -365,17 +422,25 @@ class BlockedRtrl {
       }
       const std::size_t rows = count + (gradient_row ? 1 : 0);
       std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(rows * P), T(0));
-      for (std::size_t c = 0; c < count; ++c) {
-        const std::size_t u = units_[first + c];
-        seed_of_unit_[u] = c;
-        std::fill(seed.begin(), seed.end(), T(0));
-        seed[u] = T(1);
-        sweep(seed.data(), closing_, closing_, chunk_rows_.data() + c * P);
-        std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
+      for (std::size_t c = 0; c < count; ++c) seed_of_unit_[units_[first + c]] = c;
+      if constexpr (column_reverse) {
+        std::fill(column_adjoint_.begin(), column_adjoint_.begin() + static_cast<std::ptrdiff_t>(S * count), T(0));
+        for (std::size_t c = 0; c < count; ++c) column_adjoint_[units_[first + c] * count + c] = T(1);
+        sweep_columns(closing_, count, chunk_rows_.data());
+        for (std::size_t c = 0; c < count; ++c)
+          for (std::size_t i = 0; i < S; ++i) chunk_adjoints_[c * S + i] = column_adjoint_[i * count + c];
+      } else {
+        std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
+        for (std::size_t c = 0; c < count; ++c) {
+          std::fill(seed.begin(), seed.end(), T(0));
+          seed[units_[first + c]] = T(1);
+          sweep(seed.data(), closing_, closing_, chunk_rows_.data() + c * P);
+          std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
+        }
       }
       for (std::size_t t = 0; t < tiles_.size(); ++t) {
-        for (const Piece& piece : tiles_[t])
-          add_piece(delta_.data() + piece.at, piece.unit, t * tile_columns + piece.offset, piece.length, rows);
+        for (const auto& [begin, end] : groups_[t])
+          add_group(tiles_[t].data() + begin, end - begin, t * tile_columns + tiles_[t][begin].offset, rows);
         for (const Piece& piece : tiles_[t]) {
           const std::size_t c = seed_of_unit_[piece.unit];
           if (c == npos) continue;
@@ -394,6 +459,32 @@ class BlockedRtrl {
     if (rows_done_ == units_.size()) finish_boundary();
   }
 
+  // Reverses the stored steps [0, end), newest first, for the `count` adjoint columns in
+  // column_adjoint_ (entry i of column c at [i * count + c]) with the kernel's reverse pass over
+  // many columns, adding column c's parameter terms to rows[c * param_count(), ...). The dense
+  // parameters' terms are added every flush_steps steps as one product over those steps. On return
+  // column_adjoint_ holds the adjoints at R_s, the attenuation applied at every crossing. The
+  // steps must have no losses to take in.
+  void sweep_columns(std::size_t end, std::size_t count, T* rows) {
+    const std::size_t P = k_->param_count(), S = k_->state_size();
+    const std::size_t kept = Kernel::dense_adjoint_rows * count;  // dense adjoints per step
+    const T gamma = options_.attenuation;
+    std::size_t held = 0;
+    for (std::size_t j = end; j-- > 0;) {
+      const Entry& e = entries_[j];
+      k_->reverse_columns(pool_[e.params].data(), e.step, count, column_adjoint_.data(), column_prev_.data(), rows, P,
+                          dense_adjoints_.data() + held * kept, column_work_.data());
+      held_steps_[held++] = &e.step;
+      if (gamma != T(1))
+        for (std::size_t i = 0; i < S * count; ++i) column_prev_[i] *= gamma;
+      column_adjoint_.swap(column_prev_);
+      if (held == held_steps_.size() || j == 0) {
+        k_->dense_gradients(held_steps_.data(), held, count, dense_adjoints_.data(), rows, P, column_work_.data());
+        held = 0;
+      }
+    }
+  }
+
   // Delta_(s+h) is complete: it replaces Delta_s, and the closing block's steps and the parameter
   // vectors only they used are dropped (the current block's move to the front).
   void finish_boundary() {
@@ -408,40 +499,79 @@ class BlockedRtrl {
     check_sensitivity_growth(delta_, options_, sensitivity_step(), warned_);
   }
 
-  // The chunk's rows [column, column + length) += (their adjoints at R_s, entry v) * d: one piece
-  // of row v of Delta_s, read once for the whole chunk (four rows at a time).
-  void add_piece(const T* d, std::size_t v, std::size_t column, std::size_t length, std::size_t count) {
-    const std::size_t P = k_->param_count(), S = k_->state_size();
-    const T* a = chunk_adjoints_.data() + v;
-    T* rows = chunk_rows_.data() + column;
+  // Columns of add_group's register tiles: two vector registers.
+#if defined(__AVX512F__)
+  static constexpr std::size_t lanes = 128 / sizeof(T);
+#elif defined(__AVX__)
+  static constexpr std::size_t lanes = 64 / sizeof(T);
+#else
+  static constexpr std::size_t lanes = 32 / sizeof(T);
+#endif
+
+  // The chunk's `count` rows, over the columns [column, column + length) that `n` pieces share
+  // (rows v of Delta_s there), += sum over the pieces of (the row's adjoint at R_s, entry v) times
+  // the piece: a product with the pieces as the inner dimension, in register tiles of 4 rows by
+  // `lanes` columns. The tile's pieces stay in L2 while the chunk's rows pass over them.
+  void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t count) {
+    const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
+    const std::size_t tiled = length / lanes * lanes;
+    const T* const a = chunk_adjoints_.data();
+    const T* const d = delta_.data();
     std::size_t c = 0;
     for (; c + 4 <= count; c += 4) {
-      const T a0 = a[c * S], a1 = a[(c + 1) * S], a2 = a[(c + 2) * S], a3 = a[(c + 3) * S];
-      if (a0 == T(0) && a1 == T(0) && a2 == T(0) && a3 == T(0)) continue;
-      T* r0 = rows + c * P;
-      T* r1 = r0 + P;
-      T* r2 = r1 + P;
-      T* r3 = r2 + P;
-      for (std::size_t j = 0; j < length; ++j) {
-        const T x = d[j];
-        r0[j] += a0 * x;
-        r1[j] += a1 * x;
-        r2[j] += a2 * x;
-        r3[j] += a3 * x;
+      T* const r0 = chunk_rows_.data() + c * P + column;
+      T* const r1 = r0 + P;
+      T* const r2 = r1 + P;
+      T* const r3 = r2 + P;
+      const T* const a0p = a + c * S;
+      for (std::size_t j0 = 0; j0 < tiled; j0 += lanes) {
+        T t0[lanes], t1[lanes], t2[lanes], t3[lanes];
+        for (std::size_t j = 0; j < lanes; ++j) {
+          t0[j] = r0[j0 + j];
+          t1[j] = r1[j0 + j];
+          t2[j] = r2[j0 + j];
+          t3[j] = r3[j0 + j];
+        }
+        for (std::size_t p = 0; p < n; ++p) {
+          const std::size_t v = pieces[p].unit;
+          const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
+          const T* const x = d + pieces[p].at + j0;
+          for (std::size_t j = 0; j < lanes; ++j) {
+            t0[j] += a0 * x[j];
+            t1[j] += a1 * x[j];
+            t2[j] += a2 * x[j];
+            t3[j] += a3 * x[j];
+          }
+        }
+        for (std::size_t j = 0; j < lanes; ++j) {
+          r0[j0 + j] = t0[j];
+          r1[j0 + j] = t1[j];
+          r2[j0 + j] = t2[j];
+          r3[j0 + j] = t3[j];
+        }
+      }
+      for (std::size_t p = 0; p < n && tiled < length; ++p) {
+        const std::size_t v = pieces[p].unit;
+        const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
+        const T* const x = d + pieces[p].at;
+        for (std::size_t j = tiled; j < length; ++j) {
+          r0[j] += a0 * x[j];
+          r1[j] += a1 * x[j];
+          r2[j] += a2 * x[j];
+          r3[j] += a3 * x[j];
+        }
       }
     }
     for (; c < count; ++c) {
-      const T ac = a[c * S];
-      if (ac == T(0)) continue;
-      T* r = rows + c * P;
-      for (std::size_t j = 0; j < length; ++j) r[j] += ac * d[j];
+      T* const r = chunk_rows_.data() + c * P + column;
+      for (std::size_t p = 0; p < n; ++p) {
+        const T ac = a[c * S + pieces[p].unit];
+        const T* const x = d + pieces[p].at;
+        for (std::size_t j = 0; j < length; ++j) r[j] += ac * x[j];
+      }
     }
   }
 
-  struct Piece {
-    std::size_t unit, at, offset, length;  // a run's part within one tile; offset from the tile's start
-  };
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
   const Kernel* k_;  // a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
@@ -456,9 +586,15 @@ class BlockedRtrl {
   std::size_t rows_done_ = 0;  // rows of the boundary's Delta built so far (indices into units_)
   std::vector<std::size_t> units_;  // state units whose row of Delta stores anything
   std::vector<std::vector<Piece>> tiles_;
+  std::vector<std::vector<std::pair<std::size_t, std::size_t>>> groups_;  // per tile: [begin, end) of pieces over the same columns
   std::vector<std::size_t> seed_of_unit_;  // during a block end: the unit's row in the chunk, or npos
   std::vector<T> chunk_rows_;              // chunk x param_count(): the rows of Delta_(s+h) being built
   std::vector<T> chunk_adjoints_;          // chunk x state_size(): their adjoints at R_s
+  // With a kernel that reverses many columns at once (sweep_columns): the chunk's adjoints
+  // interleaved, before and after a step; the dense connections' adjoints of up to flush_steps
+  // steps, and those steps; the kernel's workspace.
+  std::vector<T> column_adjoint_, column_prev_, dense_adjoints_, column_work_;
+  std::vector<const typename Kernel::Step*> held_steps_;
   std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
   std::int64_t steps_ = 0;
   bool ready_ = false;
