@@ -67,7 +67,9 @@ double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCos
   const auto& c = a.exact_cost;
   const double rows = static_cast<double>(c.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
   const double reverse_pass = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call;
-  return (rows + (h + 1) / 2) * reverse_pass + w.block_product * rows * delta / h + w.delta_pass * delta;
+  const double block_pass = w.block_reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) +
+                            w.reverse_call / 32;
+  return rows * block_pass + (h + 1) / 2 * reverse_pass + w.block_product * rows * delta / h + w.delta_pass * delta;
 }
 
 // Fills a.exact_cost from the fields plan_sensitivity wrote. The blocked cost has a term falling

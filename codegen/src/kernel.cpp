@@ -47,6 +47,85 @@ inline void check_blas_kernels() {}
 )";
 }
 
+// rtrl_step and its two phases: the same for every network, so one block of C++.
+constexpr const char* rtrl_step_section = R"cpp(
+// What rtrl_step checks before it changes anything.
+namespace step_detail {
+
+// Whether every value is finite (not NaN, not infinite): eight partial sums of value * 0 stay 0
+// exactly then, at the cost of one read of the values.
+inline bool all_finite(const Scalar* x, std::size_t n) {
+  Scalar probe[8] = {};
+  const std::size_t whole = n / 8 * 8;
+  for (std::size_t i = 0; i < whole; i += 8)
+    for (std::size_t j = 0; j < 8; ++j) probe[j] += x[i + j] * Scalar(0);
+  for (std::size_t j = 0; j < n - whole; ++j) probe[j] += x[whole + j] * Scalar(0);
+  Scalar sum = 0;
+  for (const Scalar p : probe) sum += p;
+  return sum == Scalar(0);
+}
+
+// Throws std::domain_error naming `what` and its first value that is not finite.
+inline void check_finite(const Scalar* x, std::size_t n, const char* what) {
+  if (all_finite(x, n)) return;
+  std::size_t i = 0;
+  while (i < n && std::isfinite(x[i])) ++i;
+  const char* value = i == n ? "not finite" : std::isnan(x[i]) ? "NaN" : x[i] > 0 ? "+inf" : "-inf";
+  throw std::domain_error(std::string("loopgrad rtrl_step (network ") + network_name + "): " + what +
+                          " is not finite (entry " + std::to_string(i) + " is " + value +
+                          "); the state and the sensitivity were left as they were before the step");
+}
+
+// rtrl_step up to its commit: the loss, the gradient into `gradient` and Delta_N into
+// step.next_sensitivity, each checked; `state` and `sensitivity` are not changed.
+inline Scalar compute(const Params& params, const State& state, const Sensitivity& sensitivity, const Input& input,
+                      const Target* target, Gradient& gradient, Step& step) {
+  const Kernel kernel;
+  check_finite(input.flat.data(), n_inputs, "the input");
+  if (target != nullptr) check_finite(target->flat.data(), n_targets, "the target");
+  kernel.forward(params.flat.data(), state.flat.data(), input.flat.data(), step);
+  check_finite(step.values.data(), n_step_values, "a value of the step (an activation, or a parameter)");
+  for (auto& g : gradient.flat) g = 0;
+  Scalar loss = 0;
+  if (target != nullptr) {
+    State prev_adjoint;
+    loss = kernel.loss(step, target->flat.data());
+    if (!std::isfinite(loss))
+      throw std::domain_error(std::string("loopgrad rtrl_step (network ") + network_name + "): the loss is " +
+                              (std::isnan(loss) ? "NaN" : "infinite") +
+                              "; the state and the sensitivity were left as they were before the step");
+    kernel.reverse(params.flat.data(), step, target->flat.data(), nullptr, gradient.flat.data(), prev_adjoint.flat.data());
+    kernel.apply_sensitivity(sensitivity.flat.data(), prev_adjoint.flat.data(), gradient.flat.data());
+    check_finite(gradient.flat.data(), n_params, "the gradient");
+  }
+  step.next_sensitivity.resize(n_sensitivity);
+  kernel.sensitivity_update(params.flat.data(), step, sensitivity.flat.data(), step.next_sensitivity.data());
+  check_finite(step.next_sensitivity.data(), n_sensitivity, "the new sensitivity Delta_N");
+  return loss;
+}
+
+// Makes the step that compute() left in `step` current: Delta_N and R_N.
+inline void commit(State& state, Sensitivity& sensitivity, Step& step) {
+  const Kernel kernel;
+  sensitivity.flat.swap(step.next_sensitivity);
+  kernel.next_state(step, state.flat.data());
+}
+
+}  // namespace step_detail
+
+// One exact RTRL step: forward, the loss C_N against `target` (nullptr: no target, C_N = 0), the
+// gradient dC_N/dP into `gradient` (Eqn. 5, with Delta_(N-1)), then Delta_N (Eqn. 4) and R_N.
+// The parameters may change between steps. Throws std::domain_error, naming what, if the input,
+// the target, a value of the step, the loss, the gradient or Delta_N is not finite (NaN or
+// infinite): then `state` and `sensitivity` are as they were, and `gradient` is not meaningful.
+inline Scalar rtrl_step(const Params& params, State& state, Sensitivity& sensitivity, const Input& input,
+                        const Target* target, Gradient& gradient, Step& step) {
+  const Scalar loss = step_detail::compute(params, state, sensitivity, input, target, gradient, step);
+  step_detail::commit(state, sensitivity, step);
+  return loss;
+}
+)cpp";
+
 }  // namespace
 
 std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, const KernelOptions& options) {
@@ -75,7 +154,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
   out += fmt::format("// {}.\n", exact_choice(a));
   out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
-         "#include <span>\n#include <stdexcept>\n#include <thread>\n#include <vector>\n\n";
+         "#include <span>\n#include <stdexcept>\n#include <string>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
   if (options.blas_min_flops > 0) out += "#include <cstdio>\n#include <cstdlib>\n#include <string_view>\n\n";
   out += fmt::format("namespace {} {{\n\n", ns);
@@ -151,28 +230,8 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   tail.line("kernel.next_state(step, state.flat.data());");
   tail.close();
   tail.blank();
-  tail.line("// One exact RTRL step: forward, the loss C_N against `target` (nullptr: no target, C_N = 0), the");
-  tail.line("// gradient dC_N/dP into `gradient` (Eqn. 5, with Delta_(N-1)), then Delta_N (Eqn. 4) and R_N.");
-  tail.line("// The parameters may change between steps.");
-  tail.open("inline Scalar rtrl_step(const Params& params, State& state, Sensitivity& sensitivity, const Input& input, "
-            "const Target* target, Gradient& gradient, Step& step)");
-  tail.line("const Kernel kernel;");
-  tail.line("kernel.forward(params.flat.data(), state.flat.data(), input.flat.data(), step);");
-  tail.line("for (auto& g : gradient.flat) g = 0;");
-  tail.line("Scalar loss = 0;");
-  tail.open("if (target != nullptr)");
-  tail.line("State prev_adjoint;");
-  tail.line("loss = kernel.loss(step, target->flat.data());");
-  tail.line("kernel.reverse(params.flat.data(), step, target->flat.data(), nullptr, gradient.flat.data(), prev_adjoint.flat.data());");
-  tail.line("kernel.apply_sensitivity(sensitivity.flat.data(), prev_adjoint.flat.data(), gradient.flat.data());");
-  tail.close();
-  tail.line("step.next_sensitivity.resize(n_sensitivity);");
-  tail.line("kernel.sensitivity_update(params.flat.data(), step, sensitivity.flat.data(), step.next_sensitivity.data());");
-  tail.line("sensitivity.flat.swap(step.next_sensitivity);");
-  tail.line("kernel.next_state(step, state.flat.data());");
-  tail.line("return loss;");
-  tail.close();
   out += tail.str();
+  out += rtrl_step_section;
   detail::emit_batch(out);
   out += fmt::format("\n}}  // namespace {}\n", ns);
   return out;

@@ -33,12 +33,17 @@ inline void prepare(std::span<Stream> streams) {
   }
 }
 
-// rtrl_step for streams [begin, end).
+// rtrl_step up to its commit for streams [begin, end): no stream's state or sensitivity changes.
 inline void run(const Params& params, std::span<Stream> streams, std::span<const Input> inputs,
                 std::span<const Target* const> targets, std::size_t begin, std::size_t end) {
   for (std::size_t b = begin; b < end; ++b)
-    streams[b].loss = rtrl_step(params, streams[b].state, streams[b].sensitivity, inputs[b], targets[b],
-                                streams[b].gradient, streams[b].step);
+    streams[b].loss = step_detail::compute(params, streams[b].state, streams[b].sensitivity, inputs[b], targets[b],
+                                           streams[b].gradient, streams[b].step);
+}
+
+// Every stream's step made current, once every stream's step has been computed and checked.
+inline void commit(std::span<Stream> streams) {
+  for (Stream& s : streams) step_detail::commit(s.state, s.sensitivity, s.step);
 }
 
 // The streams' gradients summed in stream order into `gradient`; returns the summed loss.
@@ -60,7 +65,9 @@ inline Scalar sum(std::span<const Stream> streams, Gradient& gradient) {
 // summed loss. threads > 1 runs contiguous chunks of streams on that many threads (the calling one
 // included), started for this call (BatchPool keeps them); the default, 1, starts none; where the
 // system gives no thread, the calling thread runs that chunk. All or nothing: every buffer is sized
-// before any stream steps, so if the call throws (std::bad_alloc), no stream has advanced.
+// before any stream steps, and every stream's step is computed and checked (rtrl_step's
+// std::domain_error for values that are not finite) before any is made current, so if the call
+// throws, no stream has advanced.
 inline Scalar rtrl_step_batch(const Params& params, std::span<Stream> streams, std::span<const Input> inputs,
                               std::span<const Target* const> targets, Gradient& gradient, unsigned threads = 1) {
   const std::size_t n = streams.size();
@@ -88,6 +95,7 @@ inline Scalar rtrl_step_batch(const Params& params, std::span<Stream> streams, s
   for (auto& thread : pool) thread.join();
   for (const auto& error : errors)
     if (error) std::rethrow_exception(error);
+  batch_detail::commit(streams);
   return batch_detail::sum(streams, gradient);
 }
 
@@ -143,6 +151,7 @@ class BatchPool {
       if (!error) error = error_;
     }
     if (error) std::rethrow_exception(error);
+    batch_detail::commit(streams);
     return batch_detail::sum(streams, gradient);
   }
 

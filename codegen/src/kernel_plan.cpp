@@ -355,6 +355,13 @@ void emit_function(CodeWriter& out, const std::string& signature, const Scope& s
   out.close();
 }
 
+std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op) {
+  const auto& op = plan.op(read_op);
+  if (op.code == ir::OpCode::read_delayed) return s.prev_adjoint(op.group);
+  if (plan.group(op.group).kind == ir::GroupKind::input) return "";
+  return s.adjoint(op.group);
+}
+
 std::string literal(double value) { return fmt::format("Scalar({})", value); }
 
 std::string describe(const KernelPlan& plan, int op) {

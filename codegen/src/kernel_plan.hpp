@@ -123,6 +123,9 @@ void emit_function(CodeWriter& out, const std::string& signature, const Scope& s
                    const std::vector<std::string>& preamble = {});
 
 std::string describe(const KernelPlan& plan, int op);  // "W_hh * delay(h)", for comments
+// Where a reverse pass adds the adjoint of a connection's source (or of a read leaf) for the read
+// op `read_op`: the previous state's adjoint for a delayed read, "" for an input (nowhere).
+std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op);
 std::string literal(double value);                      // "Scalar(0.5)"
 
 // The sections of the header, each appending to `out`.

@@ -15,14 +15,6 @@ std::string leaf_adjoint(Scope& s, const Leaf& leaf, const std::string& adjoint,
   return leaf.sign < 0 ? "-(" + base + ")" : base;
 }
 
-// Where the adjoint of a connection's source (or of a read leaf) goes: "" when nowhere (inputs).
-std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op) {
-  const auto& op = plan.op(read_op);
-  if (op.code == ir::OpCode::read_delayed) return s.prev_adjoint(op.group);
-  if (plan.group(op.group).kind == ir::GroupKind::input) return "";
-  return s.adjoint(op.group);
-}
-
 void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf) {
   const auto& op = plan.op(leaf.op);
   const auto n = static_cast<std::size_t>(op.size);

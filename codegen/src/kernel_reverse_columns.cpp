@@ -90,13 +90,6 @@ std::string scaled(const std::string& adjoint, std::string_view row) {
   return fmt::format("k * {}[{} * count + c]", adjoint, row);
 }
 
-std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op) {
-  const auto& op = plan.op(read_op);
-  if (op.code == ir::OpCode::read_delayed) return s.prev_adjoint(op.group);
-  if (plan.group(op.group).kind == ir::GroupKind::input) return "";
-  return s.adjoint(op.group);
-}
-
 void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf, const std::vector<DenseLeaf>& dense) {
   const auto& op = plan.op(leaf.op);
   const auto n = static_cast<std::size_t>(op.size);

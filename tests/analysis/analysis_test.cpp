@@ -359,13 +359,16 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
           H * c.reverse_macs + (H * H * S + h - 1) / h + ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
   // The cost weighs a reverse pass's and a Delta pass's multiply-adds by 4, the block end's
   // product's by 1.5, and adds each reverse pass's cleared values (the adjoints of h and y, and
-  // the state's) and 2,000 per call.
+  // the state's) and 2,000 per call. The block end's sweeps (32 seeds at once) weigh their
+  // multiply-adds by 2 and pay the call once per 32 seeds.
   const double reverse_pass = 4.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0;
+  const double block_pass = 2.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0 / 32;
   CHECK(c.reverse_values == 2 * H + Out);
   CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 4.0 * double(H * S)));
   for (double h : {1.0, 7.0, 64.0})
     CHECK(analysis::blocked_cost_per_step(x.a, int(h)) ==
-          doctest::Approx((double(H) + (h + 1) / 2) * reverse_pass + 1.5 * double(H * H * S) / h + 4.0 * double(H * S)));
+          doctest::Approx(double(H) * block_pass + (h + 1) / 2 * reverse_pass + 1.5 * double(H * H * S) / h +
+                          4.0 * double(H * S)));
   // The block length minimises the cost, which is below RTRL's by about the state size.
   CHECK(c.blocked_macs == analysis::blocked_macs_per_step(x.a, c.block_length));
   CHECK(c.blocked_cost == analysis::blocked_cost_per_step(x.a, c.block_length));

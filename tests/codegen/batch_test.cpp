@@ -6,9 +6,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "k_diagonal.hpp"
@@ -175,6 +177,83 @@ void check_all_or_nothing() {
   CHECK_FALSE(same_bits(alone[0].state.flat, untouched.state.flat));
 }
 
+// Values that are not finite: rtrl_step and both batches throw std::domain_error naming what and
+// change no state and no sensitivity; the good steps around them give what a run that never saw
+// the bad ones gives, bit for bit.
+template <class K>
+void check_numeric_guard() {
+  using Scalar = typename K::Scalar;
+  constexpr std::size_t B = 4;
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(-0.6, 0.6);
+  typename K::Params params;
+  for (auto& p : params.flat) p = Scalar(u(rng));
+  std::vector<typename K::Input> inputs(B);
+  std::vector<typename K::Target> targets(B);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (auto& x : inputs[b].flat) x = Scalar(u(rng));
+    for (auto& y : targets[b].flat) y = Scalar(u(rng) + 0.6);
+  }
+  std::vector<const typename K::Target*> tp;
+  for (std::size_t b = 0; b < B; ++b) tp.push_back(&targets[b]);
+  // Two good steps, so that the state and the sensitivity are not zero.
+  std::vector<typename K::Stream> streams(B), reference(B);
+  typename K::Gradient g, g_reference;
+  for (int t = 0; t < 2; ++t) {
+    K::batch(params, streams, inputs, tp, g, 1);
+    K::batch(params, reference, inputs, tp, g_reference, 1);
+  }
+  const std::vector<typename K::Stream> before = streams;
+  auto unchanged = [&] {
+    bool same = true;
+    for (std::size_t b = 0; b < B; ++b)
+      same = same && same_bits(streams[b].state.flat, before[b].state.flat) &&
+             same_bits(streams[b].sensitivity.flat, before[b].sensitivity.flat);
+    return same;
+  };
+  const Scalar nan = std::numeric_limits<Scalar>::quiet_NaN(), inf = std::numeric_limits<Scalar>::infinity();
+  auto refused = [&](auto&& call, const char* what, const char* value) {
+    std::string message;
+    try {
+      call();
+    } catch (const std::domain_error& e) {
+      message = e.what();
+    }
+    CHECK_MESSAGE(message.find(what) != std::string::npos, message);
+    CHECK_MESSAGE(message.find(value) != std::string::npos, message);
+    CHECK(unchanged());
+  };
+  // One stream alone: a NaN input, an infinite target, NaN parameters.
+  auto bad_input = inputs[0];
+  bad_input.flat[bad_input.flat.size() - 1] = nan;
+  auto bad_target = targets[0];
+  bad_target.flat[0] = inf;
+  auto bad_params = params;
+  for (auto& p : bad_params.flat) p = nan;
+  auto& s0 = streams[0];
+  refused([&] { K::step(params, s0.state, s0.sensitivity, bad_input, tp[0], s0.gradient, s0.step); }, "the input",
+          "is NaN");
+  refused([&] { K::step(params, s0.state, s0.sensitivity, inputs[0], &bad_target, s0.gradient, s0.step); }, "the target",
+          "entry 0 is +inf");
+  refused([&] { K::step(bad_params, s0.state, s0.sensitivity, inputs[0], tp[0], s0.gradient, s0.step); },
+          "a value of the step", "NaN");
+  // A batch with one bad stream (the third): no stream advances, on one thread, three, or a pool.
+  auto batch_inputs = inputs;
+  batch_inputs[2] = bad_input;
+  typename K::Pool pool(3);
+  refused([&] { K::batch(params, streams, batch_inputs, tp, g, 1); }, "the input", "is NaN");
+  refused([&] { K::batch(params, streams, batch_inputs, tp, g, 3); }, "the input", "is NaN");
+  refused([&] { pool.step(params, streams, batch_inputs, tp, g); }, "the input", "is NaN");
+  // The next good batch: as if the bad ones had never been tried.
+  K::batch(params, streams, inputs, tp, g, 1);
+  K::batch(params, reference, inputs, tp, g_reference, 1);
+  CHECK(same_bits(g.flat, g_reference.flat));
+  for (std::size_t b = 0; b < B; ++b) {
+    CHECK(same_bits(streams[b].state.flat, reference[b].state.flat));
+    CHECK(same_bits(streams[b].sensitivity.flat, reference[b].sensitivity.flat));
+  }
+}
+
 #define LOOPGRAD_BATCH_KERNEL(ns)                                                                   \
   struct ns##_types {                                                                               \
     using Scalar = ns::Scalar;                                                                      \
@@ -198,6 +277,9 @@ void check_all_or_nothing() {
   }                                                                                                 \
   TEST_CASE("rtrl_step_batch of " #ns ": when memory runs out no stream advances") {                 \
     check_all_or_nothing<ns##_types>();                                                             \
+  }                                                                                                 \
+  TEST_CASE("rtrl_step and rtrl_step_batch of " #ns ": values that are not finite change nothing") {  \
+    check_numeric_guard<ns##_types>();                                                              \
   }
 
 LOOPGRAD_BATCH_KERNEL(k_multi_loop)

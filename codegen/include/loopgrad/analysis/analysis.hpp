@@ -101,7 +101,8 @@ const char* to_string(ExactAlgorithm algorithm);
 
 // The cost model of the exact algorithms, per step with a gradient every step. RTRL: one reverse
 // pass, the sensitivity update and the gradient's pass over Delta. Blocked at block length h
-// (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row of Delta and
+// (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row of Delta (32
+// rows at a time) and
 // one product of the rows' adjoints with Delta_s, amortised over h steps; per step a sweep back to
 // the block start ((h + 1) / 2 reverse passes on average) and one pass over Delta_s.
 //
@@ -113,12 +114,17 @@ const char* to_string(ExactAlgorithm algorithm);
 // The defaults were fitted to loopgrad_bench on the project's machine (2026-11-24): Elman 64's
 // blocked step splits into 4x its reverse multiply-adds, 4x its Delta pass and 1.5x its block
 // product at RTRL's price per multiply-add; Elman 16's adds about 2,000 per reverse pass (the
-// calls, the cleared adjoints, the sweep's copies), which decides small networks.
+// calls, the cleared adjoints, the sweep's copies), which decides small networks. The block end's
+// sweeps run 32 seeds at once through a generated kernel's reverse_columns: refitted after that
+// change (same day) to half the price per multiply-add and 1/32 of the per-call cost, which
+// brought the model's blocked/RTRL cost ratios within 0.7-1.3x of the measured ones on the ten
+// benchmarked networks.
 struct ExactCostWeights {
-  double reverse = 4;          // a reverse pass's multiply-add
+  double reverse = 4;          // a reverse pass's multiply-add (one adjoint: the gradient's sweep)
+  double block_reverse = 2;    // the same in the block end's sweeps, 32 adjoints at once
   double delta_pass = 4;       // a multiply-add of a pass over Delta with one adjoint (Eqn. 5)
   double block_product = 1.5;  // a multiply-add of the block end's product, 32 rows at a time
-  double reverse_call = 2000;  // per reverse pass, beyond its adjoint and state values
+  double reverse_call = 2000;  // per reverse pass, beyond its adjoint and state values (per 32 in the block end)
 };
 
 struct ExactCost {
