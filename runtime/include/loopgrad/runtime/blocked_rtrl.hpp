@@ -499,7 +499,7 @@ class BlockedRtrl {
     check_sensitivity_growth(delta_, options_, sensitivity_step(), warned_);
   }
 
-  // Columns of add_group's register tiles: two vector registers.
+  // Columns of tile_rows' register tiles: two vector registers.
 #if defined(__AVX512F__)
   static constexpr std::size_t lanes = 128 / sizeof(T);
 #elif defined(__AVX__)
@@ -510,68 +510,115 @@ class BlockedRtrl {
 
   // The chunk's `count` rows, over the columns [column, column + length) that `n` pieces share
   // (rows v of Delta_s there), += sum over the pieces of (the row's adjoint at R_s, entry v) times
-  // the piece: a product with the pieces as the inner dimension, in register tiles of 4 rows by
-  // `lanes` columns. The tile's pieces stay in L2 while the chunk's rows pass over them.
+  // the piece: a product with the pieces as the inner dimension. The first rows (up to 4) go piece
+  // by piece, which reads each piece once and in order, the way the hardware prefetches from
+  // memory, and leaves the tile's pieces in L2; the next in register tiles of 4 rows over them
+  // (tile_rows); the last count % 4 piece by piece again.
   void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t count) {
+    const std::size_t first = std::min<std::size_t>(count, 4);
+    stream_rows(pieces, n, column, 0, first);
+    std::size_t c = first;
+    for (; c + 4 <= count; c += 4) tile_rows(pieces, n, column, c);
+    if (c < count) stream_rows(pieces, n, column, c, count - c);
+  }
+
+  // Rows [c, c + rows) (1 to 4) of add_group's product, piece after piece; the rows stay in L1.
+  void stream_rows(const Piece* pieces, std::size_t n, std::size_t column, std::size_t c, std::size_t rows) {
     const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
-    const std::size_t tiled = length / lanes * lanes;
-    const T* const a = chunk_adjoints_.data();
-    const T* const d = delta_.data();
-    std::size_t c = 0;
-    for (; c + 4 <= count; c += 4) {
-      T* const r0 = chunk_rows_.data() + c * P + column;
-      T* const r1 = r0 + P;
-      T* const r2 = r1 + P;
-      T* const r3 = r2 + P;
-      const T* const a0p = a + c * S;
-      for (std::size_t j0 = 0; j0 < tiled; j0 += lanes) {
-        T t0[lanes], t1[lanes], t2[lanes], t3[lanes];
-        for (std::size_t j = 0; j < lanes; ++j) {
-          t0[j] = r0[j0 + j];
-          t1[j] = r1[j0 + j];
-          t2[j] = r2[j0 + j];
-          t3[j] = r3[j0 + j];
+    const T* const a = chunk_adjoints_.data() + c * S;
+    // Only the rows there are: no pointer past the chunk's rows is formed.
+    T* const r0 = chunk_rows_.data() + c * P + column;
+    T* const r1 = rows > 1 ? r0 + P : r0;
+    T* const r2 = rows > 2 ? r1 + P : r1;
+    T* const r3 = rows > 3 ? r2 + P : r2;
+    for (std::size_t p = 0; p < n; ++p) {
+      const std::size_t v = pieces[p].unit;
+      const T* const x = delta_.data() + pieces[p].at;
+      const T a0 = a[v];
+      switch (rows) {
+        case 1:
+          for (std::size_t j = 0; j < length; ++j) r0[j] += a0 * x[j];
+          break;
+        case 2: {
+          const T a1 = a[S + v];
+          for (std::size_t j = 0; j < length; ++j) {
+            r0[j] += a0 * x[j];
+            r1[j] += a1 * x[j];
+          }
+          break;
         }
-        for (std::size_t p = 0; p < n; ++p) {
-          const std::size_t v = pieces[p].unit;
-          const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
-          const T* const x = d + pieces[p].at + j0;
-          for (std::size_t j = 0; j < lanes; ++j) {
-            t0[j] += a0 * x[j];
-            t1[j] += a1 * x[j];
-            t2[j] += a2 * x[j];
-            t3[j] += a3 * x[j];
+        case 3: {
+          const T a1 = a[S + v], a2 = a[2 * S + v];
+          for (std::size_t j = 0; j < length; ++j) {
+            r0[j] += a0 * x[j];
+            r1[j] += a1 * x[j];
+            r2[j] += a2 * x[j];
+          }
+          break;
+        }
+        default: {
+          const T a1 = a[S + v], a2 = a[2 * S + v], a3 = a[3 * S + v];
+          for (std::size_t j = 0; j < length; ++j) {
+            r0[j] += a0 * x[j];
+            r1[j] += a1 * x[j];
+            r2[j] += a2 * x[j];
+            r3[j] += a3 * x[j];
           }
         }
-        for (std::size_t j = 0; j < lanes; ++j) {
-          r0[j0 + j] = t0[j];
-          r1[j0 + j] = t1[j];
-          r2[j0 + j] = t2[j];
-          r3[j0 + j] = t3[j];
-        }
-      }
-      for (std::size_t p = 0; p < n && tiled < length; ++p) {
-        const std::size_t v = pieces[p].unit;
-        const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
-        const T* const x = d + pieces[p].at;
-        for (std::size_t j = tiled; j < length; ++j) {
-          r0[j] += a0 * x[j];
-          r1[j] += a1 * x[j];
-          r2[j] += a2 * x[j];
-          r3[j] += a3 * x[j];
-        }
-      }
-    }
-    for (; c < count; ++c) {
-      T* const r = chunk_rows_.data() + c * P + column;
-      for (std::size_t p = 0; p < n; ++p) {
-        const T ac = a[c * S + pieces[p].unit];
-        const T* const x = d + pieces[p].at;
-        for (std::size_t j = 0; j < length; ++j) r[j] += ac * x[j];
       }
     }
   }
 
+  // Rows [c, c + 4) of add_group's product in register tiles of 4 rows by `lanes` columns,
+  // accumulated over all the pieces before they are stored; the columns past the last whole tile
+  // piece by piece.
+  void tile_rows(const Piece* pieces, std::size_t n, std::size_t column, std::size_t c) {
+    const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
+    const std::size_t tiled = length / lanes * lanes;
+    const T* const a0p = chunk_adjoints_.data() + c * S;
+    const T* const d = delta_.data();
+    T* const r0 = chunk_rows_.data() + c * P + column;
+    T* const r1 = r0 + P;
+    T* const r2 = r1 + P;
+    T* const r3 = r2 + P;
+    for (std::size_t j0 = 0; j0 < tiled; j0 += lanes) {
+      T t0[lanes], t1[lanes], t2[lanes], t3[lanes];
+      for (std::size_t j = 0; j < lanes; ++j) {
+        t0[j] = r0[j0 + j];
+        t1[j] = r1[j0 + j];
+        t2[j] = r2[j0 + j];
+        t3[j] = r3[j0 + j];
+      }
+      for (std::size_t p = 0; p < n; ++p) {
+        const std::size_t v = pieces[p].unit;
+        const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
+        const T* const x = d + pieces[p].at + j0;
+        for (std::size_t j = 0; j < lanes; ++j) {
+          t0[j] += a0 * x[j];
+          t1[j] += a1 * x[j];
+          t2[j] += a2 * x[j];
+          t3[j] += a3 * x[j];
+        }
+      }
+      for (std::size_t j = 0; j < lanes; ++j) {
+        r0[j0 + j] = t0[j];
+        r1[j0 + j] = t1[j];
+        r2[j0 + j] = t2[j];
+        r3[j0 + j] = t3[j];
+      }
+    }
+    for (std::size_t p = 0; p < n && tiled < length; ++p) {
+      const std::size_t v = pieces[p].unit;
+      const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
+      const T* const x = d + pieces[p].at;
+      for (std::size_t j = tiled; j < length; ++j) {
+        r0[j] += a0 * x[j];
+        r1[j] += a1 * x[j];
+        r2[j] += a2 * x[j];
+        r3[j] += a3 * x[j];
+      }
+    }
+  }
 
   const Kernel* k_;  // a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
