@@ -366,8 +366,10 @@ class BlockedRtrl {
     groups_.assign(n_tiles, {});
     for (std::size_t t = 0; t < n_tiles; ++t) {
       auto& pieces = tiles_[t];
-      std::stable_sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
-        return a.offset != b.offset ? a.offset < b.offset : a.length < b.length;
+      std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+        if (a.offset != b.offset) return a.offset < b.offset;
+        if (a.length != b.length) return a.length < b.length;
+        return a.at < b.at;  // a total order: the same on every run
       });
       for (std::size_t i = 0; i < pieces.size();) {
         std::size_t j = i + 1;
