@@ -2,6 +2,10 @@
 // algorithm (runtime::BlockedRtrl), and at which block length (analysis.hpp, ExactCost).
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "loopgrad/analysis/analysis.hpp"
 
@@ -50,6 +54,95 @@ std::int64_t reverse_macs(const ir::Network& net, const Analysis& a) {
   return macs;
 }
 
+// The groups whose adjoint can be nonzero in a sweep seeded with state adjoints alone: the states
+// and every group that reaches one within a step.
+std::vector<bool> reaches_state(const ir::Network& net, const Analysis& a) {
+  std::vector<bool> live(net.groups.size(), false);
+  for (std::size_t g = 0; g < net.groups.size(); ++g)
+    for (int state : a.states) live[g] = live[g] || a.reaches_within_step[g][static_cast<std::size_t>(state)];
+  return live;
+}
+
+// What a leaf's coefficient multiplies together: per mul on its path the other operand, per
+// activation with a derivative the activation. Two leaves of a group with the same factors and
+// sign have the same adjoint.
+std::vector<int> coefficient_factors(const ir::Network& net, const Leaf& leaf) {
+  std::vector<int> factors{leaf.sign};
+  int child = leaf.op;
+  for (int parent : leaf.path) {
+    const auto& o = net.ops[static_cast<std::size_t>(parent)];
+    if (o.code == ir::OpCode::mul) factors.push_back(o.a == child ? o.b : o.a);
+    if (o.code == ir::OpCode::activate && o.activation != ir::Activation::identity) factors.push_back(-1 - parent);
+    child = parent;
+  }
+  return factors;
+}
+
+// Multiplications of the block end's sweep (kernel_reverse_columns.cpp), per column and step and
+// per call, over the groups that reach the state. A leaf's coefficient is evaluated once per row
+// and call; each column then multiplies its adjoint by it once per element unless it is +-1. A
+// dense connection keeps that adjoint once per group and coefficient (W_x x + W_h delay(h) + b
+// inside one activation share it), passes it to its source (m multiplies per row, none for an
+// input) and adds its parameter term later (m per row, every dense leaf); diagonal and sparse
+// connections cost one multiply per weight for the gradient and one for the source's adjoint.
+std::pair<std::int64_t, std::int64_t> column_reverse_macs(const ir::Network& net, const Analysis& a) {
+  const auto live = reaches_state(net, a);
+  std::int64_t column = 0, call = 0;
+  std::set<std::pair<int, std::vector<int>>> kept;  // group, coefficient_factors: one adjoint each
+  for (int g : a.group_order) {
+    if (!live[static_cast<std::size_t>(g)]) continue;
+    for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+      const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
+      const std::int64_t n = op.size;
+      const std::int64_t scale = leaf.constant_coefficient ? 0 : 1;
+      const std::int64_t coefficient = leaf.constant_coefficient ? 0 : leaf.coefficient_multiplies;
+      switch (op.code) {
+        case ir::OpCode::connect: {
+          const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+          const bool source = !reads_input(net, net.ops[static_cast<std::size_t>(op.a)]);
+          switch (c.kind) {
+            case ir::ConnectionKind::dense: {
+              const std::int64_t m = net.ops[static_cast<std::size_t>(op.a)].size;
+              if (kept.emplace(g, coefficient_factors(net, leaf)).second) {
+                column += n * scale;
+                call += n * coefficient;
+              }
+              column += n * m * (source ? 2 : 1);
+              break;
+            }
+            case ir::ConnectionKind::diagonal:
+              column += n * (scale + (source ? 2 : 1));
+              call += n * coefficient;
+              break;
+            case ir::ConnectionKind::identity:
+              column += source ? n * scale : 0;
+              call += source ? n * coefficient : 0;
+              break;
+            case ir::ConnectionKind::sparse: {
+              const auto links = static_cast<std::int64_t>(c.mask.size());
+              column += links * (scale + (source ? 2 : 1));
+              call += links * coefficient;
+              break;
+            }
+          }
+          break;
+        }
+        case ir::OpCode::bias:
+          column += n * scale;
+          call += n * coefficient;
+          break;
+        case ir::OpCode::read:
+        case ir::OpCode::read_delayed:
+          column += reads_input(net, op) ? 0 : n * scale;
+          call += reads_input(net, op) ? 0 : n * coefficient;
+          break;
+        default: break;
+      }
+    }
+  }
+  return {column, call};
+}
+
 }  // namespace
 
 const char* to_string(ExactAlgorithm algorithm) { return algorithm == ExactAlgorithm::blocked ? "blocked" : "rtrl"; }
@@ -58,8 +151,9 @@ std::int64_t blocked_macs_per_step(const Analysis& a, int block_length) {
   const auto h = static_cast<std::int64_t>(block_length < 1 ? 1 : block_length);
   const auto& c = a.exact_cost;
   const std::int64_t delta = a.gradient_macs_per_step;  // one pass over Delta_s with one adjoint
-  return c.sensitivity_rows * c.reverse_macs + (c.sensitivity_rows * delta + h - 1) / h +
-         ((h + 1) * c.reverse_macs + 1) / 2 + delta;
+  const std::int64_t calls = (c.sensitivity_rows + 31) / 32;  // per step of the block end's sweeps
+  return c.sensitivity_rows * c.column_reverse_macs + calls * c.column_call_macs +
+         (c.sensitivity_rows * delta + h - 1) / h + ((h + 1) * c.reverse_macs + 1) / 2 + delta;
 }
 
 double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
@@ -67,8 +161,9 @@ double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCos
   const auto& c = a.exact_cost;
   const double rows = static_cast<double>(c.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
   const double reverse_pass = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call;
-  const double block_pass = w.block_reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) +
-                            w.reverse_call / 32;
+  const double block_pass = w.block_reverse * (static_cast<double>(c.column_reverse_macs) +
+                                               static_cast<double>(c.column_call_macs) / 32) +
+                            static_cast<double>(c.reverse_values) + w.reverse_call / 32;
   return rows * block_pass + (h + 1) / 2 * reverse_pass + w.block_product * rows * delta / h + w.delta_pass * delta;
 }
 
@@ -78,6 +173,7 @@ double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCos
 void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights& w) {
   auto& c = a.exact_cost;
   c.reverse_macs = reverse_macs(net, a);
+  std::tie(c.column_reverse_macs, c.column_call_macs) = column_reverse_macs(net, a);
   c.reverse_values = 0;
   for (const auto& g : net.groups) c.reverse_values += g.kind == ir::GroupKind::neuron ? g.size : 0;
   c.sensitivity_rows = 0;

@@ -1,8 +1,11 @@
 // The kernel emitter: assembles the header from its sections (kernel_layout, kernel_forward,
-// kernel_reverse, kernel_sensitivity), all reading one KernelPlan.
+// kernel_reverse, kernel_reverse_columns, kernel_sensitivity, kernel_batch), all reading one
+// KernelPlan.
 #include "loopgrad/emit/kernel.hpp"
 
 #include <fmt/format.h>
+
+#include <tuple>
 
 #include "code_writer.hpp"
 #include "kernel_plan.hpp"
@@ -132,8 +135,12 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   const detail::KernelPlan plan(net, a, options);
   // The sensitivity section is written first: the layout states how many multiplications it does,
   // and the includes whether it calls CBLAS.
-  std::string sensitivity;
-  const std::int64_t emitted_macs = detail::emit_sensitivity(plan, sensitivity);
+  // The sections that count their multiplications are written before the layout that states them.
+  detail::EmittedMacs emitted;
+  std::string sensitivity, reverse;
+  emitted.update = detail::emit_sensitivity(plan, sensitivity);
+  emitted.reverse = detail::emit_reverse(plan, reverse);
+  std::tie(emitted.column, emitted.column_call) = detail::emit_reverse_columns(plan, reverse);
   const bool blas = sensitivity.find("cblas_") != std::string::npos;
   const auto& ns = plan.options.namespace_name;
   std::string out;
@@ -159,7 +166,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   if (options.blas_min_flops > 0) out += "#include <cstdio>\n#include <cstdlib>\n#include <string_view>\n\n";
   out += fmt::format("namespace {} {{\n\n", ns);
   if (options.blas_min_flops > 0) out += blas_check();
-  detail::emit_layout(plan, emitted_macs, out);
+  detail::emit_layout(plan, emitted, out);
 
   detail::CodeWriter head(0);
   head.line("// The kernel interface (docs/design.md, section 2) on flat arrays in the layouts above; the same as");
@@ -207,8 +214,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.blank();
   out += head.str();
   detail::emit_forward(plan, out);
-  detail::emit_reverse(plan, out);
-  detail::emit_reverse_columns(plan, out);
+  out += reverse;
   out += sensitivity;
   detail::CodeWriter tail(0);
   tail.line(" private:");

@@ -52,7 +52,7 @@ std::string describe_pattern(const analysis::Pattern& p) {
 
 }  // namespace
 
-void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out) {
+void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string& out) {
   const auto& net = plan.net;
   CodeWriter w(0);
   w.line("using Scalar = {};", plan.scalar);
@@ -79,7 +79,13 @@ void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string&
   w.line("// Multiplications per step of the sensitivity update: as the analysis counts them, and as this");
   w.line("// header performs them (the emitter counts every loop it writes; the two agree).");
   w.line("inline constexpr long long macs_per_step = {};", plan.a.macs_per_step);
-  w.line("inline constexpr long long emitted_macs_per_step = {};", emitted_macs);
+  w.line("inline constexpr long long emitted_macs_per_step = {};", emitted.update);
+  w.line("// The same for the reverse passes (the analysis's figures are in the report's exact_cost): one");
+  w.line("// step of `reverse`, and one step of `reverse_columns` with `dense_gradients` per column, plus");
+  w.line("// its coefficients once per call.");
+  w.line("inline constexpr long long emitted_reverse_macs_per_step = {};", emitted.reverse);
+  w.line("inline constexpr long long emitted_column_macs_per_column = {};", emitted.column);
+  w.line("inline constexpr long long emitted_column_macs_per_call = {};", emitted.column_call);
   w.blank();
 
   std::vector<View> params;

@@ -28,8 +28,9 @@ constexpr std::string_view cpp_keywords[] = {
 constexpr std::string_view header_names[] = {
     "std", "flat", "Scalar", "tile_columns", "network_name", "n_params", "n_inputs", "n_targets", "n_state",
     "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent", "macs_per_step", "emitted_macs_per_step",
+    "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",
     "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
-    "SensitivityRun", "forward_step", "rtrl_step", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
+    "SensitivityRun", "forward_step", "rtrl_step", "step_detail", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
     "check_blas_kernels"};
 
 void check_identifier(const ir::Network& net, std::string_view what, const std::string& name) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "code_writer.hpp"
@@ -128,13 +129,24 @@ std::string describe(const KernelPlan& plan, int op);  // "W_hh * delay(h)", for
 std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op);
 std::string literal(double value);                      // "Scalar(0.5)"
 
+// Multiplications per step as the emitter wrote them, section by section; the header states them
+// and the test suite checks each against the analysis's count.
+struct EmittedMacs {
+  std::int64_t update = 0;       // sensitivity_update
+  std::int64_t reverse = 0;      // reverse
+  std::int64_t column = 0;       // reverse_columns and dense_gradients, per column
+  std::int64_t column_call = 0;  // reverse_columns, per call whatever the column count
+};
+
 // The sections of the header, each appending to `out`.
-// Sizes and storage types; `emitted_macs` is the update's multiplications as emitted.
-void emit_layout(const KernelPlan& plan, std::int64_t emitted_macs, std::string& out);
+// Sizes and storage types, and the multiplications as emitted.
+void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string& out);
 void emit_forward(const KernelPlan& plan, std::string& out);      // forward, next_state, loss
-void emit_reverse(const KernelPlan& plan, std::string& out);      // reverse
-// reverse_columns and dense_gradients: the reverse pass over many adjoint columns.
-void emit_reverse_columns(const KernelPlan& plan, std::string& out);
+// reverse; returns its multiplications per step.
+std::int64_t emit_reverse(const KernelPlan& plan, std::string& out);
+// reverse_columns and dense_gradients, the reverse pass over many adjoint columns; returns their
+// multiplications per column and step, and reverse_columns' per call.
+std::pair<std::int64_t, std::int64_t> emit_reverse_columns(const KernelPlan& plan, std::string& out);
 // sensitivity_update and apply_sensitivity; returns the multiplications per step of the update.
 std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out);
 void emit_batch(std::string& out);  // Stream, rtrl_step_batch, BatchPool

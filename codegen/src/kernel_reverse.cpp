@@ -1,5 +1,9 @@
-// Kernel section: the one-step reverse pass (vector-Jacobian product).
+// Kernel section: the one-step reverse pass (vector-Jacobian product). The emitter counts the
+// multiplications of every loop it writes (emitted_reverse_macs_per_step); the test suite checks
+// the count against the analysis's ExactCost::reverse_macs.
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "kernel_plan.hpp"
 
@@ -15,9 +19,16 @@ std::string leaf_adjoint(Scope& s, const Leaf& leaf, const std::string& adjoint,
   return leaf.sign < 0 ? "-(" + base + ")" : base;
 }
 
-void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf) {
+// Multiplications in an expression as written.
+std::int64_t multiplies(const std::string& expression) {
+  return static_cast<std::int64_t>(std::count(expression.begin(), expression.end(), '*'));
+}
+
+// Writes the leaf's part of the pass; adds its multiplications to `macs`.
+void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf, std::int64_t& macs) {
   const auto& op = plan.op(leaf.op);
   const auto n = static_cast<std::size_t>(op.size);
+  const auto rows = static_cast<std::int64_t>(n);
   const std::string a = s.adjoint(g);
   switch (op.code) {
     case ir::OpCode::connect: {
@@ -35,6 +46,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
           if (!src.empty()) w.line("{}[s] += {}[r * {} + s] * d;", src, s.param(c.param), m);
           w.close();
           w.close();
+          macs += rows * (multiplies(leaf_adjoint(s, leaf, a, "r")) + static_cast<std::int64_t>(m) * (src.empty() ? 1 : 2));
           break;
         }
         case ir::ConnectionKind::diagonal: {
@@ -44,10 +56,13 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
           w.line("{}[r] += d * {};", gW, s.ref(op.a, "r"));
           if (!src.empty()) w.line("{}[r] += {}[r] * d;", src, s.param(c.param));
           w.close();
+          macs += rows * (multiplies(leaf_adjoint(s, leaf, a, "r")) + (src.empty() ? 1 : 2));
           break;
         }
         case ir::ConnectionKind::identity:
-          if (!src.empty()) w.line("for (std::size_t r = 0; r < {}; ++r) {}[r] += {};", n, src, leaf_adjoint(s, leaf, a, "r"));
+          if (src.empty()) break;
+          w.line("for (std::size_t r = 0; r < {}; ++r) {}[r] += {};", n, src, leaf_adjoint(s, leaf, a, "r"));
+          macs += rows * multiplies(leaf_adjoint(s, leaf, a, "r"));
           break;
         case ir::ConnectionKind::sparse: {
           const std::string gW = s.gradient(c.param);
@@ -58,6 +73,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
             w.line("{}[{}] += d * {};", gW, e, s.ref(op.a, from));
             if (!src.empty()) w.line("{}[{}] += {}[{}] * d;", src, from, s.param(c.param), e);
             w.close();
+            macs += multiplies(leaf_adjoint(s, leaf, a, to)) + (src.empty() ? 1 : 2);
           }
           break;
         }
@@ -67,6 +83,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
     case ir::OpCode::bias:
       w.line("// {}: bias {}", plan.group(g).name, plan.param(op.param).name);
       w.line("for (std::size_t r = 0; r < {}; ++r) {}[r] += {};", n, s.gradient(op.param), leaf_adjoint(s, leaf, a, "r"));
+      macs += rows * multiplies(leaf_adjoint(s, leaf, a, "r"));
       break;
     case ir::OpCode::read:
     case ir::OpCode::read_delayed: {
@@ -74,6 +91,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
       if (src.empty()) break;
       w.line("// {}: {}", plan.group(g).name, describe(plan, leaf.op));
       w.line("for (std::size_t r = 0; r < {}; ++r) {}[r] += {};", n, src, leaf_adjoint(s, leaf, a, "r"));
+      macs += rows * multiplies(leaf_adjoint(s, leaf, a, "r"));
       break;
     }
     default: break;  // numbers
@@ -82,7 +100,8 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
 
 }  // namespace
 
-void emit_reverse(const KernelPlan& plan, std::string& out) {
+std::int64_t emit_reverse(const KernelPlan& plan, std::string& out) {
+  std::int64_t macs = 0;
   CodeWriter w(1);
   Scope s(plan, Scope::Access::read);
   CodeWriter body(2);
@@ -118,7 +137,7 @@ void emit_reverse(const KernelPlan& plan, std::string& out) {
     body.close();
   }
   for (auto it = plan.a.group_order.rbegin(); it != plan.a.group_order.rend(); ++it)
-    for (const auto& leaf : plan.leaves[static_cast<std::size_t>(*it)]) emit_leaf(plan, s, body, *it, leaf);
+    for (const auto& leaf : plan.leaves[static_cast<std::size_t>(*it)]) emit_leaf(plan, s, body, *it, leaf, macs);
   w.line("// The one-step reverse pass. Seeds: dC_N/dY from `target` (nullptr: none) and dL/dR_N from later");
   w.line("// steps in `state_adjoint` (nullptr: none). Adds the immediate gradient dC/dP to `grad` and writes");
   w.line("// dL/dR_(N-1) to `prev_state_adjoint`.");
@@ -130,6 +149,7 @@ void emit_reverse(const KernelPlan& plan, std::string& out) {
                 {fmt::format("std::array<Scalar, {}> adjoint{{}};  // dL/d(value) of every neuron group", plan.adjoint_size)});
   w.blank();
   out += w.str();
+  return macs;
 }
 
 }  // namespace loopgrad::emit::detail

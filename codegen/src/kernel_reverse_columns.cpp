@@ -15,6 +15,9 @@
 // Diagonal, sparse and bias parameters cost O(n) per column and step and go straight into the rows.
 // Only groups whose value reaches the state within a step are visited: the seeds are state
 // adjoints, so every other group's adjoint is zero.
+// The emitter counts the multiplications it writes, per column and per call (the coefficients,
+// hoisted out of the loops over the columns); the test suite checks both against the analysis's
+// ExactCost::column_reverse_macs and column_call_macs.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -75,14 +78,25 @@ std::vector<DenseLeaf> dense_leaves(const KernelPlan& plan, const std::vector<bo
   return out;
 }
 
+// Multiplications as emitted: per column and step (dense_gradients' included), and per call
+// whatever count is (the coefficients, evaluated once per row).
+struct ColumnMacs {
+  std::int64_t per_column = 0;
+  std::int64_t per_call = 0;
+};
+
 // Opens the loop over the leaf's rows (none for n = 0) and hoists its coefficient at `row`, sign
-// included, into `k`.
-void open_rows(Scope& s, CodeWriter& w, const Leaf& leaf, std::size_t n, std::string_view row) {
+// included, into `k`. Counts the coefficient's multiplications for `rows` rows into macs.per_call
+// and returns the multiplications by k per column and row: none where k is the constant +-1.
+std::int64_t open_rows(Scope& s, CodeWriter& w, const Leaf& leaf, std::size_t n, std::string_view row, std::int64_t rows,
+                       ColumnMacs& macs) {
   const std::string coefficient = s.coefficient(leaf, row);
   std::string k = coefficient.empty() ? "Scalar(1)" : coefficient;
   if (leaf.sign < 0) k = "-(" + k + ")";
   if (n > 0) w.open("for (std::size_t r = 0; r < {}; ++r)", n);
   w.line("const Scalar k = {};", k);
+  macs.per_call += rows * static_cast<std::int64_t>(std::count(coefficient.begin(), coefficient.end(), '*'));
+  return coefficient.empty() ? 0 : 1;
 }
 
 // Column c's adjoint at row `row` of the leaf, times k.
@@ -90,9 +104,11 @@ std::string scaled(const std::string& adjoint, std::string_view row) {
   return fmt::format("k * {}[{} * count + c]", adjoint, row);
 }
 
-void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf, const std::vector<DenseLeaf>& dense) {
+void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Leaf& leaf, const std::vector<DenseLeaf>& dense,
+               ColumnMacs& macs) {
   const auto& op = plan.op(leaf.op);
   const auto n = static_cast<std::size_t>(op.size);
+  const auto rows = static_cast<std::int64_t>(n);
   const std::string a = s.adjoint(g);
   switch (op.code) {
     case ir::OpCode::connect: {
@@ -108,19 +124,22 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
           w.line("Scalar* const d = dense_adjoint + {} * count;", it->row_offset);
           if (it->writes) {
             w.line("// its adjoint, kept for dense_gradients; the source's adjoint += {}^T times it", c.name);
-            open_rows(s, w, leaf, n, "r");
+            macs.per_column += rows * open_rows(s, w, leaf, n, "r", rows, macs);
             w.line("for (std::size_t c = 0; c < count; ++c) d[r * count + c] = {};", scaled(a, "r"));
             w.close();
           } else {
             w.line("// its adjoint is kept already (the same coefficient); the source's adjoint += {}^T times it", c.name);
           }
-          if (!src.empty()) w.line("multiply_add({}, count, {}, {}, 1, {}, d, count, {}, count);", m, n, s.param(c.param), m, src);
+          if (!src.empty()) {
+            w.line("multiply_add({}, count, {}, {}, 1, {}, d, count, {}, count);", m, n, s.param(c.param), m, src);
+            macs.per_column += rows * static_cast<std::int64_t>(m);
+          }
           w.close();
           break;
         }
         case ir::ConnectionKind::diagonal: {
           const std::string gW = s.gradient(c.param), W = src.empty() ? "" : s.param(c.param);
-          open_rows(s, w, leaf, n, "r");
+          macs.per_column += rows * (open_rows(s, w, leaf, n, "r", rows, macs) + (src.empty() ? 1 : 2));
           w.open("for (std::size_t c = 0; c < count; ++c)");
           w.line("const Scalar d = {};", scaled(a, "r"));
           w.line("{}[c * grad_stride + r] += d * {};", gW, s.ref(op.a, "r"));
@@ -131,7 +150,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
         }
         case ir::ConnectionKind::identity:
           if (src.empty()) break;
-          open_rows(s, w, leaf, n, "r");
+          macs.per_column += rows * open_rows(s, w, leaf, n, "r", rows, macs);
           w.line("for (std::size_t c = 0; c < count; ++c) {}[r * count + c] += {};", src, scaled(a, "r"));
           w.close();
           break;
@@ -140,7 +159,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
           for (std::size_t e = 0; e < c.mask.size(); ++e) {
             const std::string to = std::to_string(c.mask[e].to), from = std::to_string(c.mask[e].from);
             w.open("");
-            open_rows(s, w, leaf, 0, to);
+            macs.per_column += open_rows(s, w, leaf, 0, to, 1, macs) + (src.empty() ? 1 : 2);
             w.open("for (std::size_t c = 0; c < count; ++c)");
             w.line("const Scalar d = {};", scaled(a, to));
             w.line("{}[c * grad_stride + {}] += d * {};", gW, e, s.ref(op.a, from));
@@ -156,7 +175,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
     case ir::OpCode::bias: {
       w.line("// {}: bias {}", plan.group(g).name, plan.param(op.param).name);
       const std::string gb = s.gradient(op.param);
-      open_rows(s, w, leaf, n, "r");
+      macs.per_column += rows * open_rows(s, w, leaf, n, "r", rows, macs);
       w.line("for (std::size_t c = 0; c < count; ++c) {}[c * grad_stride + r] += {};", gb, scaled(a, "r"));
       w.close();
       break;
@@ -166,7 +185,7 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
       const std::string src = source_adjoint(plan, s, leaf.op);
       if (src.empty()) break;
       w.line("// {}: {}", plan.group(g).name, describe(plan, leaf.op));
-      open_rows(s, w, leaf, n, "r");
+      macs.per_column += rows * open_rows(s, w, leaf, n, "r", rows, macs);
       w.line("for (std::size_t c = 0; c < count; ++c) {}[r * count + c] += {};", src, scaled(a, "r"));
       w.close();
       break;
@@ -246,7 +265,8 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
 
 }  // namespace
 
-void emit_reverse_columns(const KernelPlan& plan, std::string& out) {
+std::pair<std::int64_t, std::int64_t> emit_reverse_columns(const KernelPlan& plan, std::string& out) {
+  ColumnMacs macs;
   const auto live = reaches_state(plan);
   const auto dense = dense_leaves(plan, live);
   std::size_t dense_rows = 0, gradient_workspace = 0;  // per step of the latter: the widest source
@@ -284,7 +304,7 @@ void emit_reverse_columns(const KernelPlan& plan, std::string& out) {
     }
     for (auto it = plan.a.group_order.rbegin(); it != plan.a.group_order.rend(); ++it)
       if (live[static_cast<std::size_t>(*it)])
-        for (const auto& leaf : plan.leaves[static_cast<std::size_t>(*it)]) emit_leaf(plan, s, body, *it, leaf, dense);
+        for (const auto& leaf : plan.leaves[static_cast<std::size_t>(*it)]) emit_leaf(plan, s, body, *it, leaf, dense, macs);
     emit_function(fw,
                   "void reverse_columns([[maybe_unused]] const Scalar* params, [[maybe_unused]] const Step& step, "
                   "std::size_t count, [[maybe_unused]] const Scalar* state_adjoint, Scalar* prev_state_adjoint, "
@@ -325,10 +345,12 @@ void emit_reverse_columns(const KernelPlan& plan, std::string& out) {
     gw.line("  multiply_add(count, {}, n_steps, dense_adjoint + ({} + r) * count, 1, dense_adjoint_rows * count, x, {}, grad + {} + r * {}, grad_stride);",
             d.cols, d.row_offset, d.cols, plan.param_offset[static_cast<std::size_t>(c.param)], d.cols);
     gw.close();
+    macs.per_column += static_cast<std::int64_t>(d.rows * d.cols);
   }
   gw.close();
   gw.blank();
   out += gw.str();
+  return {macs.per_column, macs.per_call};
 }
 
 }  // namespace loopgrad::emit::detail

@@ -139,7 +139,8 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
   j["sensitivity_block_values"] = a.sensitivity_block_values;
   j["gradient_macs_per_step"] = a.gradient_macs_per_step;
   const auto& c = a.exact_cost;
-  j["exact_cost"] = {{"reverse_macs", c.reverse_macs},       {"sensitivity_rows", c.sensitivity_rows},
+  j["exact_cost"] = {{"reverse_macs", c.reverse_macs},       {"column_reverse_macs", c.column_reverse_macs},
+                     {"column_call_macs", c.column_call_macs}, {"sensitivity_rows", c.sensitivity_rows},
                      {"rtrl_macs_per_step", c.rtrl_macs},    {"blocked_macs_per_step", c.blocked_macs},
                      {"rtrl_cost_per_step", c.rtrl_cost},    {"blocked_cost_per_step", c.blocked_cost},
                      {"block_length", c.block_length},       {"choice", analysis::to_string(c.choice)}};

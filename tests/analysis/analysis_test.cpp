@@ -350,19 +350,27 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   // more) per unit; W_xh then costs H*In for its gradient (its source is an input), W_hh 2*H*H
   // (gradient and delay(h)'s adjoint); y is linear, so W_hy costs 2*Out*H and the biases nothing more.
   CHECK(c.reverse_macs == 3 * 2 * H + H * In + 2 * H * H + 2 * Out * H);
+  // The block end's sweep over many columns visits h alone (y does not reach the state). Per call
+  // tanh' once per unit for the dense leaves' shared adjoint and once for the bias; per column the
+  // adjoint times it for each of the two, W_xh's gradient (H*In), W_hh's gradient and delay(h)'s
+  // adjoint (2*H*H).
+  CHECK(c.column_reverse_macs == 2 * H + H * In + 2 * H * H);
+  CHECK(c.column_call_macs == 2 * H);
   CHECK(c.sensitivity_rows == H);
   const long S = In * H + H * H + H;
   CHECK(x.a.gradient_macs_per_step == H * S);
   CHECK(c.rtrl_macs == c.reverse_macs + x.a.macs_per_step + H * S);
   for (long h : {1L, 7L, 64L, 100L})
     CHECK(analysis::blocked_macs_per_step(x.a, int(h)) ==
-          H * c.reverse_macs + (H * H * S + h - 1) / h + ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
+          H * c.column_reverse_macs + (H / 32) * c.column_call_macs + (H * H * S + h - 1) / h +
+              ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
   // The cost weighs a reverse pass's and a Delta pass's multiply-adds by 4, the block end's
   // product's by 1.5, and adds each reverse pass's cleared values (the adjoints of h and y, and
   // the state's) and 2,000 per call. The block end's sweeps (32 seeds at once) weigh their
-  // multiply-adds by 2 and pay the call once per 32 seeds.
+  // multiply-adds by 2 (their coefficients once per 32 seeds) and pay the call once per 32 seeds.
   const double reverse_pass = 4.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0;
-  const double block_pass = 2.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0 / 32;
+  const double block_pass = 2.0 * (double(c.column_reverse_macs) + double(c.column_call_macs) / 32) + double(2 * H + Out) +
+                            2000.0 / 32;
   CHECK(c.reverse_values == 2 * H + Out);
   CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 4.0 * double(H * S)));
   for (double h : {1.0, 7.0, 64.0})

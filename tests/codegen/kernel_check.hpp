@@ -26,8 +26,14 @@
 
 namespace loopgrad::testing {
 
+// The multiplications a generated header says it performs (emitted_*macs*), counted by the
+// emitter loop by loop as it wrote them.
+struct EmittedMacs {
+  long long update = 0, reverse = 0, column = 0, column_call = 0;
+};
+
 template <class Kernel, class T>
-void check_kernel(const char* name, const ir::Network& net, long long emitted_macs) {
+void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& emitted) {
   const double tolerance = std::is_same_v<T, double> ? 1e-12 : 1e-4;
   INFO("kernel " << std::string(name) << " (network '" << net.name << "'), tolerance " << tolerance);
   const runtime::Interpreter<T> interpreter(net);
@@ -41,9 +47,13 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
   REQUIRE(kernel.sensitivity_size() == static_cast<std::size_t>(interpreter.analysis().sensitivity_values));
   REQUIRE(kernel.sensitivity_block_size() == interpreter.sensitivity_size());
   for (std::size_t p = 0; p < net.params.size(); ++p) REQUIRE(kernel.param_offset(int(p)) == interpreter.param_offset(int(p)));
-  // The multiplications the emitted update performs, counted loop by loop as it was written, are
-  // the ones the analysis reports.
-  CHECK(emitted_macs == interpreter.analysis().macs_per_step);
+  // The multiplications the emitted update and reverse passes perform, counted loop by loop as
+  // they were written, are the ones the analysis reports (and its cost model weighs).
+  const auto& cost = interpreter.analysis().exact_cost;
+  CHECK(emitted.update == interpreter.analysis().macs_per_step);
+  CHECK(emitted.reverse == cost.reverse_macs);
+  CHECK(emitted.column == cost.column_reverse_macs);
+  CHECK(emitted.column_call == cost.column_call_macs);
   // The header carries the cost model's pick of exact algorithm.
   CHECK(Kernel::recommended_block_length() == interpreter.recommended_block_length());
 
@@ -118,5 +128,8 @@ void check_kernel(const char* name, const ir::Network& net, long long emitted_ma
 
 #define LOOPGRAD_CHECK_KERNEL(ns, scalar, expression)                      \
   TEST_CASE("generated kernel " #ns " equals the interpreter (" #expression ")") { \
-    loopgrad::testing::check_kernel<ns::Kernel, scalar>(#ns, expression, ns::emitted_macs_per_step); \
+    loopgrad::testing::check_kernel<ns::Kernel, scalar>(                                     \
+        #ns, expression,                                                                     \
+        {ns::emitted_macs_per_step, ns::emitted_reverse_macs_per_step, ns::emitted_column_macs_per_column, \
+         ns::emitted_column_macs_per_call});                                                 \
   }

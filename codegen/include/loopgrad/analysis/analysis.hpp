@@ -102,9 +102,9 @@ const char* to_string(ExactAlgorithm algorithm);
 // The cost model of the exact algorithms, per step with a gradient every step. RTRL: one reverse
 // pass, the sensitivity update and the gradient's pass over Delta. Blocked at block length h
 // (runtime/blocked_rtrl.hpp): at the block end one reverse sweep of h steps per row of Delta (32
-// rows at a time) and
-// one product of the rows' adjoints with Delta_s, amortised over h steps; per step a sweep back to
-// the block start ((h + 1) / 2 reverse passes on average) and one pass over Delta_s.
+// rows at a time, one call per step for 32 columns) and one product of the rows' adjoints with
+// Delta_s, amortised over h steps; per step a sweep back to the block start ((h + 1) / 2 reverse
+// passes on average) and one pass over Delta_s.
 //
 // Multiply-adds do not cost the same everywhere: the sensitivity update's dense products run from
 // registers, while a reverse pass does two multiply-adds per weight with a load and a store each,
@@ -129,6 +129,11 @@ struct ExactCostWeights {
 
 struct ExactCost {
   std::int64_t reverse_macs = 0;      // one step's reverse pass, as the kernel evaluates it
+  // The block end's sweeps (a generated kernel's reverse_columns and dense_gradients): one step
+  // per column, over the groups that reach the state (the seeds are state adjoints), and the
+  // coefficients, evaluated once per call for all its columns.
+  std::int64_t column_reverse_macs = 0;
+  std::int64_t column_call_macs = 0;
   std::int64_t reverse_values = 0;    // values a reverse pass clears: every group's adjoint and the state's
   std::int64_t sensitivity_rows = 0;  // state units whose row of Delta stores anything
   std::int64_t rtrl_macs = 0;         // reverse_macs + macs_per_step + gradient_macs_per_step
