@@ -1,7 +1,8 @@
 #pragma once
-// The benchmarked networks (issue: Elman 16/64/256, stacked 2 x 128, LSTM 128, GRU 128, the
-// diagonal layer of 1024 units with 32 inputs, and the random corpus's three largest). One table
-// for the build-time tool that emits their kernels and for the benchmark that rebuilds their IR.
+// The benchmarked networks (Elman 16/64/256, stacked 2 x 128, LSTM 128, GRU 128, the diagonal
+// layer of 1024 units with 32 inputs, and the random corpus's three largest; then the exact
+// algorithms in float and at Elman 512 and LSTM 256). One table for the build-time tool that emits
+// their kernels and for the benchmark that rebuilds their IR.
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -40,6 +41,27 @@ inline std::vector<BenchNetwork> networks() {
                    [seed] { return loopgrad::testing::random_network(seed); }});
   }
   return out;
+}
+
+// The exact algorithms where the sizes or the scalar differ from the table above: the dense cells
+// in float, and Elman 512 and LSTM 256 in double. One pruned kernel each, namespace `name`.
+struct ExactNetwork {
+  std::string name;
+  std::string expression;
+  std::function<loopgrad::ir::Network()> make;
+  bool single_precision = false;
+};
+
+inline std::vector<ExactNetwork> exact_networks() {
+#define BENCH_NETWORK(expr) #expr, [] { return expr; }
+  return {
+      {"elman256_float", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 256, 8>())), true},
+      {"lstm128_float", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 128, 8>())), true},
+      {"gru128_float", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::gru_network<32, 128, 8>())), true},
+      {"elman512", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 512, 8>())), false},
+      {"lstm256", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 256, 8>())), false},
+  };
+#undef BENCH_NETWORK
 }
 
 }  // namespace bench

@@ -1,8 +1,9 @@
 // Build-time tool of the benchmark: emits every benchmarked network's kernel four times: pruned
 // (<name>.hpp), with nothing pruned (<name>_dense.hpp), pruned with its dense products of at
 // least 2^20 flops through CBLAS (<name>_blas.hpp), and pruned again in a namespace of its own
-// (<name>_portable.hpp) for the translation unit compiled without -march; bench_networks.inc and
-// bench_portable.inc list them for the benchmark program.
+// (<name>_portable.hpp) for the translation unit compiled without -march; then the pruned kernel
+// of every network of exact_networks() in its scalar type. bench_networks.inc, bench_portable.inc
+// and bench_exact.inc list them for the benchmark program.
 #include <fmt/format.h>
 
 #include <exception>
@@ -39,7 +40,20 @@ int main(int argc, char** argv) {
       inc += fmt::format("LOOPGRAD_BENCH_NETWORK({}, {})\n", n.name, n.expression);
       portable += fmt::format("LOOPGRAD_BENCH_PORTABLE({})\n", n.name);
     }
-    loopgrad::emit::write_files_atomically({{dir + "/bench_networks.inc", inc}, {dir + "/bench_portable.inc", portable}});
+    std::string exact;
+    for (const auto& n : bench::exact_networks()) {
+      const auto net = n.make();
+      loopgrad::emit::KernelOptions options;
+      options.namespace_name = n.name;
+      if (n.single_precision) options.scalar = loopgrad::emit::ScalarType::float32;
+      options.regenerate_command = "the benchmark build (benchmarks/generate_bench_kernels.cpp)";
+      loopgrad::emit::write_file_atomically(dir + "/" + n.name + ".hpp",
+                                            loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net), options));
+      exact += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_BENCH_EXACT({}, {})\n", n.name, n.name, n.expression);
+    }
+    loopgrad::emit::write_files_atomically({{dir + "/bench_networks.inc", inc},
+                                            {dir + "/bench_portable.inc", portable},
+                                            {dir + "/bench_exact.inc", exact}});
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", argv[0], e.what());
     return 1;

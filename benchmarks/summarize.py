@@ -6,6 +6,7 @@ algorithm and BPTT (exact_cost_vs_n.png beside it). A run filtered to some bench
 tables its rows allow.  Usage: summarize.py bench.json [plot.png]"""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,22 @@ def main(path, png=None):
     blocked = [n for n in nets if any(k.startswith(f"blocked/{n}/accumulate:1/") for k in runs) and f"bptt/{n}/1000" in runs]
     if blocked:
         print_blocked_table(runs, blocked, ns)
+    hand = [n for n in nets if f"rtrl/{n}/openblas" in runs]
+    if hand:
+        core = json.load(open(path)).get("context", {}).get("openblas_core", "?")
+        print()
+        print(f"Exact RTRL written by hand on OpenBLAS (one dgemm per step, the gradient fused in as one more row; "
+              f"OpenBLAS core {core}, one thread) against the generated kernel, same run:")
+        print()
+        print("| network | loopgrad RTRL ns/step | GFLOP/s | hand-written OpenBLAS RTRL ns/step | GFLOP/s | "
+              "OpenBLAS / loopgrad time | loopgrad blocked ns/step | OpenBLAS RTRL / loopgrad blocked time |")
+        print("|" + " --- |" * 8)
+        for n in hand:
+            r, o = runs[f"rtrl/{n}/pruned"], runs[f"rtrl/{n}/openblas"]
+            b1 = next((v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/")), None)
+            print(f"| {n} | {ns(r):.4g} | {r['FLOP/s'] / 1e9:.1f} | {ns(o):.4g} | {o['FLOP/s'] / 1e9:.1f} | "
+                  f"{ns(o) / ns(r):.2f} | {ns(b1) if b1 else float('nan'):.4g} | "
+                  f"{ns(o) / ns(b1) if b1 else float('nan'):.1f}x |")
     if png and complete:
         plot(runs, nets, ns, png)
     if png and blocked:
@@ -138,7 +155,7 @@ def print_blocked_table(runs, blocked, ns):
 
 def plot_cost_against_n(runs, ns, png):
     """Per-step cost against the layer size for the Elman networks: RTRL, blocked, BPTT at T = 1000."""
-    sizes = sorted(int(k.split("/")[1][5:]) for k in runs if k.startswith("rtrl/elman") and k.endswith("/pruned"))
+    sizes = sorted(int(m.group(1)) for m in (re.fullmatch(r"rtrl/elman(\d+)/pruned", k) for k in runs) if m)
     rows = []
     for n in sizes:
         b1 = next((v for k, v in runs.items() if k.startswith(f"blocked/elman{n}/accumulate:1/")), None)

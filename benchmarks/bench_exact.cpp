@@ -1,0 +1,89 @@
+// loopgrad_bench's rows for the exact algorithms where the scalar or the size differs from the
+// main table (bench_networks.hpp, exact_networks()): Elman 256, LSTM 128 and GRU 128 in float, and
+// Elman 512 and LSTM 256 in double. For each, side by side in the same run:
+//   rtrl/<net>/pruned              one exact RTRL step on the generated kernel
+//   blocked/<net>/accumulate:<m>   the blocked exact algorithm at the cost model's block length h,
+//                                  a gradient every step (m = 1) and summed over m = h steps
+//   delta_pass/<net>               one pass over the stored Delta with one adjoint
+//   bptt/<net>/<T>                 BPTT over T = 10, 100, 1000 steps
+// Compiled for this machine like bench.cpp, in a translation unit of its own (the two compile in
+// parallel).
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <deque>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "bench_networks.hpp"
+#include "bench_rows.hpp"
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/runtime/init.hpp"
+
+// The kernels' headers (registered in register_exact_rows).
+#define LOOPGRAD_BENCH_EXACT(ns, expression)
+#include "bench_exact.inc"
+#undef LOOPGRAD_BENCH_EXACT
+
+namespace {
+
+struct ExactEntry {
+  loopgrad::analysis::Analysis analysis;
+  std::vector<double> params;
+  std::vector<float> params_float;
+};
+
+// `macs`: the sensitivity update's, as emitted; `step_values` and `workspace`: what one step keeps
+// and the update's workspace (n_step_values, n_tangent).
+template <class Kernel>
+void register_exact(const std::string& name, const loopgrad::ir::Network& net, long long macs, std::size_t step_values,
+                    std::size_t workspace) {
+  using T = typename Kernel::Scalar;
+  static std::deque<ExactEntry> entries;
+  auto& e = entries.emplace_back();
+  e.analysis = loopgrad::analysis::analyse(net);
+  e.params = loopgrad::runtime::initial_params<double>(net, 1, 0.5);
+  e.params_float = loopgrad::runtime::initial_params<float>(net, 1, 0.5);
+  const ExactEntry* entry = &e;
+  const auto params = [entry]() -> const std::vector<T>& {
+    if constexpr (std::is_same_v<T, float>) return entry->params_float;
+    else return entry->params;
+  };
+  // Bytes one stream holds, as bench.cpp counts them.
+  const Kernel kernel;
+  const bench::Memory memory{double(sizeof(T)) * double(kernel.state_size() + 2 * kernel.sensitivity_size() +
+                                                        kernel.param_count() + step_values + workspace),
+                             double(sizeof(T)) * double(step_values + kernel.target_size()),
+                             double(sizeof(T)) * double(2 * kernel.state_size() + kernel.param_count())};
+  benchmark::RegisterBenchmark(("rtrl/" + name + "/pruned").c_str(), [=](benchmark::State& s) {
+    bench::rtrl_step(s, Kernel{}, params(), macs, entry->analysis.macs_per_step, memory);
+  })->Unit(benchmark::kMicrosecond);
+  const int h = e.analysis.exact_cost.block_length;
+  for (const int accumulate : {1, h})
+    benchmark::RegisterBenchmark(("blocked/" + name + "/accumulate:" + std::to_string(accumulate)).c_str(),
+                                 [=](benchmark::State& s) {
+                                   bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
+                                                       loopgrad::runtime::BlockSchedule::block_end);
+                                 })
+        ->Unit(benchmark::kMicrosecond)
+        ->Iterations(bench::blocked_iterations(e.analysis, h));
+  benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
+      ->Unit(benchmark::kMicrosecond);
+  for (int T_ : {10, 100, 1000})
+    benchmark::RegisterBenchmark(("bptt/" + name + "/" + std::to_string(T_)).c_str(),
+                                 [=](benchmark::State& s) { bench::bptt<Kernel>(s, params(), T_); })
+        ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+// Called by loopgrad_bench's main() before the run.
+void register_exact_rows() {
+#define LOOPGRAD_BENCH_EXACT(ns, expression) \
+  register_exact<ns::Kernel>(#ns, expression, ns::emitted_macs_per_step, ns::n_step_values, ns::n_tangent);
+  // clang-format off
+  #include "bench_exact.inc"
+  // clang-format on
+#undef LOOPGRAD_BENCH_EXACT
+}

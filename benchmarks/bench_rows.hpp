@@ -1,0 +1,147 @@
+#pragma once
+// The benchmark rows every network shares, on a generated kernel of either scalar type: an exact
+// RTRL step, the blocked exact algorithm, one pass over Delta and BPTT over T steps. Used by
+// bench.cpp (the networks of bench_networks.hpp) and bench_exact.cpp (the exact algorithms in
+// float and at larger sizes).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/runtime/blocked_rtrl.hpp"
+#include "loopgrad/runtime/bptt.hpp"
+#include "loopgrad/runtime/rtrl.hpp"
+
+namespace bench {
+
+template <class T = double>
+std::vector<T> random_vector(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal;
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>(normal(rng));
+  return v;
+}
+
+inline benchmark::Counter per_step_ns() {
+  return benchmark::Counter(1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// Bytes one stream holds: RTRL's buffers (state, Delta and the next Delta, one step's values, the
+// workspace, the gradient), and BPTT's history of T steps (values and targets).
+struct Memory {
+  double rtrl;
+  double bptt_per_step;
+  double bptt_fixed;
+};
+
+template <class Kernel, class T>
+void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<T>& params, long long macs,
+               long long min_macs, Memory memory) {
+  loopgrad::runtime::RtrlOptions<T> options;
+  options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  loopgrad::runtime::Rtrl<Kernel, T> rtrl(kernel, options);
+  const auto input = random_vector<T>(kernel.input_size(), 1);
+  const auto target = random_vector<T>(kernel.target_size(), 2);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(rtrl.step(params, input.data(), target.data()));
+    benchmark::ClobberMemory();
+  }
+  state.counters["ns_per_step"] = per_step_ns();
+  state.counters["macs"] = static_cast<double>(macs);
+  state.counters["min_macs"] = static_cast<double>(min_macs);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["rtrl_bytes"] = memory.rtrl;
+  for (int e = 2; e <= 5; ++e) {
+    const double steps = std::pow(10.0, e);
+    state.counters["bptt_bytes_T1e" + std::to_string(e)] = memory.bptt_fixed + steps * memory.bptt_per_step;
+  }
+}
+
+// The blocked exact algorithm (BlockedRtrl) on the generated kernel at block length h, a gradient
+// every step (accumulate = 1) or summed over h steps (accumulate = h), with either schedule. After
+// two untimed blocks (the learner's buffers reach their size) runs whole blocks (a multiple of h
+// steps, about 2e10 multiply-adds of the cost model, at least two blocks) and times every step,
+// for the mean, the median, the 99th percentile and the largest step.
+template <class Kernel, class T>
+void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vector<T>& params,
+                  const loopgrad::analysis::Analysis& a, int h, int accumulate, loopgrad::runtime::BlockSchedule schedule) {
+  loopgrad::runtime::RtrlOptions<T> options;
+  options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  loopgrad::runtime::BlockedRtrl<Kernel, T> blocked(kernel, h, accumulate, options, schedule);
+  const auto input = random_vector<T>(kernel.input_size(), 1);
+  const auto target = random_vector<T>(kernel.target_size(), 2);
+  for (int j = 0; j < 2 * h; ++j) blocked.observe(params, input.data(), target.data());
+  std::vector<double> times;
+  times.reserve(static_cast<std::size_t>(state.max_iterations));
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(blocked.observe(params, input.data(), target.data()));
+    benchmark::ClobberMemory();
+    times.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double model = static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h));
+  state.counters["ns_per_step"] = per_step_ns();
+  state.counters["block_length"] = h;
+  state.counters["accumulate"] = accumulate;
+  state.counters["model_macs"] = model;
+  state.counters["model_rtrl_macs"] = static_cast<double>(a.exact_cost.rtrl_macs);
+  state.counters["chosen_blocked"] = a.exact_cost.choice == loopgrad::analysis::ExactAlgorithm::blocked ? 1 : 0;
+  state.counters["median_ns"] = times[times.size() / 2];
+  state.counters["p99_ns"] = times[times.size() * 99 / 100];
+  state.counters["max_ns"] = times.back();
+  // Delta_s and the Delta being built, the stored steps (h, or 2h with the real-time schedule) and
+  // parameter vectors (one: fixed here), state, gradient and the sweep's buffers.
+  const std::size_t step_values = blocked.last_step().values.size();
+  const std::size_t stored = std::size_t(h) * (schedule == loopgrad::runtime::BlockSchedule::real_time ? 2 : 1);
+  state.counters["blocked_bytes"] =
+      double(sizeof(T)) * double(2 * kernel.sensitivity_size() + stored * (step_values + kernel.input_size() + kernel.target_size()) +
+                   3 * kernel.param_count() + 7 * kernel.state_size());
+}
+
+// The floor of an exact step with a gradient every step on a dense recurrence: one pass over the
+// stored Delta with one adjoint (the kernel's apply_sensitivity, Eqn. 5). Bytes read per second.
+template <class Kernel>
+void delta_pass(benchmark::State& state, const Kernel& kernel) {
+  using T = typename Kernel::Scalar;
+  const auto delta = random_vector<T>(kernel.sensitivity_size(), 5);
+  const auto adjoint = random_vector<T>(kernel.state_size(), 6);
+  std::vector<T> gradient(kernel.param_count(), T(0));
+  for (auto _ : state) {
+    kernel.apply_sensitivity(delta.data(), adjoint.data(), gradient.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["bytes_per_s"] =
+      benchmark::Counter(double(sizeof(T)) * double(kernel.sensitivity_size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
+inline benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
+  const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));
+  const auto blocks = static_cast<benchmark::IterationCount>(std::ceil(std::min(2e10 / per_step, 2e5) / h));
+  return std::max<benchmark::IterationCount>(2, blocks) * h;
+}
+
+// Full BPTT over T steps with the generated kernel: the same exact gradient at step T without the
+// sensitivity.
+template <class Kernel>
+void bptt(benchmark::State& state, const std::vector<typename Kernel::Scalar>& params, int steps) {
+  using Scalar = typename Kernel::Scalar;
+  const Kernel kernel;
+  loopgrad::runtime::Sequence<Scalar> seq;
+  for (int t = 0; t < steps; ++t) {
+    seq.inputs.push_back(random_vector<Scalar>(kernel.input_size(), static_cast<unsigned>(t)));
+    seq.targets.emplace_back(random_vector<Scalar>(kernel.target_size(), static_cast<unsigned>(t) + 7));
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(loopgrad::runtime::bptt_gradient(kernel, params, seq).loss);
+  state.counters["T"] = steps;
+}
+
+}  // namespace bench
