@@ -6,6 +6,7 @@
 //                                  a gradient every step (m = 1) and summed over m = h steps
 //   delta_pass/<net>               one pass over the stored Delta with one adjoint
 //   bptt/<net>/<T>                 BPTT over T = 10, 100, 1000 steps
+// The float networks' rows come again as <net>_ftz, run with RtrlOptions::flush_subnormals.
 // Compiled for this machine like bench.cpp, in a translation unit of its own (the two compile in
 // parallel).
 #include <benchmark/benchmark.h>
@@ -14,6 +15,7 @@
 #include <deque>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "bench_networks.hpp"
@@ -56,24 +58,31 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
                                                         kernel.param_count() + step_values + workspace),
                              double(sizeof(T)) * double(step_values + kernel.target_size()),
                              double(sizeof(T)) * double(2 * kernel.state_size() + kernel.param_count())};
-  benchmark::RegisterBenchmark(("rtrl/" + name + "/pruned").c_str(), [=](benchmark::State& s) {
-    bench::rtrl_step(s, Kernel{}, params(), macs, entry->analysis.macs_per_step, memory);
-  })->Unit(benchmark::kMicrosecond);
+  // In float the rows come twice: as a user gets them, and with RtrlOptions::flush_subnormals
+  // (<name>_ftz), since decaying sensitivities reach subnormal floats.
+  std::vector<std::pair<std::string, bool>> variants{{name, false}};
+  if (std::is_same_v<T, float>) variants.emplace_back(name + "_ftz", true);
   const int h = e.analysis.exact_cost.block_length;
-  for (const int accumulate : {1, h})
-    benchmark::RegisterBenchmark(("blocked/" + name + "/accumulate:" + std::to_string(accumulate)).c_str(),
-                                 [=](benchmark::State& s) {
-                                   bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
-                                                       loopgrad::runtime::BlockSchedule::block_end);
-                                 })
-        ->Unit(benchmark::kMicrosecond)
-        ->Iterations(bench::blocked_iterations(e.analysis, h));
-  benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
-      ->Unit(benchmark::kMicrosecond);
-  for (int T_ : {10, 100, 1000})
-    benchmark::RegisterBenchmark(("bptt/" + name + "/" + std::to_string(T_)).c_str(),
-                                 [=](benchmark::State& s) { bench::bptt<Kernel>(s, params(), T_); })
+  for (const auto& [row, flush] : variants) {
+    const bool flush_subnormals = flush;
+    benchmark::RegisterBenchmark(("rtrl/" + row + "/pruned").c_str(), [=](benchmark::State& s) {
+      bench::rtrl_step(s, Kernel{}, params(), macs, entry->analysis.macs_per_step, memory, flush_subnormals);
+    })->Unit(benchmark::kMicrosecond);
+    for (const int accumulate : {1, h})
+      benchmark::RegisterBenchmark(("blocked/" + row + "/accumulate:" + std::to_string(accumulate)).c_str(),
+                                   [=](benchmark::State& s) {
+                                     bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
+                                                         loopgrad::runtime::BlockSchedule::block_end, flush_subnormals);
+                                   })
+          ->Unit(benchmark::kMicrosecond)
+          ->Iterations(bench::blocked_iterations(e.analysis, h));
+    benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
         ->Unit(benchmark::kMicrosecond);
+    for (int T_ : flush ? std::vector<int>{1000} : std::vector<int>{10, 100, 1000})  // BPTT takes no such option
+      benchmark::RegisterBenchmark(("bptt/" + row + "/" + std::to_string(T_)).c_str(),
+                                   [=](benchmark::State& s) { bench::bptt<Kernel>(s, params(), T_); })
+          ->Unit(benchmark::kMicrosecond);
+  }
 }
 
 }  // namespace

@@ -43,9 +43,10 @@ struct Memory {
 
 template <class Kernel, class T>
 void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<T>& params, long long macs,
-               long long min_macs, Memory memory) {
+               long long min_macs, Memory memory, bool flush_subnormals = false) {
   loopgrad::runtime::RtrlOptions<T> options;
   options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  options.flush_subnormals = flush_subnormals;
   loopgrad::runtime::Rtrl<Kernel, T> rtrl(kernel, options);
   const auto input = random_vector<T>(kernel.input_size(), 1);
   const auto target = random_vector<T>(kernel.target_size(), 2);
@@ -71,9 +72,11 @@ void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<
 // for the mean, the median, the 99th percentile and the largest step.
 template <class Kernel, class T>
 void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vector<T>& params,
-                  const loopgrad::analysis::Analysis& a, int h, int accumulate, loopgrad::runtime::BlockSchedule schedule) {
+                  const loopgrad::analysis::Analysis& a, int h, int accumulate, loopgrad::runtime::BlockSchedule schedule,
+                  bool flush_subnormals = false) {
   loopgrad::runtime::RtrlOptions<T> options;
   options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
+  options.flush_subnormals = flush_subnormals;
   loopgrad::runtime::BlockedRtrl<Kernel, T> blocked(kernel, h, accumulate, options, schedule);
   const auto input = random_vector<T>(kernel.input_size(), 1);
   const auto target = random_vector<T>(kernel.target_size(), 2);

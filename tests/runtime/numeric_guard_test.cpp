@@ -5,8 +5,10 @@
 // %g form.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -166,3 +168,61 @@ TEST_CASE("messages print numbers in %g form and name a non-finite entry of Delt
                        "below 1 (an approximation)",
                        runtime::TemporalGradientExplosion);
 }
+
+#if defined(__SSE__)
+TEST_CASE("flush_subnormals: subnormal numbers are zero inside a step and only there, exceptions included") {
+  // 1e-30f * 1e-10f = 1e-40f is subnormal in float: zero with flush-to-zero, nonzero without.
+  const auto product = [] {
+    volatile float a = 1e-30f, b = 1e-10f;
+    return a * b;
+  };
+  // The thread's mode: MXCSR without its status flags (bits 0-5, raised by any computation).
+  const auto mode = [] { return _mm_getcsr() & ~0x3Fu; };
+  const unsigned before = mode();
+  CHECK(product() != 0.0f);
+  {
+    const runtime::SubnormalsFlushed flushed(true);
+    CHECK(product() == 0.0f);
+  }
+  CHECK(mode() == before);
+  CHECK(product() != 0.0f);
+  {
+    const runtime::SubnormalsFlushed off(false);
+    CHECK(product() != 0.0f);
+  }
+  CHECK_THROWS_AS(([] {
+                    const runtime::SubnormalsFlushed flushed(true);
+                    throw std::runtime_error("thrown inside");
+                  }()),
+                  std::runtime_error);
+  CHECK(mode() == before);
+
+  // A float LSTM run long enough for its sensitivity to decay: the learners with the option give
+  // RTRL's gradients without it (float tolerance), and leave the thread's mode as it was, also
+  // when a step is refused.
+  using K = runtime::Interpreter<float>;
+  const auto net = dsl::lower(cells::lstm_network<3, 5, 2>());
+  const K k(net);
+  const auto params = runtime::initial_params<float>(net, 2, 0.3);
+  const auto seq = testing::random_sequence<float>(net, k.input_size(), 200, 4);
+  runtime::RtrlOptions<float> flush;
+  flush.flush_subnormals = true;
+  flush.explosion = runtime::ExplosionPolicy::fail;
+  runtime::ExactRtrl<K, float> plain(k);
+  runtime::ExactRtrl<K, float> exact(k, 1, flush);
+  runtime::BlockedRtrl<K, float> blocked(k, 7, 1, flush);
+  double worst = 0;
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    plain.observe(params, seq.inputs[t].data(), seq.target(t));
+    exact.observe(params, seq.inputs[t].data(), seq.target(t));
+    blocked.observe(params, seq.inputs[t].data(), seq.target(t));
+    CHECK(mode() == before);
+    worst = std::max({worst, testing::relative_difference(exact.gradient().data(), plain.gradient().data(), params.size()),
+                      testing::relative_difference(blocked.gradient().data(), plain.gradient().data(), params.size())});
+  }
+  CHECK(worst <= 1e-4);
+  std::vector<float> bad(k.input_size(), std::numeric_limits<float>::quiet_NaN());
+  CHECK_THROWS_AS(blocked.observe(params, bad.data(), seq.target(0)), runtime::NonFiniteValue);
+  CHECK(mode() == before);
+}
+#endif
