@@ -11,6 +11,7 @@
 // (emitted_macs_per_step), and the test suite checks it against the analysis's macs_per_step.
 #include <fmt/format.h>
 
+
 #include <algorithm>
 #include <array>
 
@@ -97,11 +98,11 @@ struct LeafWriter {
     // while every row of T passes over it (KernelPlan::column_tile). With 16 rows or more the tile
     // is first packed into one contiguous buffer (m x width): the register tiles then read it
     // sequentially instead of m rows far apart (a copy per source entry, against n multiplies).
-    // Register tiles: 4 rows x tile_columns columns of T, accumulated over the whole inner
-    // dimension before they are stored; rows and columns that do not fill one go row by row.
+    // Register tiles: 8 (AVX-512) or 4 rows x tile_columns columns of T, accumulated over the
+    // whole inner dimension before they are stored; rows and columns that do not fill one go row
+    // by row.
     const std::size_t tile = plan.column_tile(m);
     const bool pack = n >= 16;
-    const std::size_t rows4 = n / 4 * 4;
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
     w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
     std::string tile_src = src, tile_stride = std::to_string(cols), tile_col = "jc";
@@ -114,36 +115,56 @@ struct LeafWriter {
       tile_stride = "width";
       tile_col = "(jc - j0)";
     }
-    if (rows4 > 0) {
-      w.line("const std::size_t j8 = j0 + (j1 - j0) / tile_columns * tile_columns;");
-      w.open("for (std::size_t r = 0; r < {}; r += 4)", rows4);
-      w.open("for (std::size_t jc = j0; jc < j8; jc += tile_columns)");
-      w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
-      w.line("Scalar a0[tile_columns], a1[tile_columns], a2[tile_columns], a3[tile_columns];");
-      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ a0[j] = t[j]; a1[j] = t[{} + j]; a2[j] = t[{} + j]; a3[j] = t[{} + j]; }}",
-             cols, 2 * cols, 3 * cols);
-      w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-      for (int i = 0; i < 4; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
-      w.line("const Scalar* const x = {} + s * {} + {};", tile_src, tile_stride, tile_col);
-      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ a0[j] += w0 * x[j]; a1[j] += w1 * x[j]; a2[j] += w2 * x[j]; a3[j] += w3 * x[j]; }}");
-      w.close();
-      w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{ t[j] = a0[j]; t[{} + j] = a1[j]; t[{} + j] = a2[j]; t[{} + j] = a3[j]; }}",
-             cols, 2 * cols, 3 * cols);
-      w.close();
-      w.close();
-    }
-    // The rest row by row: the tile's last columns for the register-tiled rows, then every
-    // column of the rows past them.
-    auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
-      w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
-      w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-      w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
-      w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
-      w.close();
-      w.close();
+    // The rows in register tiles of `rows` x tile_columns, then the rest row by row: the tile's
+    // last columns for the tiled rows, then every column of the rows past them.
+    auto tiles = [&](std::size_t rows) {
+      const std::size_t tiled = n / rows * rows;
+      if (tiled > 0) {
+        w.line("const std::size_t j8 = j0 + (j1 - j0) / tile_columns * tile_columns;");
+        w.open("for (std::size_t r = 0; r < {}; r += {})", tiled, rows);
+        w.open("for (std::size_t jc = j0; jc < j8; jc += tile_columns)");
+        w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
+        std::string decl, load, fma, store;
+        for (std::size_t i = 0; i < rows; ++i) {
+          const std::string at = i == 0 ? std::string() : fmt::format("{} + ", i * cols);
+          decl += fmt::format("{}a{}[tile_columns]", i == 0 ? "" : ", ", i);
+          load += fmt::format(" a{}[j] = t[{}j];", i, at);
+          fma += fmt::format(" a{}[j] += w{} * x[j];", i, i);
+          store += fmt::format(" t[{}j] = a{}[j];", at, i);
+        }
+        w.line("Scalar {};", decl);
+        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", load);
+        w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+        for (std::size_t i = 0; i < rows; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
+        w.line("const Scalar* const x = {} + s * {} + {};", tile_src, tile_stride, tile_col);
+        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", fma);
+        w.close();
+        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", store);
+        w.close();
+        w.close();
+      }
+      auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
+        w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
+        w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+        w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
+        w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
+        w.close();
+        w.close();
+      };
+      if (tiled > 0) rest("0", tiled, "j8");
+      if (tiled < n) rest(std::to_string(tiled), n, "j0");
     };
-    if (rows4 > 0) rest("0", rows4, "j8");
-    if (rows4 < n) rest(std::to_string(rows4), n, "j0");
+    // With AVX-512's 32 vector registers a tile of 8 rows (16 accumulators, a load of the source
+    // per 8 multiply-adds) runs 1.4-1.9x faster than one of 4; with AVX2's 16 it would spill.
+    if (n >= 8) {
+      w.raw_line("#if defined(__AVX512F__)");
+      tiles(8);
+      w.raw_line("#else");
+      tiles(4);
+      w.raw_line("#endif");
+    } else {
+      tiles(4);
+    }
     w.close();
   }
 
