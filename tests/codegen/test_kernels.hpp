@@ -45,11 +45,12 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_all_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
   };
   // Every dense product through CBLAS: the generation option of issue 5, checked like the rest.
-  for (const auto& [name, scalar] : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},
-                                     {"k_lstm_f", "float"}}) {
+  for (const auto& blas : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},
+                           {"k_lstm_f", "float"}}) {
+    const std::string name = blas.first;  // a plain variable: clang 14 cannot capture a structured binding
     auto base = *std::find_if(out.begin(), out.end(), [&](const TestKernel& k) { return k.name == name; });
     base.name += "_blas";
-    base.scalar = scalar;
+    base.scalar = blas.second;
     base.blas_min_flops = 1;
     out.push_back(base);
   }
