@@ -8,18 +8,14 @@
 // checked: load_checkpoint either throws SafetensorsError and leaves the parameters, the learner
 // and the optimizer as they were, or succeeds. Any other exception, a crash, a leak or undefined
 // behaviour is a finding.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <system_error>
 #include <vector>
 
+#include "fuzz_support.hpp"
 #include "loopgrad/cells.hpp"
 #include "loopgrad/runtime/blocked_rtrl.hpp"
 #include "loopgrad/runtime/checkpoint.hpp"
@@ -29,6 +25,10 @@
 #include "loopgrad/runtime/optimizer.hpp"
 
 namespace {
+
+using loopgrad::fuzz::scratch;
+
+[[noreturn]] void fail(const char* what) { loopgrad::fuzz::fail("fuzz_checkpoint", what); }
 
 namespace rt = loopgrad::runtime;
 namespace st = loopgrad::runtime::safetensors;
@@ -42,25 +42,6 @@ const loopgrad::ir::Network& network() {
 const Kernel& kernel() {
   static const Kernel k(network());
   return k;
-}
-
-std::filesystem::path scratch(const char* name) {
-  static const auto dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("loopgrad_fuzz_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    std::atexit([] {
-      std::error_code ignored;
-      std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("loopgrad_fuzz_" + std::to_string(::getpid())),
-                                  ignored);
-    });
-    return d;
-  }();
-  return dir / name;
-}
-
-void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_checkpoint: %s\n", what);
-  std::abort();
 }
 
 // Loads `path` into fresh learners of every kind; on a refusal nothing may have changed.

@@ -5,42 +5,22 @@
 // The contract checked: read() either throws SafetensorsError or returns a file whose tensors all
 // have a known dtype and exactly their shape's bytes, and that file written and read again is the
 // same. Any other exception, a crash, a leak or undefined behaviour is a finding.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <system_error>
 
+#include "fuzz_support.hpp"
 #include "loopgrad/runtime/safetensors.hpp"
 
 namespace {
 
+using loopgrad::fuzz::scratch;
+
+[[noreturn]] void fail(const char* what) { loopgrad::fuzz::fail("fuzz_safetensors", what); }
+
 namespace st = loopgrad::runtime::safetensors;
-
-// A scratch path of this process's own (libFuzzer may run several processes in one directory).
-std::filesystem::path scratch(const char* name) {
-  static const auto dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("loopgrad_fuzz_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    std::atexit([] {
-      std::error_code ignored;
-      std::filesystem::remove_all(std::filesystem::temp_directory_path() / ("loopgrad_fuzz_" + std::to_string(::getpid())),
-                                  ignored);
-    });
-    return d;
-  }();
-  return dir / name;
-}
-
-void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_safetensors: %s\n", what);
-  std::abort();
-}
 
 }  // namespace
 
