@@ -174,11 +174,30 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("class Kernel {{");
   head.line(" public:");
   head.line("  using Scalar = {}::Scalar;", ns);
-  head.line("  // Values of one step, kept for the reverse pass and the sensitivity update.");
+  // Where each group's values lie in Step::values (inputs: their copy).
+  std::vector<std::size_t> group_offset;
+  for (std::size_t g = 0; g < net.groups.size(); ++g) {
+    const auto& group = net.groups[g];
+    group_offset.push_back(group.kind == ir::GroupKind::input
+                               ? plan.input_copy_offset + plan.input_offset[g]
+                               : static_cast<std::size_t>(plan.value_offset[static_cast<std::size_t>(group.value_op())]));
+  }
+  head.line("  // Values of one step, kept for the reverse pass and the sensitivity update; each group's");
+  head.line("  // values (inputs included) by name, e.g. the outputs after forward or rtrl_step.");
   head.line("  struct Step {{");
   head.line("    std::vector<Scalar> values = std::vector<Scalar>(n_step_values);");
   head.line("    std::vector<Scalar> tangent;  // workspace of sensitivity_update, sized on first use");
   head.line("    std::vector<Scalar> next_sensitivity;  // rtrl_step's Delta_N before the swap, sized on first use");
+  for (std::size_t g = 0; g < net.groups.size(); ++g) {
+    const auto& group = net.groups[g];
+    const char* what = group.kind == ir::GroupKind::input ? "input"
+                       : group.is_output()                 ? "output"
+                       : a.state_index[g] >= 0             ? "recurrent state"
+                                                           : "group";
+    head.line("    // {}: {} values, {}", group.name, group.size, what);
+    head.line("    std::span<const Scalar, {0}> {1}() const {{ return std::span<const Scalar, {0}>(values.data() + {2}, {0}); }}",
+              group.size, group.name, group_offset[g]);
+  }
   head.line("  }};");
   head.blank();
   head.line("  static constexpr std::size_t param_count() {{ return n_params; }}");
@@ -194,13 +213,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   std::string offsets;
   for (auto o : plan.param_offset) offsets += (offsets.empty() ? "" : ", ") + std::to_string(o);
   std::string groups;
-  for (std::size_t g = 0; g < net.groups.size(); ++g) {
-    const auto& group = net.groups[g];
-    const auto offset = group.kind == ir::GroupKind::input
-                            ? plan.input_copy_offset + plan.input_offset[g]
-                            : static_cast<std::size_t>(plan.value_offset[static_cast<std::size_t>(group.value_op())]);
-    groups += (groups.empty() ? "" : ", ") + std::to_string(offset);
-  }
+  for (auto offset : group_offset) groups += (groups.empty() ? "" : ", ") + std::to_string(offset);
   head.line("  // Offset of group g's values (groups in declaration order, inputs included) in Step::values.");
   head.line("  static constexpr std::size_t value_offset(int g) {{");
   head.line("    constexpr std::array<std::size_t, {}> offsets{{{{{}}}}};", net.groups.size(), groups);

@@ -31,7 +31,7 @@ constexpr std::string_view header_names[] = {
     "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",
     "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
     "SensitivityRun", "forward_step", "rtrl_step", "step_detail", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
-    "check_blas_kernels"};
+    "check_blas_kernels", "values", "tangent", "next_sensitivity"};
 
 void check_identifier(const ir::Network& net, std::string_view what, const std::string& name) {
   bool ok = !name.empty() && name.find("__") == std::string::npos && !(name[0] == '_' && name.size() > 1 && name[1] >= 'A' && name[1] <= 'Z');

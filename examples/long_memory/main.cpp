@@ -79,7 +79,7 @@ Result run(Learner& learner, int delay, int steps, int window, double rate, unsi
     kernel.next_state(step, state.data());
     if (t >= 100) {
       const Scalar target = history[static_cast<std::size_t>(steps + t - delay) % history.size()];
-      const Scalar y = step.values[Kernel::value_offset(2)];  // group y
+      const Scalar y = step.y()[0];
       correct += (y > 0) == (target > 0) ? 1 : 0;
       ++counted;
     }

@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   }
   std::mt19937 draw(2);
   for (int i = 0; i < 160; ++i) {
-    const Scalar* logits = step.values.data() + Kernel::value_offset(net.find_group("a"));
+    const Scalar* logits = step.a().data();
     std::vector<double> prob(char_rnn::alphabet);
     double top = logits[0], total = 0;
     for (std::size_t k = 1; k < prob.size(); ++k) top = std::max(top, static_cast<double>(logits[k]));

@@ -257,6 +257,9 @@ TEST_CASE("names the generated kernel cannot use are refused at generation, nami
   auto own = elman;
   own.params[0].name = "flat";
   refused(own, "parameter name 'flat' is a name the generated kernel declares itself; rename the parameter");
+  auto step_member = elman;  // Step names every group: a group 'values' would hide Step::values
+  step_member.groups[1].name = "values";
+  refused(step_member, "group name 'values' is a name the generated kernel declares itself; rename the group");
   auto reserved = elman;
   reserved.groups[1].name = "_State";
   refused(reserved, "group name '_State' cannot name a C++ variable");

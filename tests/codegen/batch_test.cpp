@@ -3,7 +3,9 @@
 // nothing when memory runs out (this file replaces operator new to make allocations fail).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -297,3 +299,39 @@ LOOPGRAD_BATCH_KERNEL(k_diagonal)
 LOOPGRAD_BATCH_KERNEL(k_lstm_f)
 
 }  // namespace
+
+TEST_CASE("a generated Step names every group's values: the input's copy, the states and the outputs") {
+  using namespace k_multi_loop;
+  Params params;
+  for (std::size_t i = 0; i < params.flat.size(); ++i) params.flat[i] = 0.1 * std::sin(double(i) + 1.0);
+  State state;
+  Sensitivity sensitivity;
+  Input input;
+  input.x()[0] = 0.5;
+  input.x()[1] = -0.25;
+  input.x()[2] = 1.0;
+  Target target;
+  Gradient gradient;
+  Step step;
+  const Kernel kernel;
+  for (int t = 0; t < 3; ++t) rtrl_step(params, state, sensitivity, input, &target, gradient, step);
+  // Each accessor is the group's slice of Step::values (groups in declaration order: x, a, b, c, d, y).
+  const auto check = [&](auto span, int g, std::size_t size) {
+    CHECK(span.data() == step.values.data() + Kernel::value_offset(g));
+    CHECK(span.size() == size);
+  };
+  check(step.x(), 0, 3);
+  check(step.a(), 1, 4);
+  check(step.b(), 2, 3);
+  check(step.c(), 3, 2);
+  check(step.d(), 4, 2);
+  check(step.y(), 5, 2);
+  // The input's copy is the input; the states after the step are the state's values; the output
+  // is what the loss compares with the target.
+  CHECK(std::equal(step.x().begin(), step.x().end(), input.x().begin()));
+  CHECK(std::equal(step.a().begin(), step.a().end(), state.a().begin()));
+  CHECK(std::equal(step.c().begin(), step.c().end(), state.c().begin()));
+  double loss = 0;
+  for (std::size_t i = 0; i < 2; ++i) loss += (step.y()[i] - target.y()[i]) * (step.y()[i] - target.y()[i]) / 2.0;
+  CHECK(kernel.loss(step, target.flat.data()) == doctest::Approx(loss).epsilon(1e-14));
+}
