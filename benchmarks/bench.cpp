@@ -218,6 +218,9 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
         ->Iterations(blocked_iterations(e.analysis, h));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
       ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("update/" + name).c_str(),
+                               [=](benchmark::State& s) { update_pass(s, Pruned{}, entry->params, pruned_macs); })
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only<Pruned>(s, entry->params); })
       ->Unit(benchmark::kMicrosecond);
   const auto shapes = dense_products(e.net, e.analysis);

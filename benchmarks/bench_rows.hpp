@@ -125,6 +125,25 @@ void delta_pass(benchmark::State& state, const Kernel& kernel) {
       benchmark::Counter(double(sizeof(T)) * double(kernel.sensitivity_size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The sensitivity update alone (Eqn. 4: Kernel::sensitivity_update after one forward pass), for
+// the efficiency of the emitted dense products against OpenBLAS on the same shapes (the blas/ row).
+template <class Kernel>
+void update_pass(benchmark::State& state, const Kernel& kernel, const std::vector<typename Kernel::Scalar>& params,
+                 long long macs) {
+  using T = typename Kernel::Scalar;
+  const auto delta_prev = random_vector<T>(kernel.sensitivity_size(), 7);
+  std::vector<T> delta_next(kernel.sensitivity_size());
+  const auto recurrent = random_vector<T>(kernel.state_size(), 8);
+  const auto input = random_vector<T>(kernel.input_size(), 9);
+  typename Kernel::Step step;
+  kernel.forward(params.data(), recurrent.data(), input.data(), step);
+  for (auto _ : state) {
+    kernel.sensitivity_update(params.data(), step, delta_prev.data(), delta_next.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
 inline benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
   const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));

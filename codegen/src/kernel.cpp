@@ -55,13 +55,14 @@ constexpr const char* rtrl_step_section = R"cpp(
 // What rtrl_step checks before it changes anything.
 namespace step_detail {
 
-// Whether every value is finite (not NaN, not infinite): eight partial sums of value * 0 stay 0
-// exactly then, at the cost of one read of the values.
+// Whether every value is finite (not NaN, not infinite): 32 partial sums of value * 0 stay 0
+// exactly then, at the cost of one read of the values (32, so that several vector registers of
+// sums hide the latency of the additions).
 inline bool all_finite(const Scalar* x, std::size_t n) {
-  Scalar probe[8] = {};
-  const std::size_t whole = n / 8 * 8;
-  for (std::size_t i = 0; i < whole; i += 8)
-    for (std::size_t j = 0; j < 8; ++j) probe[j] += x[i + j] * Scalar(0);
+  Scalar probe[32] = {};
+  const std::size_t whole = n / 32 * 32;
+  for (std::size_t i = 0; i < whole; i += 32)
+    for (std::size_t j = 0; j < 32; ++j) probe[j] += x[i + j] * Scalar(0);
   for (std::size_t j = 0; j < n - whole; ++j) probe[j] += x[whole + j] * Scalar(0);
   Scalar sum = 0;
   for (const Scalar p : probe) sum += p;
@@ -90,19 +91,21 @@ inline Scalar compute(const Params& params, const State& state, const Sensitivit
   check_finite(step.values.data(), n_step_values, "a value of the step (an activation, or a parameter)");
   for (auto& g : gradient.flat) g = 0;
   Scalar loss = 0;
+  State prev_adjoint;
   if (target != nullptr) {
-    State prev_adjoint;
     loss = kernel.loss(step, target->flat.data());
     if (!std::isfinite(loss))
       throw std::domain_error(std::string("loopgrad rtrl_step (network ") + network_name + "): the loss is " +
                               (std::isnan(loss) ? "NaN" : "infinite") +
                               "; the state and the sensitivity were left as they were before the step");
     kernel.reverse(params.flat.data(), step, target->flat.data(), nullptr, gradient.flat.data(), prev_adjoint.flat.data());
-    kernel.apply_sensitivity(sensitivity.flat.data(), prev_adjoint.flat.data(), gradient.flat.data());
-    check_finite(gradient.flat.data(), n_params, "the gradient");
   }
+  // Delta_N, and with a target the gradient's recurrent term in the same passes over Delta_(N-1).
   step.next_sensitivity.resize(n_sensitivity);
-  kernel.sensitivity_update(params.flat.data(), step, sensitivity.flat.data(), step.next_sensitivity.data());
+  kernel.sensitivity_update(params.flat.data(), step, sensitivity.flat.data(), step.next_sensitivity.data(),
+                            target != nullptr ? prev_adjoint.flat.data() : nullptr,
+                            target != nullptr ? gradient.flat.data() : nullptr);
+  if (target != nullptr) check_finite(gradient.flat.data(), n_params, "the gradient");
   check_finite(step.next_sensitivity.data(), n_sensitivity, "the new sensitivity Delta_N");
   return loss;
 }

@@ -65,6 +65,15 @@ void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string
   w.raw_line("#else");
   w.line("inline constexpr std::size_t tile_columns = 32 / sizeof(Scalar);");
   w.raw_line("#endif");
+  w.line("// Register tiles of the sensitivity update's dense products (Kernel::product_tile): rows x");
+  w.line("// columns of accumulators, three vector registers per row: 24 of AVX-512's 32, 12 of AVX's 16.");
+  w.raw_line("#if defined(__AVX512F__)");
+  w.line("inline constexpr std::size_t product_rows = 8, product_columns = 192 / sizeof(Scalar);");
+  w.raw_line("#elif defined(__AVX__)");
+  w.line("inline constexpr std::size_t product_rows = 4, product_columns = 96 / sizeof(Scalar);");
+  w.raw_line("#else");
+  w.line("inline constexpr std::size_t product_rows = 4, product_columns = 32 / sizeof(Scalar);");
+  w.raw_line("#endif");
   w.blank();
   w.line("inline constexpr const char* network_name = \"{}\";", net.name);
   w.line("inline constexpr std::size_t n_params = {};      // trainable values", plan.param_count);

@@ -26,8 +26,8 @@ constexpr std::string_view cpp_keywords[] = {
 // Names the generated header declares at namespace scope or inside the structs whose accessors are
 // named after groups and parameters: an accessor of the same name would hide them.
 constexpr std::string_view header_names[] = {
-    "std", "flat", "Scalar", "tile_columns", "network_name", "n_params", "n_inputs", "n_targets", "n_state",
-    "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent", "macs_per_step", "emitted_macs_per_step",
+    "std", "flat", "Scalar", "tile_columns", "product_rows", "product_columns", "network_name", "n_params",
+    "n_inputs", "n_targets", "n_state", "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent", "macs_per_step", "emitted_macs_per_step",
     "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",
     "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
     "SensitivityRun", "forward_step", "rtrl_step", "step_detail", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
@@ -150,7 +150,8 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
   for (const auto& c : net.connections)
     if (c.kind == ir::ConnectionKind::dense) {
       const auto m = static_cast<std::size_t>(group(c.from).size);
-      largest_pack = std::max(largest_pack, m * column_tile(m));
+      const auto weights = static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size());
+      largest_pack = std::max(largest_pack, weights + 7 * m + m * column_tile(m));
     }
   tangent_size += largest_pack;
   row_start.reserve(a.patterns.size());
@@ -176,7 +177,7 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
 
 std::size_t KernelPlan::column_tile(std::size_t m) const {
   const std::size_t bytes = options.scalar == ScalarType::float32 ? 4 : 8;
-  return std::clamp<std::size_t>(std::size_t{262144} / (m * bytes) / 64 * 64, 64, 512);
+  return std::clamp<std::size_t>(std::size_t{786432} / (m * bytes) / 96 * 96, 96, 960);
 }
 
 bool KernelPlan::contributes(const Leaf& leaf, int p) const {

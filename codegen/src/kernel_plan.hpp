@@ -42,10 +42,12 @@ struct KernelPlan {
   // Where a dense leaf's weights, scaled by its coefficient, are kept during one block.
   // Diagonal and sparse leaves keep their weights scaled by the coefficient there too.
   std::size_t scaled_weights_offset = 0;
-  // Where a dense product packs its source's column tile (dense products, kernel_sensitivity).
+  // Where a dense product packs its weights (in micro-panels of product_rows rows, at most
+  // (n + 7) x m values) and then its source's column panel (m x column_tile(m)), kernel_sensitivity.
   std::size_t pack_offset = 0;
-  // Columns of the tiles of a dense product with inner dimension m: a source tile of m rows
-  // stays within 256 KiB (in L2), 64 to 512 columns.
+  // Columns of the panels of a dense product with inner dimension m: a source panel of m rows
+  // stays within 768 KiB (in L2), 96 to 960 columns, a multiple of 96 so that every ISA's
+  // product_columns (4 to 48) divides it.
   std::size_t column_tile(std::size_t m) const;
   std::vector<int> outputs;                           // output groups, declaration order
   std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets

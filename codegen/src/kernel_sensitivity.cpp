@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <array>
+#include <set>
+#include <utility>
 
 #include "kernel_plan.hpp"
 #include "record_loop.hpp"
@@ -45,6 +47,33 @@ struct LeafWriter {
   int g;
   const Leaf& leaf;
   int p;
+  // The leaf comes first and its dense product overwrites T (which is then not zeroed first).
+  bool overwrite = false;
+  // Blocks (k, p) of Delta_(N-1) whose gradient term (Eqn. 5) a dense product's packing has taken
+  // on: the pass that packs a whole block also adds prev_state_adjoint^T times it into grad.
+  std::set<std::pair<int, int>>* fused = nullptr;
+
+  // Whether the leaf's cross term is a dense product that writes every stored entry of T with
+  // register tiles or CBLAS, so that it can come first and overwrite T: that saves zeroing T and
+  // reading it back, two of the passes over Delta_N.
+  bool writes_all_of_T() const {
+    const auto& op = plan.op(leaf.op);
+    if (op.code != ir::OpCode::connect || plan.carried(leaf.op, p) == 0) return false;
+    const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+    if (c.kind != ir::ConnectionKind::dense) return false;
+    const int from = plan.op(op.a).group;
+    const auto& S = plan.pattern(from, p);
+    const auto& Tp = plan.pattern(g, p);
+    if (!S.uniform() || !Tp.uniform() || S.rows.front() != Tp.rows.front()) return false;
+    const auto n = static_cast<std::size_t>(op.size), m = static_cast<std::size_t>(plan.op(op.a).size);
+    const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
+    if (static_cast<std::int64_t>(n * cols) != Tp.nonzeros) return false;
+    return blas(n, m, cols) || !(n < 8 || cols < 24);
+  }
+  bool blas(std::size_t n, std::size_t m, std::size_t cols) const {
+    const auto flops = 2 * static_cast<long long>(n * m * cols);
+    return plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops;
+  }
 
   bool scaled() const { return !leaf.constant_coefficient; }
   // The leaf's coefficient at `row` (sign included), for a leaf whose coefficient is not +-1.
@@ -85,86 +114,72 @@ struct LeafWriter {
 
   // T += W * src for a dense W (n x m) whose source rows share one set of columns with T's rows:
   // a product of (n x m) and (m x cols) in compact storage.
+  // `state` >= 0: the source is the whole block (state, p) of Delta_(N-1), whose gradient term the
+  // packing may take on (see `fused`).
   void dense_product(std::size_t n, std::size_t m, std::size_t cols, const std::string& W, const std::string& src,
-                     const char* sign) {
-    const auto flops = 2 * static_cast<long long>(n * m * cols);
-    if (plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops) {
-      w.line("// ({} x {}) times ({} x {}) through CBLAS", n, m, m, cols);
-      w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar(1), {}, {});",
-             plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, T(), cols);
+                     const char* sign, int state = -1) {
+    if (blas(n, m, cols)) {
+      w.line("// ({} x {}) times ({} x {}) through CBLAS{}", n, m, m, cols, overwrite ? ", the first term of T" : "");
+      w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar({}), {}, {});",
+             plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, overwrite ? 0 : 1, T(), cols);
       return;
     }
-    // Column tiles that keep a tile of the source block (m rows) within 256 KiB, so it stays in L2
-    // while every row of T passes over it (KernelPlan::column_tile). With 16 rows or more the tile
-    // is first packed into one contiguous buffer (m x width): the register tiles then read it
-    // sequentially instead of m rows far apart (a copy per source entry, against n multiplies).
-    // Register tiles: 8 (AVX-512) or 4 rows x tile_columns columns of T, accumulated over the
-    // whole inner dimension before they are stored; rows and columns that do not fill one go row
-    // by row.
-    const std::size_t tile = plan.column_tile(m);
-    const bool pack = n >= 16;
-    w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, tile);
-    w.line("const std::size_t j1 = j0 + {} < {} ? j0 + {} : {};", tile, cols, tile, cols);
-    std::string tile_src = src, tile_stride = std::to_string(cols), tile_col = "jc";
-    if (pack) {
-      w.line("const std::size_t width = j1 - j0;");
-      w.line("Scalar* const packed = step.tangent.data() + {};  // the source's columns j0 .. j1, row after row", plan.pack_offset);
-      w.line("for (std::size_t s = 0; s < {}; ++s) for (std::size_t j = 0; j < width; ++j) packed[s * width + j] = {}[s * {} + j0 + j];",
-             m, src, cols);
-      tile_src = "packed";
-      tile_stride = "width";
-      tile_col = "(jc - j0)";
+    if (n < 8 || cols < 24) {
+      // Too small for register tiles: row by row, the columns innermost.
+      w.open("for (std::size_t r = 0; r < {}; ++r)", n);
+      w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+      w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
+      w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", cols, T(), cols, src, cols);
+      w.close();
+      w.close();
+      return;
     }
-    // The rows in register tiles of `rows` x tile_columns, then the rest row by row: the tile's
-    // last columns for the tiled rows, then every column of the rows past them.
-    auto tiles = [&](std::size_t rows) {
-      const std::size_t tiled = n / rows * rows;
-      if (tiled > 0) {
-        w.line("const std::size_t j8 = j0 + (j1 - j0) / tile_columns * tile_columns;");
-        w.open("for (std::size_t r = 0; r < {}; r += {})", tiled, rows);
-        w.open("for (std::size_t jc = j0; jc < j8; jc += tile_columns)");
-        w.line("Scalar* const t = {} + r * {} + jc;", T(), cols);
-        std::string decl, load, fma, store;
-        for (std::size_t i = 0; i < rows; ++i) {
-          const std::string at = i == 0 ? std::string() : fmt::format("{} + ", i * cols);
-          decl += fmt::format("{}a{}[tile_columns]", i == 0 ? "" : ", ", i);
-          load += fmt::format(" a{}[j] = t[{}j];", i, at);
-          fma += fmt::format(" a{}[j] += w{} * x[j];", i, i);
-          store += fmt::format(" t[{}j] = a{}[j];", at, i);
-        }
-        w.line("Scalar {};", decl);
-        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", load);
-        w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-        for (std::size_t i = 0; i < rows; ++i) w.line("const Scalar w{} = {}{}[(r + {}) * {} + s];", i, sign, W, i, m);
-        w.line("const Scalar* const x = {} + s * {} + {};", tile_src, tile_stride, tile_col);
-        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", fma);
-        w.close();
-        w.line("for (std::size_t j = 0; j < tile_columns; ++j) {{{} }}", store);
-        w.close();
-        w.close();
-      }
-      auto rest = [&](const std::string& r0, std::size_t r1, const char* first) {
-        w.open("for (std::size_t r = {}; r < {}; ++r)", r0, r1);
-        w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-        w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
-        w.line("for (std::size_t j = {}; j < j1; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", first, T(), cols, src, cols);
-        w.close();
-        w.close();
-      };
-      if (tiled > 0) rest("0", tiled, "j8");
-      if (tiled < n) rest(std::to_string(tiled), n, "j0");
-    };
-    // With AVX-512's 32 vector registers a tile of 8 rows (16 accumulators, a load of the source
-    // per 8 multiply-adds) runs 1.4-1.9x faster than one of 4; with AVX2's 16 it would spill.
-    if (n >= 8) {
-      w.raw_line("#if defined(__AVX512F__)");
-      tiles(8);
-      w.raw_line("#else");
-      tiles(4);
-      w.raw_line("#endif");
-    } else {
-      tiles(4);
+    // As a BLAS packs its operands: the weights (with their sign) into micro-panels of
+    // product_rows rows, rows past n zero; then for each panel of columns, which stays in L2 while
+    // every row of T passes over it (KernelPlan::column_tile), the source's columns into
+    // micro-panels of product_columns, columns past the block's last zero. Each register tile of
+    // T (Kernel::product_tile) then reads both operands sequentially.
+    if (overwrite) w.line("// the first term of T: the tiles overwrite it");
+    const std::size_t panel = plan.column_tile(m);
+    const std::size_t packed_weights = (n + 7) * m;
+    w.line("Scalar* const pw = step.tangent.data() + {};  // the weights, product_rows rows at a time", plan.pack_offset);
+    w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
+    w.line("for (std::size_t s = 0; s < {}; ++s)", m);
+    w.line("  for (std::size_t i = 0; i < product_rows; ++i) pw[r0 * {} + s * product_rows + i] = r0 + i < {} ? {}{}[(r0 + i) * {} + s] : Scalar(0);",
+           m, n, sign, W, m);
+    w.close();
+    w.line("Scalar* const pb = step.tangent.data() + {};  // the source's columns j0 .. j0 + width, product_columns at a time",
+           plan.pack_offset + packed_weights);
+    w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
+    w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
+    w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");
+    w.open("for (std::size_t q = 0; q < panels; ++q)");
+    w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
+    w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+    w.line("Scalar* const b = pb + (q * {} + s) * product_columns;", m);
+    w.line("const Scalar* const x = {} + s * {} + j0 + q * product_columns;", src, cols);
+    w.line("if (wide == product_columns) for (std::size_t j = 0; j < product_columns; ++j) b[j] = x[j];");
+    w.line("else for (std::size_t j = 0; j < product_columns; ++j) b[j] = j < wide ? x[j] : Scalar(0);");
+    if (state >= 0 && fused != nullptr && fused->insert({state, p}).second) {
+      // The pass that packs the block is the gradient's pass over it (Eqn. 5): its row s times
+      // dC/dR_(N-1) at s, into the gradient's columns j0 .. j0 + width of the block's parameters.
+      w.open("if (grad != nullptr)");
+      w.line("const Scalar a = prev_state_adjoint[{} + s];", plan.state_offset[static_cast<std::size_t>(state)]);
+      w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
+      w.line("for (std::size_t j = 0; j < wide; ++j) g[j] += a * x[j];");
+      w.close();
     }
+    w.close();
+    w.close();
+    w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
+    w.open("for (std::size_t q = 0; q < panels; ++q)");
+    w.line("Scalar* const t = {} + r0 * {} + j0 + q * product_columns;", T(), cols);
+    w.line("const std::size_t rows = {} - r0 < product_rows ? {} - r0 : product_rows;", n, n);
+    w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
+    w.line("if (rows == product_rows && wide == product_columns) product_tile({}, pw + r0 * {}, pb + q * {} * product_columns, t, {}, {});", m, m, m, cols, !overwrite);
+    w.line("else product_edge({}, pw + r0 * {}, pb + q * {} * product_columns, t, {}, rows, wide, {});", m, m, m, cols, !overwrite);
+    w.close();
+    w.close();
     w.close();
   }
 
@@ -237,7 +252,8 @@ struct LeafWriter {
             // Source and T rows share their columns: a dense product in compact storage.
             const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
             if (!S.full()) w.line("// every row holds the same {} of the block's {} columns", cols, S.cols);
-            dense_product(n, m, cols, weights, src, sign);
+            const bool whole_block = plan.op(op.a).code == ir::OpCode::read_delayed && S.full();
+            dense_product(n, m, cols, weights, src, sign, whole_block ? plan.state_of(from_group) : -1);
             macs += static_cast<std::int64_t>(n) * S.nonzeros;
           } else {
             w.line("// the source block is row-sparse: {} of its {} x {} entries", S.nonzeros, m, S.cols);
@@ -426,6 +442,46 @@ void emit_sensitivity_runs(const KernelPlan& plan, CodeWriter& w) {
   w.close();
 }
 
+// The gradient's term of block (k, p) of Delta_(N-1) (Eqn. 5): grad_p += (dC/dR^k_(N-1)) Delta^kp_(N-1)
+// over the block's stored runs; `grad` and `delta` name the block's gradient and Delta_(N-1).
+void block_gradient(const KernelPlan& plan, CodeWriter& body, int& tables, int k, int p, const std::string& grad,
+                    const std::string& delta) {
+  const auto runs = block_runs(plan, k, p);
+  if (runs.empty()) return;
+  const int g = plan.a.states[static_cast<std::size_t>(k)];
+  body.line("// (dC/d{}) * d{}/d{}", plan.group(g).name, plan.group(g).name, plan.param(p).name);
+  const auto& pattern = plan.pattern(g, p);
+  const auto rows = pattern.rows.size();
+  const auto at = plan.state_offset[static_cast<std::size_t>(k)];
+  if (pattern.full() && rows >= 4) {
+    // Whole rows, four at a time: the gradient's columns are read and written once per four
+    // rows of Delta, so the pass streams Delta alone.
+    const auto cols = static_cast<std::size_t>(pattern.cols);
+    body.open("");
+    body.line("std::size_t r = 0;");
+    body.open("for (; r + 4 <= {}; r += 4)", rows);
+    body.line("const Scalar a0 = prev_state_adjoint[{} + r], a1 = prev_state_adjoint[{} + r + 1];", at, at);
+    body.line("const Scalar a2 = prev_state_adjoint[{} + r + 2], a3 = prev_state_adjoint[{} + r + 3];", at, at);
+    body.line("const Scalar* const d0 = {} + r * {};", delta, cols);
+    body.line("for (std::size_t j = 0; j < {}; ++j)", cols);
+    body.line("  {}[j] += a0 * d0[j] + a1 * d0[{} + j] + a2 * d0[{} + j] + a3 * d0[{} + j];", grad, cols, 2 * cols,
+              3 * cols);
+    body.close();
+    if (rows % 4 != 0) {
+      body.open("for (; r < {}; ++r)", rows);
+      body.line("const Scalar a = prev_state_adjoint[{} + r];", at);
+      body.line("for (std::size_t j = 0; j < {}; ++j) {}[j] += a * {}[r * {} + j];", cols, grad, delta, cols);
+      body.close();
+    }
+    body.close();
+    return;
+  }
+  const auto f = runs.open(body, fmt::format("runs{}", tables++));
+  body.line("const Scalar a = prev_state_adjoint[{} + {}];", at, f[0]);
+  for_run(body, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += a * {}[{}{}]", grad, f[1], j, delta, f[2], j); });
+  body.close();
+}
+
 }  // namespace
 
 std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
@@ -433,6 +489,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
   CodeWriter w(1);
   {
     Scope s(plan, Scope::Access::read);
+    std::set<std::pair<int, int>> fused;  // blocks of Delta_(N-1) whose gradient term a packing adds
     CodeWriter body(2);
     if (plan.options.blas_min_flops > 0) body.line("check_blas_kernels();");
     if (plan.tangent_size > 0) body.line("if (step.tangent.size() != n_tangent) step.tangent.assign(n_tangent, Scalar(0));");
@@ -477,63 +534,79 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
                     param.name, stored);
           work += size;
         }
-        if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
-        for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
-          LeafWriter{plan, s, body, macs, tables, g, leaf, pi}.emit();
+        // A dense product that writes all of T goes first and overwrites it; otherwise T starts at zero.
+        const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
+        const auto lead = size == 0 ? leaves.end() : std::find_if(leaves.begin(), leaves.end(), [&](const Leaf& leaf) {
+          return LeafWriter{plan, s, body, macs, tables, g, leaf, pi}.writes_all_of_T();
+        });
+        if (lead != leaves.end()) LeafWriter{plan, s, body, macs, tables, g, *lead, pi, true, &fused}.emit();
+        else if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
+        for (auto leaf = leaves.begin(); leaf != leaves.end(); ++leaf)
+          if (leaf != lead) LeafWriter{plan, s, body, macs, tables, g, *leaf, pi, false, &fused}.emit();
       }
       body.close();
     }
+    w.line("// One register tile of a dense product: t (product_rows x product_columns, row stride ldt) += A B");
+    w.line("// over an inner dimension m, A a micro-panel of the weights (row i of column s at");
+    w.line("// a[s * product_rows + i]) and B one of the source (column j of row s at b[s * product_columns + j]).");
+    w.line("// The accumulators stay in registers for all m: one load of B per product_rows multiply-adds.");
+    w.line("// With add false the tile is overwritten: t = A B.");
+    w.open("static void product_tile(std::size_t m, const Scalar* a, const Scalar* b, Scalar* t, std::size_t ldt, bool add)");
+    w.line("Scalar acc[product_rows][product_columns];");
+    w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] = add ? t[i * ldt + j] : Scalar(0);");
+    w.open("for (std::size_t s = 0; s < m; ++s, a += product_rows, b += product_columns)");
+    w.open("for (std::size_t i = 0; i < product_rows; ++i)");
+    w.line("const Scalar w = a[i];");
+    w.line("for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] += w * b[j];");
+    w.close();
+    w.close();
+    w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) t[i * ldt + j] = acc[i][j];");
+    w.close();
+    w.line("// A tile cut by the block's last rows or columns (rows x wide of it in t): through a whole one.");
+    w.open("static void product_edge(std::size_t m, const Scalar* a, const Scalar* b, Scalar* t, std::size_t ldt, std::size_t rows, std::size_t wide, bool add)");
+    w.line("Scalar part[product_rows * product_columns] = {{}};");
+    w.line("if (add) for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) part[i * product_columns + j] = t[i * ldt + j];");
+    w.line("product_tile(m, a, b, part, product_columns, true);");
+    w.line("for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) t[i * ldt + j] = part[i * product_columns + j];");
+    w.close();
+    w.blank();
+    // The gradient's terms of the blocks of Delta_(N-1) no packing took on.
+    CodeWriter rest(3);
+    int rest_tables = 0;
+    for (std::size_t k = 0; k < plan.a.states.size(); ++k)
+      for (int p : plan.a.state_params[k])
+        if (!fused.contains({static_cast<int>(k), p}) && !block_runs(plan, static_cast<int>(k), p).empty()) {
+          rest.open("");
+          rest.line("Scalar* const gp = grad + {};  // the gradient of {}", plan.param_offset[static_cast<std::size_t>(p)],
+                    plan.param(p).name);
+          block_gradient(plan, rest, rest_tables, static_cast<int>(k), p, "gp", s.delta_prev(static_cast<int>(k), p));
+          rest.close();
+        }
+    if (!rest.str().empty()) {
+      body.open("if (grad != nullptr)");
+      body.line("// the gradient's terms of the blocks of Delta_(N-1) that no packing above passed over");
+      body.append(rest);
+      body.close();
+    }
     w.line("// The sensitivity update, Eqn. 4: Delta_N = I_N + sum_l D^(kl)_N Delta^l_(N-1), only the blocks");
-    w.line("// and cross terms the analysis found nonzero, one parameter group at a time.");
+    w.line("// and cross terms the analysis found nonzero, one parameter group at a time. Given");
+    w.line("// prev_state_adjoint (dC/dR_(N-1)) and grad, it also adds the recurrent term of the gradient");
+    w.line("// (Eqn. 5, what apply_sensitivity adds) in the same passes over Delta_(N-1): the pass that packs a");
+    w.line("// whole block of Delta_(N-1) for a dense product also multiplies it by the adjoint.");
     emit_function(w,
                   "void sensitivity_update([[maybe_unused]] const Scalar* params, [[maybe_unused]] Step& step, "
-                  "[[maybe_unused]] const Scalar* delta_prev, [[maybe_unused]] Scalar* delta_next) const",
+                  "[[maybe_unused]] const Scalar* delta_prev, [[maybe_unused]] Scalar* delta_next, "
+                  "[[maybe_unused]] const Scalar* prev_state_adjoint = nullptr, [[maybe_unused]] Scalar* grad = nullptr) const",
                   s, body);
   }
   {
     Scope s(plan, Scope::Access::read);
     CodeWriter body(2);
     int tables = 0;
-    for (std::size_t k = 0; k < plan.a.states.size(); ++k) {
-      const int g = plan.a.states[k];
-      for (int p : plan.a.state_params[k]) {
-        const auto runs = block_runs(plan, static_cast<int>(k), p);
-        if (runs.empty()) continue;
-        body.line("// (dC/d{}) * d{}/d{}", plan.group(g).name, plan.group(g).name, plan.param(p).name);
-        const auto& pattern = plan.pattern(g, p);
-        const auto rows = pattern.rows.size();
-        if (pattern.full() && rows >= 4) {
-          // Whole rows, four at a time: the gradient's columns are read and written once per four
-          // rows of Delta, so the pass streams Delta alone.
-          const auto cols = static_cast<std::size_t>(pattern.cols);
-          const std::string grad = s.gradient(p), delta = s.delta_prev(static_cast<int>(k), p);
-          const auto at = plan.state_offset[k];
-          body.open("");
-          body.line("std::size_t r = 0;");
-          body.open("for (; r + 4 <= {}; r += 4)", rows);
-          body.line("const Scalar a0 = prev_state_adjoint[{} + r], a1 = prev_state_adjoint[{} + r + 1];", at, at);
-          body.line("const Scalar a2 = prev_state_adjoint[{} + r + 2], a3 = prev_state_adjoint[{} + r + 3];", at, at);
-          body.line("const Scalar* const d0 = {} + r * {};", delta, cols);
-          body.line("for (std::size_t j = 0; j < {}; ++j)", cols);
-          body.line("  {}[j] += a0 * d0[j] + a1 * d0[{} + j] + a2 * d0[{} + j] + a3 * d0[{} + j];", grad, cols, 2 * cols,
-                    3 * cols);
-          body.close();
-          if (rows % 4 != 0) {
-            body.open("for (; r < {}; ++r)", rows);
-            body.line("const Scalar a = prev_state_adjoint[{} + r];", at);
-            body.line("for (std::size_t j = 0; j < {}; ++j) {}[j] += a * {}[r * {} + j];", cols, grad, delta, cols);
-            body.close();
-          }
-          body.close();
-          continue;
-        }
-        const auto f = runs.open(body, fmt::format("runs{}", tables++));
-        body.line("const Scalar a = prev_state_adjoint[{} + {}];", plan.state_offset[k], f[0]);
-        const std::string grad = s.gradient(p), delta = s.delta_prev(static_cast<int>(k), p);
-        for_run(body, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += a * {}[{}{}]", grad, f[1], j, delta, f[2], j); });
-        body.close();
-      }
-    }
+    for (std::size_t k = 0; k < plan.a.states.size(); ++k)
+      for (int p : plan.a.state_params[k])
+        if (!block_runs(plan, static_cast<int>(k), p).empty())
+          block_gradient(plan, body, tables, static_cast<int>(k), p, s.gradient(p), s.delta_prev(static_cast<int>(k), p));
     w.blank();
     w.line("// The recurrent term of the gradient, Eqn. 5: grad += sum_k (dC/dR^k_(N-1)) Delta^k_(N-1).");
     emit_function(w,

@@ -108,6 +108,29 @@ void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& e
       }
     }
   }
+  // sensitivity_update given dC/dR_(N-1) and the gradient (what Rtrl and rtrl_step call) adds the
+  // gradient's recurrent term that apply_sensitivity adds, in its passes over Delta_(N-1), and
+  // writes the same Delta_N bit for bit.
+  {
+    const auto params = runtime::initial_params<T>(net, 5, 0.8);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<double> uniform(-1, 1);
+    auto random = [&](std::size_t n) {
+      std::vector<T> v(n);
+      for (auto& x : v) x = T(uniform(rng));
+      return v;
+    };
+    const auto delta = random(kernel.sensitivity_size()), adjoint = random(kernel.state_size()),
+               state = random(kernel.state_size());
+    typename Kernel::Step step;
+    kernel.forward(params.data(), state.data(), seq.inputs[0].data(), step);
+    std::vector<T> plain(delta.size()), fused(delta.size()), want(params.size(), T(0.5)), got(params.size(), T(0.5));
+    kernel.apply_sensitivity(delta.data(), adjoint.data(), want.data());
+    kernel.sensitivity_update(params.data(), step, delta.data(), plain.data());
+    kernel.sensitivity_update(params.data(), step, delta.data(), fused.data(), adjoint.data(), got.data());
+    CHECK(plain == fused);
+    CHECK(relative_difference(got.data(), want.data(), got.size()) <= tolerance);
+  }
   // The blocked exact algorithm on the generated kernel (it builds Delta row by row through the
   // kernel's sensitivity_runs, its block ends' sweeps and the gradient's sweep over the steps
   // without a loss through the kernel's reverse pass over many columns): RTRL's gradients at every
