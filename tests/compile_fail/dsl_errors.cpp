@@ -1,5 +1,7 @@
-// Each LOOPGRAD_CASE_* is a mistake the DSL must reject at compile time with a sentence; with no
-// case defined the file is the twin that must compile. tests/CMakeLists.txt pins each message.
+// Each LOOPGRAD_CASE_* is a mistake the DSL must reject at compile time with one error whose first
+// line names the mistake and the objects at fault; with no case defined the file is the twin that
+// must compile. tests/CMakeLists.txt pins each first error line (tests/scripts/compile_fail.cmake
+// also bounds the output: one error, within its first 10 lines, under 8 KB).
 #include "loopgrad/dsl.hpp"
 
 using namespace loopgrad::dsl;
@@ -23,6 +25,9 @@ constexpr auto net = network<"bad">(h = tanh(dense<"W">(x) + dense<"W">(delay(h)
 constexpr auto h2 = neuron<"h", 2>;
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x)), h2 = tanh(dense<"W_hh2">(h)),
                                     output(y = dense<"W_hy">(h2), mse));
+#elif defined(LOOPGRAD_CASE_DEFINED_TWICE)
+constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x)), h = tanh(dense<"W_xh2">(x)),
+                                    output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_OUTPUT_WITHOUT_LOSS)
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h))), output(y = dense<"W_hy">(h)));
 #elif defined(LOOPGRAD_CASE_NEVER_DEFINED)
@@ -31,6 +36,8 @@ constexpr auto net = network<"bad">(output(y = dense<"W_hy">(delay(h)), mse));
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(delay(x))), output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_SPARSE_OUT_OF_RANGE)
 constexpr auto net = network<"bad">(h = tanh(sparse<"S", mask{link{0, 0}, link{1, 5}}>(x)), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_SPARSE_TO_OUT_OF_RANGE)
+constexpr auto net = network<"bad">(h = tanh(sparse<"S", mask{link{0, 0}, link{7, 1}}>(x)), output(y = dense<"W_hy">(h), mse));
 #else
 constexpr auto net = network<"good">(h = tanh(dense<"W_xh">(x) + diagonal<"w_hh">(delay(h)) +
                                               sparse<"S", mask{link{0, 0}, link{3, 2}}>(x) + bias<"b_h">),

@@ -98,14 +98,15 @@ struct sparse_fn {
   constexpr auto operator()(const S&) const {
     check_connection_source<S>();
     static_assert(sizeof(Mask.links) > 0, "loopgrad: a sparse mask needs at least one link");
-    constexpr bool in_range = [] {
-      for (const auto& l : Mask.links)
-        if (l.from >= S::size) return false;
-      return true;
+    constexpr std::size_t largest_from = [] {
+      std::size_t m = 0;
+      for (const auto& l : Mask.links) m = l.from > m ? l.from : m;
+      return m;
     }();
-    static_assert(in_range,
-                  "loopgrad: sparse mask entry out of range: an entry {to, from} has `from` not "
-                  "below the size of the source group");
+    // An entry {to, from} with `from` not below the source's size stops here; the type in the
+    // error names the connection, the largest `from` and the source's size.
+    if constexpr (largest_from >= S::size)
+      static_assert(sizeof(error::a_sparse_mask_entry_is_out_of_range_its_from_must_be_below_the_source_size<Name, largest_from, S::size>) == 0);  // loopgrad: see the type in this error
     constexpr bool unique = [] {
       constexpr std::size_t k = sizeof(Mask.links) / sizeof(link);
       for (std::size_t i = 0; i < k; ++i)

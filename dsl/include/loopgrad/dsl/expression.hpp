@@ -4,7 +4,7 @@
 #include <boost/hana/tuple.hpp>
 
 #include "loopgrad/dsl/node.hpp"
-#include "loopgrad/dsl/size_check.hpp"
+#include "loopgrad/dsl/diagnostics.hpp"
 #include "loopgrad/ir/activation.hpp"
 
 namespace loopgrad::dsl {
@@ -55,8 +55,13 @@ template <binary_op Op, class A, class B>
 constexpr auto make_binary(const A& a, const B& b) {
   auto l = as_expression(a);
   auto r = as_expression(b);
-  static_cast<void>(combined_size<decltype(l)::size, decltype(r)::size>());  // checked at the user's line
-  return binary_t<Op, decltype(l), decltype(r)>{{}, l, r};
+  using L = decltype(l);
+  using R = decltype(r);
+  // Operands of different sizes stop here, at the user's line: the type in the error names an
+  // object of each operand and the two sizes (diagnostics.hpp).
+  if constexpr (sizes_differ<L::size, R::size>)
+    static_assert(sizeof(error::size_mismatch_the_operands_of_an_element_wise_operation_differ_in_size<leaf_name<L>(), L::size, leaf_name<R>(), R::size>) == 0);  // loopgrad: see the type in this error; +, - and * need operands of one size
+  return binary_t<Op, L, R>{{}, l, r};
 }
 template <class A, class B>
 concept Operands = (Expression<A> && (Expression<B> || std::is_arithmetic_v<B>)) ||

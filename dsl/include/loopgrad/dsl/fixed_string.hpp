@@ -29,6 +29,7 @@ constexpr auto join() {
 template <fixed_string S>
 struct name_t {
   static constexpr std::string_view value = S.view();
+  static constexpr auto fixed = S;  // as a template argument of a diagnostic's type
 };
 
 }  // namespace loopgrad::dsl

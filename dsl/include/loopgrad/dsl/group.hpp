@@ -4,7 +4,7 @@
 
 #include "loopgrad/dsl/fixed_string.hpp"
 #include "loopgrad/dsl/node.hpp"
-#include "loopgrad/dsl/size_check.hpp"
+#include "loopgrad/dsl/diagnostics.hpp"
 
 namespace loopgrad::dsl {
 
@@ -28,7 +28,10 @@ struct group_t : expression {
     static_assert(Role == group_role::neuron,
                   "loopgrad: an input cannot be assigned an expression: inputs are given every "
                   "step; declare a computed group with neuron<\"name\", size> instead");
-    check_fits<N, E>();
+    // A definition that breaks the size rule stops here; the type in the error names the mistake,
+    // the group, the read or connection at fault and their sizes (diagnostics.hpp).
+    using Problem = typename decltype(misfit<Name, N, E>())::type;
+    if constexpr (!std::is_void_v<Problem>) static_assert(sizeof(Problem) == 0);  // loopgrad: see the type in this error; make the sizes equal, or connect groups of different sizes with dense<>
     return definition<group_t, E>{e};
   }
 };
@@ -64,9 +67,9 @@ constexpr auto delay(const G&) {
                   "define it as a neuron group first");
     return delayed_t<group_t<"?", 1, group_role::neuron>>{};
   } else {
-    static_assert(G::role == group_role::neuron,
-                  "loopgrad: delay() of an input: inputs keep no previous value; feed the "
-                  "input into a neuron group and delay that group");
+    // delay(x) of an input x stops here; the type in the error names x.
+    if constexpr (G::role != group_role::neuron)
+      static_assert(sizeof(error::delay_of_an_input_inputs_keep_no_previous_value<G::name>) == 0);  // loopgrad: see the type in this error; feed the input into a neuron group and delay that group
     return delayed_t<G>{};
   }
 }

@@ -1,17 +1,20 @@
 #pragma once
 // network<"name">(components...): gathers definitions, outputs, declared inputs and cells into one
-// compile-time network and checks it as a whole: names unique, every read group defined, every
-// output with a loss.
+// compile-time network and checks it as a whole: names unique, every group read defined, and
+// defined once (output() checks its loss, `h = expr` its sizes; diagnostics.hpp).
 #include <array>
 #include <boost/hana/append.hpp>
 #include <boost/hana/at.hpp>
 #include <boost/hana/concat.hpp>
 #include <boost/hana/contains.hpp>
 #include <boost/hana/core/is_a.hpp>
+#include <boost/hana/filter.hpp>
 #include <boost/hana/flatten.hpp>
 #include <boost/hana/fold_left.hpp>
-#include <boost/hana/for_each.hpp>
+#include <boost/hana/front.hpp>
+#include <boost/hana/is_empty.hpp>
 #include <boost/hana/length.hpp>
+#include <boost/hana/remove_if.hpp>
 #include <boost/hana/transform.hpp>
 #include <boost/hana/tuple.hpp>
 #include <boost/hana/type.hpp>
@@ -19,6 +22,7 @@
 #include <cstddef>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "loopgrad/dsl/connection.hpp"
 #include "loopgrad/dsl/expression.hpp"
@@ -37,34 +41,6 @@ struct network_t {
   static constexpr auto name = Name;
   Components components;  // hana::tuple of definitions, outputs and inputs, in declaration order
 };
-
-// Diagnostics: each names the offending object in its template argument, which the compiler
-// prints on the line above the sentence.
-template <class Name>
-constexpr void name_used_twice() {
-  static_assert(always_false<Name>,
-                "loopgrad: name used twice: every neuron group, input, output, connection and "
-                "bias of a network needs its own name (the name is in name_used_twice<...> above)");
-}
-template <class Group>
-constexpr void neuron_read_but_never_defined() {
-  static_assert(always_false<Group>,
-                "loopgrad: a neuron group is read but never defined: add `group = expression` "
-                "to the network (the group is in neuron_read_but_never_defined<...> above)");
-}
-template <class Group>
-constexpr void neuron_defined_twice() {
-  static_assert(always_false<Group>,
-                "loopgrad: a neuron group is defined twice: give each definition its own group "
-                "(the group is in neuron_defined_twice<...> above)");
-}
-template <class Group>
-constexpr void output_without_loss() {
-  static_assert(always_false<Group>,
-                "loopgrad: an output has no loss: write output(y = expr, mse) or "
-                "output(y = expr, softmax_cross_entropy) (the output is in "
-                "output_without_loss<...> above)");
-}
 
 namespace detail {
 
@@ -120,13 +96,11 @@ template <class G, class E>
 struct component_traits<definition<G, E>> {
   using defined = G;
   using expr = E;
-  static constexpr bool has_loss = true;
 };
 template <class G, class E, class L>
 struct component_traits<output_t<definition<G, E>, L>> {
   using defined = G;
   using expr = E;
-  static constexpr bool has_loss = !std::is_same_v<L, no_loss>;
 };
 
 template <class Names>
@@ -140,22 +114,26 @@ constexpr std::size_t first_duplicate() {
   return views.size();
 }
 
+// What is wrong with a network's components: hana::type_c of the error type naming it, or of void.
 template <class Components>
-constexpr bool check_network() {
+constexpr auto diagnose() {
   constexpr Components cs{};
-  // Outputs need a loss; no group is defined twice.
-  constexpr auto defined = hana::fold_left(cs, hana::make_tuple(), [](auto acc, auto c) {
-    using C = decltype(c);
-    if constexpr (is_group<C>) {
-      return acc;
-    } else {
-      using T = component_traits<C>;
-      if constexpr (!T::has_loss) output_without_loss<typename T::defined>();
-      if constexpr (decltype(hana::contains(acc, hana::type_c<typename T::defined>))::value)
-        neuron_defined_twice<typename T::defined>();
-      return hana::append(acc, hana::type_c<typename T::defined>);
-    }
-  });
+  // The groups defined, in order (inputs listed to fix their order define nothing).
+  constexpr auto defined =
+      hana::transform(hana::remove_if(cs, [](auto c) { return hana::bool_c<is_group<decltype(c)>>; }),
+                      [](auto c) { return hana::type_c<typename component_traits<decltype(c)>::defined>; });
+  // The first group defined twice (the same name and size; one name on two sizes is a name used
+  // twice, below).
+  constexpr std::size_t twice = [] {
+    constexpr auto keys = hana::unpack(decltype(defined){}, [](auto... t) {
+      return std::array<std::pair<std::string_view, std::size_t>, sizeof...(t)>{
+          std::pair{decltype(t)::type::name.view(), decltype(t)::type::size}...};
+    });
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (keys[i] == keys[j]) return i;
+    return keys.size();
+  }();
   // Every group read is either an input or defined.
   constexpr auto reads = unique_types(hana::flatten(hana::transform(cs, [](auto c) {
     using C = decltype(c);
@@ -165,13 +143,12 @@ constexpr bool check_network() {
       return reads_of<typename component_traits<C>::expr>();
     }
   })));
-  hana::for_each(reads, [&](auto t) {
+  constexpr auto undefined = hana::filter(reads, [](auto t) {
     using G = typename decltype(t)::type;
-    if constexpr (G::role == group_role::neuron &&
-                  !decltype(hana::contains(defined, t))::value)
-      neuron_read_but_never_defined<G>();
+    return hana::bool_c<G::role == group_role::neuron && !decltype(hana::contains(defined, t))::value>;
   });
   // Names are unique over groups (each group once) and parameterised or named connections.
+  // The first mistake found, in this order, is the one reported.
   constexpr auto groups = unique_types(hana::concat(defined, reads));
   constexpr auto group_names = hana::transform(groups, [](auto t) {
     return hana::type_c<name_t<decltype(t)::type::name>>;
@@ -186,9 +163,18 @@ constexpr bool check_network() {
   }));
   using Names = std::remove_cv_t<decltype(hana::concat(group_names, connection_names))>;
   constexpr std::size_t dup = first_duplicate<Names>();
-  if constexpr (dup < decltype(hana::length(Names{}))::value)
-    name_used_twice<typename std::remove_cvref_t<decltype(hana::at_c<dup>(Names{}))>::type>();
-  return true;
+  if constexpr (twice < decltype(hana::length(defined))::value) {
+    using G = typename std::remove_cvref_t<decltype(hana::at_c<twice>(defined))>::type;
+    return hana::type_c<error::a_neuron_group_is_defined_twice<G::name>>;
+  } else if constexpr (!hana::is_empty(undefined)) {
+    using G = typename std::remove_cvref_t<decltype(hana::front(undefined))>::type;
+    return hana::type_c<error::a_neuron_group_is_read_but_never_defined<G::name>>;
+  } else if constexpr (dup < decltype(hana::length(Names{}))::value) {
+    using N = typename std::remove_cvref_t<decltype(hana::at_c<dup>(Names{}))>::type;
+    return hana::type_c<error::this_name_is_used_twice<N::fixed>>;
+  } else {
+    return hana::type_c<void>;
+  }
 }
 
 }  // namespace detail
@@ -199,7 +185,10 @@ struct network_fn {
   constexpr auto operator()(const Cs&... cs) const {
     auto flat = hana::flatten(hana::make_tuple(detail::flatten_component(cs)...));
     using Flat = decltype(flat);
-    static_assert(detail::check_network<Flat>());
+    using Problem = typename decltype(detail::diagnose<Flat>())::type;
+    // A wrong network stops here: the type in the error names the mistake and the group or name
+    // (diagnostics.hpp).
+    if constexpr (!std::is_void_v<Problem>) static_assert(sizeof(Problem) == 0);  // loopgrad: see the type in this error; define every group read (h = expr) once, and give every object its own name
     return network_t<Name, Flat>{flat};
   }
 };

@@ -1,5 +1,6 @@
 #pragma once
 // Outputs: a neuron group definition with a loss against a target of the same size.
+#include "loopgrad/dsl/diagnostics.hpp"
 #include "loopgrad/dsl/group.hpp"
 #include "loopgrad/ir/network.hpp"
 
@@ -14,10 +15,6 @@ struct loss_t {
 inline constexpr loss_t<ir::Loss::mse> mse{};
 // Softmax of the output's values (logits) with cross-entropy, C = -sum_i t_i log softmax(y)_i.
 inline constexpr loss_t<ir::Loss::softmax_cross_entropy> softmax_cross_entropy{};
-
-struct no_loss {
-  static constexpr ir::Loss value = ir::Loss::none;
-};
 
 template <class Definition, class Loss>
 struct output_t {
@@ -42,10 +39,11 @@ constexpr auto output(const definition<G, E>& def, loss_t<L>) {
   return output_t<definition<G, E>, loss_t<L>>{def};
 }
 
-// output(y = expr) without a loss is accepted here so that network<>() can say what is missing.
+// output(y = expr) without a loss stops here, at the user's line; the type in the error names y.
 template <class G, class E>
 constexpr auto output(const definition<G, E>& def) {
-  return output_t<definition<G, E>, no_loss>{def};
+  static_assert(sizeof(error::an_output_has_no_loss_give_it_one_as_in_output_y_equals_expr_comma_mse<G::name>) == 0);  // loopgrad: see the type in this error; the losses are mse and softmax_cross_entropy
+  return def;
 }
 
 }  // namespace loopgrad::dsl
