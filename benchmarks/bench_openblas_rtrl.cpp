@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench_rows.hpp"
+#include "kernel_types.hpp"
 
 // The pruned kernels of the Elman networks.
 #include "elman16.hpp"
@@ -98,23 +99,6 @@ class ElmanOpenBlasRtrl {
   std::vector<double> a_ = std::vector<double>((H + 1) * H);
   std::vector<double> delta_ = std::vector<double>((H + 1) * S), next_ = std::vector<double>((H + 1) * S);
 };
-
-// A generated kernel's types and rtrl_step, for a template argument.
-#define LOOPGRAD_KERNEL_TYPES(ns)                                                                         \
-  struct {                                                                                                \
-    using Params = ns::Params;                                                                            \
-    using State = ns::State;                                                                              \
-    using Sensitivity = ns::Sensitivity;                                                                  \
-    using Input = ns::Input;                                                                              \
-    using Target = ns::Target;                                                                            \
-    using Gradient = ns::Gradient;                                                                        \
-    using Step = ns::Step;                                                                                \
-    static constexpr std::size_t n_params() { return ns::n_params; }                                      \
-    static double rtrl_step(const Params& p, State& s, Sensitivity& d, const Input& x, const Target* y, Gradient& g, \
-                            Step& st) {                                                                   \
-      return ns::rtrl_step(p, s, d, x, y, g, st);                                                         \
-    }                                                                                                     \
-  }
 
 // The largest difference between the hand-written step's gradients and the generated kernel's
 // over 4 steps, relative to the largest gradient entry.

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstddef>
 
+#include "kernel_types.hpp"
+
 // clang-format off
 #define LOOPGRAD_BENCH_PORTABLE(ns)
 #include "bench_portable.inc"
@@ -31,7 +33,7 @@ void portable_step(benchmark::State& state) {
   typename K::Gradient gradient;
   typename K::Step step;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(K::step(params, r, delta, input, &target, gradient, step));
+    benchmark::DoNotOptimize(K::rtrl_step(params, r, delta, input, &target, gradient, step));
     benchmark::ClobberMemory();
   }
   state.counters["ns_per_step"] =
@@ -44,19 +46,7 @@ void portable_step(benchmark::State& state) {
 void register_portable_rows() {
 #define LOOPGRAD_BENCH_PORTABLE(ns)                                                                      \
   {                                                                                                      \
-    struct K {                                                                                           \
-      using Params = ns##_portable::Params;                                                              \
-      using State = ns##_portable::State;                                                                \
-      using Sensitivity = ns##_portable::Sensitivity;                                                    \
-      using Input = ns##_portable::Input;                                                                \
-      using Target = ns##_portable::Target;                                                              \
-      using Gradient = ns##_portable::Gradient;                                                          \
-      using Step = ns##_portable::Step;                                                                  \
-      static double step(const Params& p, State& s, Sensitivity& d, const Input& x, const Target* y, Gradient& g, \
-                         Step& st) {                                                                     \
-        return ns##_portable::rtrl_step(p, s, d, x, y, g, st);                                           \
-      }                                                                                                  \
-    };                                                                                                   \
+    using K = LOOPGRAD_KERNEL_TYPES(ns##_portable);                                                      \
     benchmark::RegisterBenchmark("rtrl/" #ns "/portable", &portable_step<K>)->Unit(benchmark::kMicrosecond); \
   }
   // clang-format off

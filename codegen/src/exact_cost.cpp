@@ -54,15 +54,6 @@ std::int64_t reverse_macs(const ir::Network& net, const Analysis& a) {
   return macs;
 }
 
-// The groups whose adjoint can be nonzero in a sweep seeded with state adjoints alone: the states
-// and every group that reaches one within a step.
-std::vector<bool> reaches_state(const ir::Network& net, const Analysis& a) {
-  std::vector<bool> live(net.groups.size(), false);
-  for (std::size_t g = 0; g < net.groups.size(); ++g)
-    for (int state : a.states) live[g] = live[g] || a.reaches_within_step[g][static_cast<std::size_t>(state)];
-  return live;
-}
-
 // What a leaf's coefficient multiplies together: per mul on its path the other operand, per
 // activation with a derivative the activation. Two leaves of a group with the same factors and
 // sign have the same adjoint.
@@ -86,7 +77,7 @@ std::vector<int> coefficient_factors(const ir::Network& net, const Leaf& leaf) {
 // input) and adds its parameter term later (m per row, every dense leaf); diagonal and sparse
 // connections cost one multiply per weight for the gradient and one for the source's adjoint.
 std::pair<std::int64_t, std::int64_t> column_reverse_macs(const ir::Network& net, const Analysis& a) {
-  const auto live = reaches_state(net, a);
+  const auto& live = a.reaches_state;
   std::int64_t column = 0, call = 0;
   std::set<std::pair<int, std::vector<int>>> kept;  // group, coefficient_factors: one adjoint each
   for (int g : a.group_order) {

@@ -29,24 +29,6 @@ namespace loopgrad::emit::detail {
 
 namespace {
 
-// The groups whose adjoint can be nonzero when only state adjoints are seeded: the state groups
-// and whatever feeds them within the step (evaluation order is a topological order).
-std::vector<bool> reaches_state(const KernelPlan& plan) {
-  std::vector<bool> live(plan.net.groups.size(), false);
-  for (int g : plan.a.states) live[static_cast<std::size_t>(g)] = true;
-  for (auto it = plan.a.group_order.rbegin(); it != plan.a.group_order.rend(); ++it) {
-    if (!live[static_cast<std::size_t>(*it)]) continue;
-    for (const auto& leaf : plan.leaves[static_cast<std::size_t>(*it)]) {
-      const auto& op = plan.op(leaf.op);
-      const int read = op.code == ir::OpCode::connect ? op.a : leaf.op;
-      const auto& r = plan.op(read);
-      if (r.code == ir::OpCode::read && plan.group(r.group).kind != ir::GroupKind::input)
-        live[static_cast<std::size_t>(r.group)] = true;
-    }
-  }
-  return live;
-}
-
 // A dense connection leaf on a group whose adjoint can be nonzero, and where its adjoint is kept.
 // Leaves of one group with the same coefficient (W_x x + W_h delay(h) + b inside one activation)
 // have the same adjoint: the first keeps it (`writes`), the others read it.
@@ -267,7 +249,7 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
 
 std::pair<std::int64_t, std::int64_t> emit_reverse_columns(const KernelPlan& plan, std::string& out) {
   ColumnMacs macs;
-  const auto live = reaches_state(plan);
+  const auto& live = plan.a.reaches_state;
   const auto dense = dense_leaves(plan, live);
   std::size_t dense_rows = 0, gradient_workspace = 0;  // per step of the latter: the widest source
   for (const auto& d : dense) {

@@ -153,6 +153,7 @@ struct LeafWriter {
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
     w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
     w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");
+    w.line("// pack the source's columns j0 .. j0 + width, one micro-panel of product_columns at a time");
     w.open("for (std::size_t q = 0; q < panels; ++q)");
     w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
     w.open("for (std::size_t s = 0; s < {}; ++s)", m);
@@ -163,6 +164,7 @@ struct LeafWriter {
     if (state >= 0 && fused != nullptr && fused->insert({state, p}).second) {
       // The pass that packs the block is the gradient's pass over it (Eqn. 5): its row s times
       // dC/dR_(N-1) at s, into the gradient's columns j0 .. j0 + width of the block's parameters.
+      w.line("// the gradient's term of this row of Delta_(N-1) (Eqn. 5), in the same pass");
       w.open("if (grad != nullptr)");
       w.line("const Scalar a = prev_state_adjoint[{} + s];", plan.state_offset[static_cast<std::size_t>(state)]);
       w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
@@ -171,6 +173,7 @@ struct LeafWriter {
     }
     w.close();
     w.close();
+    w.line("// T {}= W times the panel, one register tile of product_rows x product_columns at a time", overwrite ? "" : "+");
     w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
     w.open("for (std::size_t q = 0; q < panels; ++q)");
     w.line("Scalar* const t = {} + r0 * {} + j0 + q * product_columns;", T(), cols);

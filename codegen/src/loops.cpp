@@ -44,6 +44,11 @@ void find_loops(const ir::Network& net, Analysis& a) {
         break;
       }
   const auto K = a.states.size();
+  a.reaches_state.assign(n, false);
+  for (std::size_t g = 0; g < n; ++g)
+    if (net.groups[g].kind != ir::GroupKind::input)
+      for (int state : a.states)
+        if (a.reaches_within_step[g][static_cast<std::size_t>(state)]) a.reaches_state[g] = true;
 
   // D^{kl} != 0 iff delay(l) feeds some group m (a feed-back connection l -> m) from which a
   // within-step path reaches k.

@@ -157,6 +157,10 @@ struct Analysis {
                                                        // connections leads from g to h (g == h too)
   std::vector<int> states;                   // groups read through delay(), declaration order
   std::vector<int> state_index;              // per group: position in `states`, or -1
+  // Per group: a neuron group whose adjoint can be nonzero in a reverse sweep seeded with state
+  // adjoints alone (the states, and every neuron group that reaches one within a step): the
+  // groups the blocked learner's block-end sweep visits (reverse_columns, ExactCost).
+  std::vector<bool> reaches_state;
   std::vector<CrossTerm> cross_terms;        // every ordered pair of states, (to, from) row-major
   std::vector<Loop> loops;                   // in evaluation order
   std::vector<std::pair<int, int>> recurrency_abstraction_violations;  // both D^{kl}, D^{lk} != 0
