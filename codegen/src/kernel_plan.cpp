@@ -27,7 +27,8 @@ constexpr std::string_view cpp_keywords[] = {
 // named after groups and parameters: an accessor of the same name would hide them.
 constexpr std::string_view header_names[] = {
     "std", "flat", "Scalar", "tile_columns", "product_rows", "product_columns", "network_name", "n_params",
-    "n_inputs", "n_targets", "n_state", "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent", "macs_per_step", "emitted_macs_per_step",
+    "n_inputs", "n_targets", "n_state", "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent",
+    "macs_per_step", "emitted_macs_per_step",
     "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",
     "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
     "SensitivityRun", "forward_step", "rtrl_step", "step_detail", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
@@ -150,8 +151,8 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
   for (const auto& c : net.connections)
     if (c.kind == ir::ConnectionKind::dense) {
       const auto m = static_cast<std::size_t>(group(c.from).size);
-      const auto weights = static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size());
-      largest_pack = std::max(largest_pack, weights + 7 * m + m * column_tile(m));
+      const auto n = static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()) / m;
+      largest_pack = std::max(largest_pack, packed_weights(n, m) + m * column_tile(m));
     }
   tangent_size += largest_pack;
   row_start.reserve(a.patterns.size());

@@ -49,6 +49,9 @@ struct KernelPlan {
   // stays within 768 KiB (in L2), 96 to 960 columns, a multiple of 96 so that every ISA's
   // product_columns (4 to 48) divides it.
   std::size_t column_tile(std::size_t m) const;
+  // Values the packed weights of an n x m dense product take: n rounded up to product_rows rows
+  // (at most 8 on any ISA) times m.
+  static std::size_t packed_weights(std::size_t n, std::size_t m) { return (n + 7) * m; }
   std::vector<int> outputs;                           // output groups, declaration order
   std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets
   std::size_t sensitivity_block_size = 0;  // every stored block full: the interpreter's layout

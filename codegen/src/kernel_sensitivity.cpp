@@ -141,7 +141,6 @@ struct LeafWriter {
     // T (Kernel::product_tile) then reads both operands sequentially.
     if (overwrite) w.line("// the first term of T: the tiles overwrite it");
     const std::size_t panel = plan.column_tile(m);
-    const std::size_t packed_weights = (n + 7) * m;
     w.line("Scalar* const pw = step.tangent.data() + {};  // the weights, product_rows rows at a time", plan.pack_offset);
     w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
     w.line("for (std::size_t s = 0; s < {}; ++s)", m);
@@ -149,7 +148,7 @@ struct LeafWriter {
            m, n, sign, W, m);
     w.close();
     w.line("Scalar* const pb = step.tangent.data() + {};  // the source's columns j0 .. j0 + width, product_columns at a time",
-           plan.pack_offset + packed_weights);
+           plan.pack_offset + KernelPlan::packed_weights(n, m));
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
     w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
     w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");

@@ -103,15 +103,20 @@ struct component_traits<output_t<definition<G, E>, L>> {
   using expr = E;
 };
 
+// The index of the first entry equal to an earlier one, or N.
+template <class T, std::size_t N>
+constexpr std::size_t first_repeat(const std::array<T, N>& xs) {
+  for (std::size_t i = 0; i < N; ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (xs[i] == xs[j]) return i;
+  return N;
+}
+
 template <class Names>
 constexpr std::size_t first_duplicate() {
-  constexpr auto views = hana::unpack(Names{}, [](auto... t) {
+  return first_repeat(hana::unpack(Names{}, [](auto... t) {
     return std::array<std::string_view, sizeof...(t)>{decltype(t)::type::value...};
-  });
-  for (std::size_t i = 0; i < views.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (views[i] == views[j]) return i;
-  return views.size();
+  }));
 }
 
 // What is wrong with a network's components: hana::type_c of the error type naming it, or of void.
@@ -124,16 +129,10 @@ constexpr auto diagnose() {
                       [](auto c) { return hana::type_c<typename component_traits<decltype(c)>::defined>; });
   // The first group defined twice (the same name and size; one name on two sizes is a name used
   // twice, below).
-  constexpr std::size_t twice = [] {
-    constexpr auto keys = hana::unpack(decltype(defined){}, [](auto... t) {
-      return std::array<std::pair<std::string_view, std::size_t>, sizeof...(t)>{
-          std::pair{decltype(t)::type::name.view(), decltype(t)::type::size}...};
-    });
-    for (std::size_t i = 0; i < keys.size(); ++i)
-      for (std::size_t j = 0; j < i; ++j)
-        if (keys[i] == keys[j]) return i;
-    return keys.size();
-  }();
+  constexpr std::size_t twice = first_repeat(hana::unpack(decltype(defined){}, [](auto... t) {
+    return std::array<std::pair<std::string_view, std::size_t>, sizeof...(t)>{
+        std::pair{decltype(t)::type::name.view(), decltype(t)::type::size}...};
+  }));
   // Every group read is either an input or defined.
   constexpr auto reads = unique_types(hana::flatten(hana::transform(cs, [](auto c) {
     using C = decltype(c);

@@ -173,31 +173,28 @@ class Rtrl {
     T c = 0;
     const bool exact = options_.attenuation == T(1);
     // A generated kernel's sensitivity_update also adds the gradient's recurrent term (Eqn. 5) in
-    // its passes over Delta_(N-1), saving apply_sensitivity's pass; the interpreter has no such form.
-    constexpr bool fused = requires(const Kernel& k, typename Kernel::Step& s, const T* p, T* q) {
+    // its passes over Delta_(N-1), saving apply_sensitivity's pass; the interpreter has no such
+    // form, and an attenuated Delta_(N-1) is not the one the gradient needs.
+    constexpr bool fusable = requires(const Kernel& k, typename Kernel::Step& s, const T* p, T* q) {
       k.sensitivity_update(p, s, p, q, p, q);
     };
+    const bool fuse = fusable && exact && target != nullptr;
     if (target != nullptr) {
       c = k_.loss(step_, target);
       k_.reverse(params.data(), step_, target, nullptr, gradient_.data(), adjoint_.data());
       check_finite(&c, 1, "loss", n, options_, warned_values_);
-      if (!fused || !exact) {
-        k_.apply_sensitivity(delta_.data(), adjoint_.data(), gradient_.data());
-        check_finite(gradient_.data(), gradient_.size(), "gradient", n, options_, warned_values_);
-      }
+      if (!fuse) k_.apply_sensitivity(delta_.data(), adjoint_.data(), gradient_.data());
     }
     // Delta_N is linear in Delta_(N-1) beyond the immediate term, so attenuating the recurrent
     // term is attenuating Delta_(N-1).
     if (!exact)
       for (T& d : delta_) d *= options_.attenuation;
-    if constexpr (fused) {
-      const bool gradient = target != nullptr && exact;
-      k_.sensitivity_update(params.data(), step_, delta_.data(), next_delta_.data(), gradient ? adjoint_.data() : nullptr,
-                            gradient ? gradient_.data() : nullptr);
-      if (gradient) check_finite(gradient_.data(), gradient_.size(), "gradient", n, options_, warned_values_);
-    } else {
+    if constexpr (fusable)
+      k_.sensitivity_update(params.data(), step_, delta_.data(), next_delta_.data(), fuse ? adjoint_.data() : nullptr,
+                            fuse ? gradient_.data() : nullptr);
+    else
       k_.sensitivity_update(params.data(), step_, delta_.data(), next_delta_.data());
-    }
+    if (target != nullptr) check_finite(gradient_.data(), gradient_.size(), "gradient", n, options_, warned_values_);
     if (exact) check_sensitivity_growth(next_delta_, options_, n, warned_);
     delta_.swap(next_delta_);
     k_.next_state(step_, state_.data());
