@@ -6,10 +6,10 @@
 # (scripts/fuzz.sh). All must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-torch clang-14  # PyTorch: the interop tests' oracle; clang: UBSan and libFuzzer
+bash scripts/deps.sh python3-torch clang-14 doxygen  # PyTorch: the interop tests' oracle; clang: UBSan and libFuzzer; Doxygen: the documentation check
 jobs="$(nproc)"
 echo "== loopgrad: Release build and tests"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLOOPGRAD_REQUIRE_DOXYGEN=ON
 cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs"
 echo "== loopgrad: Debug build with AddressSanitizer + UndefinedBehaviorSanitizer and tests"

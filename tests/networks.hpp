@@ -42,4 +42,40 @@ inline constexpr auto all_ops_network() {
       output(y = dense<"W_uy">(u) + identity<"copy_vy">(v), softmax_cross_entropy));
 }
 
+// The element-wise functions beyond the classic activations, division, and a parameter vector used as a
+// value (a per-unit decay):
+//   a = softplus(W_xa x + W_aa a')                                  positive
+//   b = nu * b' + silu(W_ab a) + square(W_xb x) / 4                  nu: param<"nu", 3>
+//   c = sqrt(a + 0.5) * exp(-square(b)) + log(1 + a) / (1 + square(b)) - 1 / (2 + a)
+//   y = W_cy c + b_y, MSE
+inline constexpr auto elementwise_ops_network() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto a = neuron<"a", 3>;
+  constexpr auto b = neuron<"b", 3>;
+  constexpr auto c = neuron<"c", 3>;
+  constexpr auto y = neuron<"y", 2>;
+  return network<"elementwise_ops">(
+      x, a = softplus(dense<"W_xa">(x) + dense<"W_aa">(delay(a))),
+      b = param<"nu", 3> * delay(b) + silu(dense<"W_ab">(a)) + square(dense<"W_xb">(x)) * 0.25,
+      c = sqrt(a + 0.5) * exp(-square(b)) + log(1.0 + a) / (1.0 + square(b)) - 1.0 / (2.0 + a),
+      output(y = dense<"W_cy">(c) + bias<"b_y">, mse));
+}
+
+// Every loss: an output per loss on one recurrent layer.
+inline constexpr auto losses_network() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto h = neuron<"h", 4>;
+  constexpr auto y1 = neuron<"y1", 2>;
+  constexpr auto y2 = neuron<"y2", 3>;
+  constexpr auto y3 = neuron<"y3", 2>;
+  constexpr auto y4 = neuron<"y4", 3>;
+  constexpr auto y5 = neuron<"y5", 2>;
+  return network<"losses">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h)) + bias<"b_h">),
+                           output(y1 = dense<"W_1">(h), mse), output(y2 = dense<"W_2">(h), sum_of_squares),
+                           output(y3 = dense<"W_3">(h), half_sum_of_squares), output(y4 = dense<"W_4">(h) + bias<"b_4">, bce_with_logits),
+                           output(y5 = dense<"W_5">(h), softmax_cross_entropy));
+}
+
 }  // namespace loopgrad::testing

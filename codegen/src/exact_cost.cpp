@@ -2,6 +2,7 @@
 // algorithm (runtime::BlockedRtrl), and at which block length (analysis.hpp, ExactCost).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -63,6 +64,10 @@ std::vector<int> coefficient_factors(const ir::Network& net, const Leaf& leaf) {
   for (int parent : leaf.path) {
     const auto& o = net.ops[static_cast<std::size_t>(parent)];
     if (o.code == ir::OpCode::mul) factors.push_back(o.a == child ? o.b : o.a);
+    if (o.code == ir::OpCode::div) {  // 1/b for the numerator, -y/b for the denominator: a tag, then which
+      factors.push_back(std::numeric_limits<int>::min());
+      factors.push_back(2 * parent + (o.a == child ? 0 : 1));
+    }
     if (o.code == ir::OpCode::activate && o.activation != ir::Activation::identity) factors.push_back(-1 - parent);
     child = parent;
   }

@@ -47,8 +47,12 @@ void emit_op(const KernelPlan& plan, Scope& s, CodeWriter& w, int i) {
     }
     case ir::OpCode::add:
     case ir::OpCode::sub:
-    case ir::OpCode::mul: {
-      const char* sym = op.code == ir::OpCode::add ? "+" : op.code == ir::OpCode::sub ? "-" : "*";
+    case ir::OpCode::mul:
+    case ir::OpCode::div: {
+      const char* sym = op.code == ir::OpCode::add   ? "+"
+                        : op.code == ir::OpCode::sub ? "-"
+                        : op.code == ir::OpCode::mul ? "*"
+                                                     : "/";
       w.line("for (std::size_t r = 0; r < {}; ++r) {}[r] = {} {} {};", n, v, s.ref(op.a, "r"), sym, s.ref(op.b, "r"));
       break;
     }
@@ -104,10 +108,11 @@ void emit_forward(const KernelPlan& plan, std::string& out) {
     for (int g : plan.outputs) {
       const auto& group = plan.group(g);
       const std::string y = s.value(group.value_op()), t = s.target(g);
-      if (group.loss == ir::Loss::mse) {
-        body.line("// {}: mean squared error", group.name);
-        body.line("for (std::size_t i = 0; i < {}; ++i) loss += ({}[i] - {}[i]) * ({}[i] - {}[i]) / Scalar({});",
-                  group.size, y, t, y, t, group.size);
+      if (ir::is_elementwise(group.loss)) {
+        body.line("// {}: {}", group.name, ir::to_string(group.loss));
+        body.line("for (std::size_t i = 0; i < {}; ++i) loss += {};", group.size,
+                  fmt::format(fmt::runtime(ir::loss_rule(group.loss).value_source), fmt::arg("y", y + "[i]"),
+                              fmt::arg("t", t + "[i]"), fmt::arg("n", group.size)));
       } else {
         body.line("// {}: softmax cross-entropy", group.name);
         body.open("");

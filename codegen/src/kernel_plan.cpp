@@ -338,6 +338,10 @@ std::string Scope::coefficient(const Leaf& leaf, std::string_view row) {
     const auto& o = plan_.op(parent);
     if (o.code == ir::OpCode::mul) {
       factors.push_back(ref(o.a == child ? o.b : o.a, row));
+    } else if (o.code == ir::OpCode::div) {
+      // d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -y/b with y = a/b, the op's value.
+      factors.push_back(o.a == child ? fmt::format("(Scalar(1) / {})", ref(o.b, row))
+                                     : fmt::format("(-{} / {})", ref(parent, row), ref(o.b, row)));
     } else if (o.code == ir::OpCode::activate) {
       const auto rule = ir::rule(o.activation);
       if (!rule.derivative_source.empty()) factors.push_back(activation_source(rule.derivative_source, parent, row));
@@ -383,6 +387,7 @@ std::string describe(const KernelPlan& plan, int op) {
     case ir::OpCode::add: return fmt::format("({} + {})", arg(o.a), arg(o.b));
     case ir::OpCode::sub: return fmt::format("({} - {})", arg(o.a), arg(o.b));
     case ir::OpCode::mul: return fmt::format("{} * {}", arg(o.a), arg(o.b));
+    case ir::OpCode::div: return fmt::format("{} / {}", arg(o.a), arg(o.b));
     case ir::OpCode::activate: return fmt::format("{}({})", ir::rule(o.activation).name, arg(o.a));
   }
   return "?";

@@ -111,10 +111,11 @@ std::int64_t emit_reverse(const KernelPlan& plan, std::string& out) {
     for (int g : plan.outputs) {
       const auto& group = plan.group(g);
       const std::string y = s.value(group.value_op()), t = s.target(g), a = s.adjoint(g);
-      if (group.loss == ir::Loss::mse) {
-        body.line("// dC/d{} of the mean squared error", group.name);
-        body.line("for (std::size_t i = 0; i < {}; ++i) {}[i] += Scalar(2) * ({}[i] - {}[i]) / Scalar({});", group.size, a,
-                  y, t, group.size);
+      if (ir::is_elementwise(group.loss)) {
+        body.line("// dC/d{} of the {} loss", group.name, ir::to_string(group.loss));
+        body.line("for (std::size_t i = 0; i < {}; ++i) {}[i] += {};", group.size, a,
+                  fmt::format(fmt::runtime(ir::loss_rule(group.loss).gradient_source), fmt::arg("y", y + "[i]"),
+                              fmt::arg("t", t + "[i]"), fmt::arg("n", group.size)));
       } else {
         body.line("// dC/d{} of the softmax cross-entropy: softmax(y) * sum(t) - t", group.name);
         body.open("");

@@ -1,5 +1,5 @@
 // Kernel section: the reverse pass over many adjoint columns at once, for the blocked exact
-// learner (runtime/blocked_rtrl.hpp).
+// learner (loopgrad/runtime/blocked_rtrl.hpp).
 //
 // At a block end the blocked learner sweeps one adjoint per state unit back through the block's
 // steps. One column at a time, every step reads each dense weight matrix once per column and adds

@@ -40,14 +40,7 @@ const char* to_string(ConnectionKind kind) {
   return "?";
 }
 
-const char* to_string(Loss loss) {
-  switch (loss) {
-    case Loss::none: return "none";
-    case Loss::mse: return "mse";
-    case Loss::softmax_cross_entropy: return "softmax_cross_entropy";
-  }
-  return "?";
-}
+const char* to_string(Loss loss) { return loss_rule(loss).name.data(); }
 
 void validate(const Network& net) {
   // Sizes first: the IR counts values in int, so a parameter group and their total must fit.
@@ -118,6 +111,7 @@ void validate(const Network& net) {
       case OpCode::add:
       case OpCode::sub:
       case OpCode::mul:
+      case OpCode::div:
         if (!arg_ok(op.a) || !arg_ok(op.b)) fail(net, "op " + std::to_string(i) + " has a bad operand");
         if (net.ops[static_cast<std::size_t>(op.a)].size != op.size ||
             net.ops[static_cast<std::size_t>(op.b)].size != op.size)

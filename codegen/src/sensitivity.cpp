@@ -49,6 +49,7 @@ std::vector<ParamSet> propagate_tangents(const ir::Network& net, const Analysis&
         case ir::OpCode::add:
         case ir::OpCode::sub:
         case ir::OpCode::mul:
+        case ir::OpCode::div:
           add(op.a);
           add(op.b);
           break;
@@ -63,17 +64,18 @@ std::vector<ParamSet> propagate_tangents(const ir::Network& net, const Analysis&
 void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& path, std::vector<Leaf>& out) {
   const auto& o = net.ops[static_cast<std::size_t>(op)];
   const bool elementwise = o.code == ir::OpCode::add || o.code == ir::OpCode::sub || o.code == ir::OpCode::mul ||
+                           o.code == ir::OpCode::div ||
                            o.code == ir::OpCode::activate;
   if (!elementwise) {
     Leaf leaf{op, sign, path, true, 0};
     int factors = 0;
     for (int parent : path) {
       const auto& a = net.ops[static_cast<std::size_t>(parent)];
-      if (a.code == ir::OpCode::mul) ++factors;
+      if (a.code == ir::OpCode::mul || a.code == ir::OpCode::div) ++factors;  // the other operand; 1/b or -y/b
       if (a.code == ir::OpCode::activate && a.activation != ir::Activation::identity) {
         ++factors;
-        // f'(z) itself: tanh' = 1 - y*y and sigmoid' = y*(1 - y) multiply once, relu' selects.
-        if (a.activation != ir::Activation::relu) ++leaf.coefficient_multiplies;
+        // f'(z) itself: as many multiplications as its rule prints (tanh' = 1 - y*y one, relu' none).
+        leaf.coefficient_multiplies += ir::rule(a.activation).derivative_multiplies();
       }
     }
     leaf.constant_coefficient = factors == 0;

@@ -176,6 +176,29 @@ TEST_CASE("diagonal RNN: the recurrence is element-wise") {
   CHECK(dense.macs_per_step == x.a.dense_macs_per_step);
 }
 
+// The layer's own parameters: everything but the output layer (W_hy, b_y).
+long layer_params(const Analysed& x) {
+  long n = 0;
+  for (const auto& p : x.net.params)
+    if (p.name != "W_hy" && p.name != "b_y") n += p.size();
+  return n;
+}
+
+TEST_CASE("element-wise cells store the structural minimum: each parameter reaches one unit, |P| values") {
+  // IndRNN, minGRU, minLSTM and the RG-LRU recur element by element: unit r's Delta row holds its
+  // own row of every input weight and its own entry of every vector, nothing else.
+  const Analysed cells_under_test[] = {analysed(cells::indrnn_network<5, 7, 2>()), analysed(cells::min_gru_network<5, 7, 2>()),
+                                       analysed(cells::min_lstm_network<5, 7, 2>()), analysed(cells::rg_lru_network<7, 2>())};
+  for (const auto& x : cells_under_test) {
+    INFO("network " << x.net.name);
+    CHECK(x.a.sensitivity_values == layer_params(x));
+    CHECK(x.a.sensitivity_values < x.a.sensitivity_block_values);
+    // The cost model keeps RTRL, whose cost is O(|P|) here.
+    CHECK(x.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
+    for (const auto& loop : x.a.loops) CHECK(loop.states.size() == 1);
+  }
+}
+
 TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {
   auto x = analysed(testing::multi_loop_network());
   // classes

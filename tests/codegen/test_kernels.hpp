@@ -35,6 +35,12 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_diagonal", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::diagonal_rnn_network<3, 6, 2>()))},
       {"k_multi_loop", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
       {"k_all_ops", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
+      {"k_elementwise_ops", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::elementwise_ops_network()))},
+      {"k_losses", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::losses_network()))},
+      {"k_indrnn", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::indrnn_network<3, 5, 2>()))},
+      {"k_min_gru", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<3, 5, 2>()))},
+      {"k_min_lstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<3, 5, 2>()))},
+      {"k_rg_lru_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::rg_lru_network<5, 2>()))},
       // 26 units: dense products with packed source tiles, two column tiles of W_hh's 676
       // columns, and two rows past the register-tiled ones.
       {"k_elman26", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
@@ -43,6 +49,7 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_lstm_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 2>()))},
       {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
       {"k_all_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
+      {"k_elementwise_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::elementwise_ops_network()))},
   };
   // Every dense product through CBLAS: the generation option of issue 5, checked like the rest.
   for (const auto& blas : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},

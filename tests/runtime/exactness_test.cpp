@@ -119,6 +119,16 @@ TEST_CASE("GRU: RTRL == BPTT == finite differences") { check_exact(cells::gru_ne
 TEST_CASE("diagonal RNN: RTRL == BPTT == finite differences") { check_exact(cells::diagonal_rnn_network<3, 6, 2>(), 15); }
 TEST_CASE("multi-loop network: RTRL == BPTT == finite differences") { check_exact(testing::multi_loop_network(), 16); }
 TEST_CASE("every op and activation: RTRL == BPTT == finite differences") { check_exact(testing::all_ops_network(), 17); }
+TEST_CASE("every loss (mean, sum and half sum of squares, BCE with logits, softmax cross-entropy): RTRL == BPTT == finite differences") {
+  check_exact(testing::losses_network(), 23);
+}
+TEST_CASE("IndRNN: RTRL == BPTT == finite differences") { check_exact(cells::indrnn_network<3, 5, 2>(), 19); }
+TEST_CASE("minGRU: RTRL == BPTT == finite differences") { check_exact(cells::min_gru_network<3, 5, 2>(), 20); }
+TEST_CASE("minLSTM: RTRL == BPTT == finite differences") { check_exact(cells::min_lstm_network<3, 5, 2>(), 21); }
+TEST_CASE("RG-LRU: RTRL == BPTT == finite differences") { check_exact(cells::rg_lru_network<5, 2>(), 22); }
+TEST_CASE("exp, log, softplus, sqrt, silu, square, division and a parameter vector as a value: RTRL == BPTT == finite differences") {
+  check_exact(testing::elementwise_ops_network(), 18);
+}
 
 TEST_CASE("a nonzero initial state and float: RTRL still matches BPTT") {
   const auto net = dsl::lower(cells::lstm_network<3, 4, 2>());

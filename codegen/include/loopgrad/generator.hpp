@@ -22,9 +22,12 @@
 
 namespace loopgrad {
 
+/// A spec program's main() (what LOOPGRAD_GENERATOR defines): parses the options above, analyses
+/// `net` and writes what they ask for; returns the exit status.
 int generator_main(int argc, char** argv, const ir::Network& net);
 
 }  // namespace loopgrad
 
+/// Defines main() for a spec file: the generator of network `network_value` (a dsl::network).
 #define LOOPGRAD_GENERATOR(network_value) \
   int main(int argc, char** argv) { return ::loopgrad::generator_main(argc, argv, ::loopgrad::dsl::lower(network_value)); }

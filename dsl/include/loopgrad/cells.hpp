@@ -4,5 +4,8 @@
 #include "loopgrad/cells/diagonal_rnn.hpp"
 #include "loopgrad/cells/elman.hpp"
 #include "loopgrad/cells/gru.hpp"
+#include "loopgrad/cells/indrnn.hpp"
 #include "loopgrad/cells/lstm.hpp"
+#include "loopgrad/cells/min_gru.hpp"
+#include "loopgrad/cells/rg_lru.hpp"
 #include "loopgrad/cells/stacked_rnn.hpp"

@@ -15,22 +15,24 @@
 
 namespace loopgrad::emit {
 
+/// The generated kernel's scalar type.
 enum class ScalarType { float32, float64 };
-const char* to_string(ScalarType s);  // "float", "double"
+const char* to_string(ScalarType s);  ///< "float", "double"
 
+/// Options of emit_kernel(): the generated header's namespace, scalar type and products.
 struct KernelOptions {
-  std::string namespace_name;        // empty: the network's name
-  ScalarType scalar = ScalarType::float64;
-  std::string regenerate_command;    // printed in the header's first lines
-  // 0 (the default): the header is self-contained. N > 0: every dense product of the sensitivity
-  // update with at least N flops (2 x rows x inner x columns) is a call to CBLAS's dgemm/sgemm
-  // instead of emitted loops; the header then includes <cblas.h> and the app links a CBLAS
-  // (OpenBLAS). Worth it for large shapes: see docs/benchmarks.md.
+  std::string namespace_name;        ///< empty: the network's name
+  ScalarType scalar = ScalarType::float64;  ///< double (the default) or float
+  std::string regenerate_command;    ///< printed in the header's first lines
+  /// 0 (the default): the header is self-contained. N > 0: every dense product of the sensitivity
+  /// update with at least N flops (2 x rows x inner x columns) is a call to CBLAS's dgemm/sgemm
+  /// instead of emitted loops; the header then includes <cblas.h> and the app links a CBLAS
+  /// (OpenBLAS). Worth it for large shapes: see docs/benchmarks.md.
   long long blas_min_flops = 0;
 };
 
-// The header's text. Deterministic: the same network and options give the same bytes. Throws
-// std::invalid_argument when a group or parameter name is not usable as a C++ identifier.
+/// The header's text. Deterministic: the same network and options give the same bytes. Throws
+/// std::invalid_argument when a group or parameter name is not usable as a C++ identifier.
 std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, const KernelOptions& options);
 
 }  // namespace loopgrad::emit

@@ -10,27 +10,29 @@
 
 namespace loopgrad::emit {
 
-// The graph in DOT: one node per group, loops drawn as clusters, feed-forward edges solid,
-// feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms listed in a note.
+/// The graph in DOT: one node per group, loops drawn as clusters, feed-forward edges solid,
+/// feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms listed in a note.
 std::string to_dot(const ir::Network& net, const analysis::Analysis& a);
 
-// One line: the exact algorithm the cost model picks (analysis::ExactCost), with its figures.
+/// One line: the exact algorithm the cost model picks (analysis::ExactCost), with its figures.
 std::string exact_choice(const analysis::Analysis& a);
 
-// The JSON report (fields documented in README.md, "Reports").
+/// The JSON report (fields documented in README.md, "Reports").
 nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a);
 
-// A few lines for a terminal: classes, loops, pruned cross terms, MACs pruned vs dense, and the
-// exact algorithm the cost model picks.
+/// A few lines for a terminal: classes, loops, pruned cross terms, MACs pruned vs dense, and the
+/// exact algorithm the cost model picks.
 std::string summary(const ir::Network& net, const analysis::Analysis& a);
 
+/// The files write_reports() wrote.
 struct ReportPaths {
-  std::filesystem::path dot;
-  std::filesystem::path json;
+  std::filesystem::path dot;  ///< the Graphviz graph
+  std::filesystem::path json;  ///< the JSON report
 };
 
-// Writes <dir>/<network>.dot and <dir>/<network>.json, each through a temporary file renamed into
-// place, so a failed write leaves no half file. Throws std::runtime_error naming the path.
+/// Writes `dir/NETWORK.dot` and `dir/NETWORK.json` (NETWORK: the network's name), each through a
+/// temporary file renamed into
+/// place, so a failed write leaves no half file. Throws std::runtime_error naming the path.
 ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a,
                           const std::filesystem::path& dir);
 

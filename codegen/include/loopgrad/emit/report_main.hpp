@@ -9,6 +9,8 @@
 
 namespace loopgrad::emit {
 
+/// The program's main(): parses the options above and writes the reports of `networks`; returns
+/// the exit status.
 int report_main(int argc, char** argv, const std::vector<ir::Network>& networks);
 
 }  // namespace loopgrad::emit

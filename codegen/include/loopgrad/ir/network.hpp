@@ -6,119 +6,123 @@
 #include <vector>
 
 #include "loopgrad/ir/activation.hpp"
+#include "loopgrad/ir/loss.hpp"
 
 namespace loopgrad::ir {
 
+/// Whether a group's values are given (an input) or computed (a neuron group).
 enum class GroupKind {
-  input,   // values given by the user every step
-  neuron,  // values computed by the group's defining expression
+  input,   ///< values given by the user every step
+  neuron,  ///< values computed by the group's defining expression
 };
 
-enum class Loss {
-  none,                   // not an output
-  mse,                    // C = (1/n) sum_i (y_i - t_i)^2
-  softmax_cross_entropy,  // C = -sum_i t_i log softmax(y)_i, y are logits
-};
-
-// A neuron group (or input): a named vector of `size` values per step. A neuron's value is the
-// result of the ops [op_begin, op_end) (the last one), evaluated in that order.
+/// A neuron group (or input): a named vector of `size` values per step. A neuron's value is the
+/// result of the ops [op_begin, op_end) (the last one), evaluated in that order.
 struct Group {
-  std::string name;
-  int size = 0;
-  GroupKind kind = GroupKind::neuron;
-  Loss loss = Loss::none;  // set for outputs
-  int op_begin = 0;
-  int op_end = 0;
-  int value_op() const { return op_end - 1; }
-  bool is_output() const { return loss != Loss::none; }
+  std::string name;  ///< unique in the network; a C++ identifier (the generated code uses it)
+  int size = 0;  ///< values per step
+  GroupKind kind = GroupKind::neuron;  ///< input or neuron
+  Loss loss = Loss::none;  ///< set for outputs
+  int op_begin = 0;  ///< the group's first op (index into Network::ops)
+  int op_end = 0;  ///< one past its last op
+  int value_op() const { return op_end - 1; }  ///< the op whose result is the group's value
+  bool is_output() const { return loss != Loss::none; }  ///< trained against a target
 };
 
+/// How a connection maps its source's values into its target's expression.
 enum class ConnectionKind {
-  dense,     // y = W x, W is (to size) x (from size), row-major
-  diagonal,  // y_i = w_i x_i, sizes equal
-  identity,  // y = x, no parameters (explicit identity<>() or a group read inside an expression)
-  sparse,    // y_{to} += w_e x_{from} for each mask entry e
+  dense,     ///< y = W x, W is (to size) x (from size), row-major
+  diagonal,  ///< y_i = w_i x_i, sizes equal
+  identity,  ///< y = x, no parameters (explicit identity<>() or a group read inside an expression)
+  sparse,    ///< y_{to} += w_e x_{from} for each mask entry e
 };
 
+/// One entry of a sparse connection: a weight from source neuron `from` to target neuron `to`.
 struct MaskEntry {
-  int to = 0;    // row in the target group
-  int from = 0;  // column in the source group
+  int to = 0;    ///< row in the target group
+  int from = 0;  ///< column in the source group
 };
 
-// A connection carries values from one group (possibly delayed by one step) into the expression
-// of another group.
+/// A connection carries values from one group (possibly delayed by one step) into the expression
+/// of another group.
 struct Connection {
-  std::string name;
-  ConnectionKind kind = ConnectionKind::identity;
-  int from = -1;         // group index
-  int to = -1;           // group index whose expression contains it
-  bool delayed = false;  // reads the previous step's value of `from`
-  int param = -1;        // parameter group, -1 for identity
-  int op = -1;           // the op that applies it
-  std::vector<MaskEntry> mask;  // sparse only, in declaration order
-  bool implicit = false;        // a group read inside an expression, not a declared connection
+  std::string name;  ///< unique in the network; names its parameter group
+  ConnectionKind kind = ConnectionKind::identity;  ///< how it maps its source
+  int from = -1;         ///< group index
+  int to = -1;           ///< group index whose expression contains it
+  bool delayed = false;  ///< reads the previous step's value of `from`
+  int param = -1;        ///< parameter group, -1 for identity
+  int op = -1;           ///< the op that applies it
+  std::vector<MaskEntry> mask;  ///< sparse only, in declaration order
+  bool implicit = false;        ///< a group read inside an expression, not a declared connection
 };
 
+/// What a parameter group is: a connection's weights or a bias.
 enum class ParamRole { weight, bias };
 
-// A parameter group: `rows * cols` values, row-major. Dense weights are (to x from); diagonal,
-// sparse (one value per mask entry) and bias vectors are (n x 1).
-// The most values one parameter group, and all of them together, may have (the IR counts in int).
+/// The most values one parameter group, and all of them together, may have (the IR counts in int).
 inline constexpr long long max_values = 2147483647;
 
+/// A parameter group: `rows * cols` values, row-major. Dense weights are (to x from); diagonal,
+/// sparse (one value per mask entry) and bias vectors are (n x 1).
 struct Param {
-  std::string name;
-  ParamRole role = ParamRole::weight;
-  int rows = 0;
-  int cols = 1;
-  int group = -1;       // group whose expression uses it
-  int connection = -1;  // -1 for biases
-  int size() const { return rows * cols; }
+  std::string name;  ///< unique in the network; a C++ identifier
+  ParamRole role = ParamRole::weight;  ///< a connection's weights or a bias
+  int rows = 0;  ///< rows of the row-major matrix
+  int cols = 1;  ///< columns (1 for vectors)
+  int group = -1;       ///< group whose expression uses it
+  int connection = -1;  ///< -1 for biases
+  int size() const { return rows * cols; }  ///< the number of values
 };
 
+/// What an Op computes.
 enum class OpCode {
-  read,          // the current value of `group`
-  read_delayed,  // the previous step's value of `group` (a recurrent state)
-  connect,       // apply `connection` to the value of arg a (a read or read_delayed op)
-  bias,          // the parameter vector `param`
-  constant,      // the scalar `constant` in every element
-  add,           // a + b, element-wise
-  sub,           // a - b
-  mul,           // a * b
-  activate,      // activation(a)
+  read,          ///< the current value of `group`
+  read_delayed,  ///< the previous step's value of `group` (a recurrent state)
+  connect,       ///< apply `connection` to the value of arg a (a read or read_delayed op)
+  bias,          ///< the parameter vector `param`
+  constant,      ///< the scalar `constant` in every element
+  add,           ///< a + b, element-wise
+  sub,           ///< a - b
+  mul,           ///< a * b
+  div,           ///< a / b
+  activate,      ///< activation(a)
 };
 
+/// One operation of a group's expression, on vectors of `size` values; what it reads depends on `code`.
 struct Op {
-  OpCode code = OpCode::constant;
-  int size = 0;
-  int a = -1;
-  int b = -1;
-  int group = -1;       // read, read_delayed
-  int connection = -1;  // connect; also read ops that form an implicit identity connection
-  int param = -1;       // bias
-  double constant = 0;  // constant
-  Activation activation = Activation::identity;  // activate
-  int owner = -1;       // the group whose defining expression holds this op
+  OpCode code = OpCode::constant;  ///< what the op computes
+  int size = 0;  ///< the number of values it yields
+  int a = -1;  ///< first operand (an op index), for connect, add, sub, mul, activate
+  int b = -1;  ///< second operand, for add, sub, mul
+  int group = -1;       ///< read, read_delayed
+  int connection = -1;  ///< connect; also read ops that form an implicit identity connection
+  int param = -1;       ///< bias
+  double constant = 0;  ///< constant
+  Activation activation = Activation::identity;  ///< activate
+  int owner = -1;       ///< the group whose defining expression holds this op
 };
 
+/// The network as plain data: groups, connections, parameter groups and ops. What the DSL lowers to
+/// (dsl::lower), what the analysis and the emitters read.
 struct Network {
-  std::string name;
-  std::vector<Group> groups;  // declaration order
-  std::vector<Connection> connections;
-  std::vector<Param> params;
-  std::vector<Op> ops;  // grouped by owner, each group's ops in evaluation order
+  std::string name;  ///< names the generated namespace and files
+  std::vector<Group> groups;  ///< declaration order
+  std::vector<Connection> connections;  ///< declaration order
+  std::vector<Param> params;  ///< declaration order: the layout of the parameter vector
+  std::vector<Op> ops;  ///< grouped by owner, each group's ops in evaluation order
 
-  int find_group(std::string_view group_name) const;
-  int find_param(std::string_view param_name) const;
-  int find_connection(std::string_view connection_name) const;
-  int param_count() const;  // sum of all parameter group sizes
+  int find_group(std::string_view group_name) const;  ///< index of the group so named, or -1
+  int find_param(std::string_view param_name) const;  ///< index of the parameter group so named, or -1
+  int find_connection(std::string_view connection_name) const;  ///< index of the connection so named, or -1
+  int param_count() const;  ///< sum of all parameter group sizes
 };
 
-// Checks the invariants the analysis relies on; throws std::invalid_argument naming the group,
-// connection or op at fault. The DSL produces valid networks; this guards hand-built IR.
+/// Checks the invariants the analysis relies on; throws std::invalid_argument naming the group,
+/// connection or op at fault. The DSL produces valid networks; this guards hand-built IR.
 void validate(const Network& net);
 
-const char* to_string(ConnectionKind kind);
-const char* to_string(Loss loss);
+const char* to_string(ConnectionKind kind);  ///< "dense", "diagonal", "identity", "sparse"
+const char* to_string(Loss loss);             ///< "none", "mse", "softmax_cross_entropy", ... (LossRule::name)
 
 }  // namespace loopgrad::ir

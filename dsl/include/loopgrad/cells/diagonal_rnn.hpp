@@ -8,9 +8,11 @@
 
 namespace loopgrad::cells {
 
+/// An element-wise recurrent layer of H tanh units reading X, named after Prefix; what diagonal_rnn<>() returns.
 template <dsl::fixed_string Prefix, std::size_t H, class X>
 struct diagonal_rnn_cell {
-  static constexpr auto h = dsl::neuron<dsl::join<Prefix, "_h">(), H>;
+  static constexpr auto h = dsl::neuron<dsl::join<Prefix, "_h">(), H>;  ///< the layer's units, Prefix_h
+  /// The layer's one definition (h), for network<>().
   constexpr auto definitions() const {
     using namespace dsl;
     return boost::hana::make_tuple(
@@ -19,11 +21,14 @@ struct diagonal_rnn_cell {
   }
 };
 
+/// diagonal_rnn<"d", 1024>(x): 1024 tanh units reading x, each with its own recurrent weight, named
+/// d_h, d_W_xh, d_w_hh, d_b_h.
 template <dsl::fixed_string Prefix, std::size_t H, class X>
 constexpr auto diagonal_rnn(const X&) {
   return diagonal_rnn_cell<Prefix, H, X>{};
 }
 
+/// A whole network for reports, tests and benchmarks: input x (In), diagonal layer (H), linear output with MSE.
 template <std::size_t In, std::size_t H, std::size_t Out>
 constexpr auto diagonal_rnn_network() {
   using namespace dsl;

@@ -6,9 +6,11 @@
 
 namespace loopgrad::cells {
 
+/// An Elman layer of H tanh units reading X, named after Prefix; what elman<>() returns.
 template <dsl::fixed_string Prefix, std::size_t H, class X>
 struct elman_cell {
-  static constexpr auto h = dsl::neuron<dsl::join<Prefix, "_h">(), H>;
+  static constexpr auto h = dsl::neuron<dsl::join<Prefix, "_h">(), H>;  ///< the layer's units, Prefix_h
+  /// The layer's one definition (h), for network<>().
   constexpr auto definitions() const {
     using namespace dsl;
     return boost::hana::make_tuple(
@@ -17,13 +19,13 @@ struct elman_cell {
   }
 };
 
-// elman<"l1", 16>(x): a layer of 16 tanh units reading x, named l1_h, l1_W_xh, l1_W_hh, l1_b_h.
+/// elman<"l1", 16>(x): a layer of 16 tanh units reading x, named l1_h, l1_W_xh, l1_W_hh, l1_b_h.
 template <dsl::fixed_string Prefix, std::size_t H, class X>
 constexpr auto elman(const X&) {
   return elman_cell<Prefix, H, X>{};
 }
 
-// A whole network for reports and tests: input x (In), Elman layer (H), linear output with MSE.
+/// A whole network for reports and tests: input x (In), Elman layer (H), linear output with MSE.
 template <std::size_t In, std::size_t H, std::size_t Out>
 constexpr auto elman_network() {
   using namespace dsl;

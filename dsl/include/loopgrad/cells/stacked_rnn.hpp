@@ -10,10 +10,13 @@
 
 namespace loopgrad::cells {
 
+/// The two tanh layers of the stacked RNN (H1 then H2 units) reading X, named after Prefix; what
+/// stacked_rnn<>() returns.
 template <dsl::fixed_string Prefix, std::size_t H1, std::size_t H2, class X>
 struct stacked_rnn_cell {
-  static constexpr auto h1 = dsl::neuron<dsl::join<Prefix, "_h1">(), H1>;
-  static constexpr auto h2 = dsl::neuron<dsl::join<Prefix, "_h2">(), H2>;
+  static constexpr auto h1 = dsl::neuron<dsl::join<Prefix, "_h1">(), H1>;  ///< the first layer, Prefix_h1
+  static constexpr auto h2 = dsl::neuron<dsl::join<Prefix, "_h2">(), H2>;  ///< the second layer, Prefix_h2
+  /// The two definitions (h1, h2), for network<>().
   constexpr auto definitions() const {
     using namespace dsl;
     return boost::hana::make_tuple(
@@ -24,12 +27,13 @@ struct stacked_rnn_cell {
   }
 };
 
+/// stacked_rnn<"s", 64, 32>(x): two stacked tanh layers reading x, named s_h1, s_h2, s_W_xh1 ... s_b_h2.
 template <dsl::fixed_string Prefix, std::size_t H1, std::size_t H2, class X>
 constexpr auto stacked_rnn(const X&) {
   return stacked_rnn_cell<Prefix, H1, H2, X>{};
 }
 
-// The seed's network: D inputs, two tanh layers, A classes with softmax cross-entropy.
+/// The seed's network: D inputs, two tanh layers, A classes with softmax cross-entropy.
 template <std::size_t D, std::size_t H1, std::size_t H2, std::size_t A>
 constexpr auto stacked_rnn_network() {
   using namespace dsl;

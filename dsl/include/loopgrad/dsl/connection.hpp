@@ -10,11 +10,14 @@
 
 namespace loopgrad::dsl {
 
+/// Whether S may be a connection's source: a group, an input or delay(group).
 template <class S>
 inline constexpr bool is_connection_source = is_group<S>;
+/// delay(group) may be a connection's source.
 template <class G>
 inline constexpr bool is_connection_source<delayed_t<G>> = true;
 
+/// Stops compilation with a sentence unless S may be a connection's source.
 template <class S>
 constexpr void check_connection_source() {
   static_assert(is_connection_source<S>,
@@ -22,37 +25,45 @@ constexpr void check_connection_source() {
                 "connect from an expression, define it as a neuron group first");
 }
 
-// One entry of a sparse mask: the connection carries source neuron `from` into target neuron
-// `to`, with its own weight.
+/// One entry of a sparse mask: the connection carries source neuron `from` into target neuron
+/// `to`, with its own weight.
 struct link {
-  std::size_t to;
-  std::size_t from;
+  std::size_t to;  ///< the target neuron's index in the group whose expression holds the connection
+  std::size_t from;  ///< the source neuron's index in the group the connection reads
 };
 
+/// The entries of a sparse connection: `mask{link{0, 1}, link{1, 0}}` (K entries, each its own weight).
 template <std::size_t K>
 struct mask {
-  link links[K];
+  link links[K];  ///< the entries, in the order of their weights in the parameter vector
 };
+/// `mask{link{...}, ...}` deduces the number of entries.
 template <class... L>
 mask(L...) -> mask<sizeof...(L)>;
 
+/// A dense, diagonal or identity connection named Name reading Source, with Out outputs (what
+/// dense<>, diag<> and identity<> return).
 template <node_kind Kind, fixed_string Name, class Source, std::size_t Out>
 struct connection_t : expression {
-  static constexpr node_kind kind = Kind;
-  static constexpr std::size_t size = Out;
-  static constexpr auto name = Name;
-  using source = Source;
+  static constexpr node_kind kind = Kind;  ///< dense, diagonal or identity
+  static constexpr std::size_t size = Out;  ///< the number of outputs
+  static constexpr auto name = Name;  ///< the connection's (and its weights') name
+  using source = Source;  ///< the node type it reads: a group or delay(group)
+  /// The parameter names it uses: its own.
   static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
 };
 
+/// A sparse connection named Name reading Source, one weight per entry of Mask (what sparse<> returns).
 template <fixed_string Name, class Source, auto Mask>
 struct sparse_t : expression {
-  static constexpr node_kind kind = node_kind::sparse;
-  static constexpr std::size_t size = 0;
-  static constexpr auto name = Name;
-  static constexpr auto links = Mask;
-  using source = Source;
+  static constexpr node_kind kind = node_kind::sparse;  ///< the node's kind, for lowering to the IR
+  static constexpr std::size_t size = 0;  ///< 0: it takes the size of the group whose expression holds it
+  static constexpr auto name = Name;  ///< the connection's (and its weights') name
+  static constexpr auto links = Mask;  ///< the mask
+  using source = Source;  ///< the node type it reads: a group or delay(group)
+  /// The parameter names it uses: its own.
   static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
+  /// The largest target index in the mask.
   static constexpr std::size_t max_to() {
     std::size_t m = 0;
     for (const auto& l : Mask.links) m = l.to > m ? l.to : m;
@@ -60,40 +71,50 @@ struct sparse_t : expression {
   }
 };
 
+/// A bias named Name of N values, added in an expression (`bias<"b">`).
 template <fixed_string Name, std::size_t N>
 struct bias_t : expression {
-  static constexpr node_kind kind = node_kind::bias;
-  static constexpr std::size_t size = N;
-  static constexpr auto name = Name;
+  static constexpr node_kind kind = node_kind::bias;  ///< the node's kind, for lowering to the IR
+  static constexpr std::size_t size = N;  ///< the number of values
+  static constexpr auto name = Name;  ///< the bias's name
+  /// The parameter names it uses: its own.
   static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
 };
 
+/// The function object behind `dense<"W", n>`: called on a source, it returns the connection.
 template <fixed_string Name, std::size_t Out>
 struct dense_fn {
+  /// The connection reading source S (a group, an input or delay(group)).
   template <Expression S>
   constexpr auto operator()(const S&) const {
     check_connection_source<S>();
     return connection_t<node_kind::dense, Name, S, Out>{};
   }
 };
+/// The function object behind `diagonal<"w">`: called on a source, it returns the connection.
 template <fixed_string Name>
 struct diagonal_fn {
+  /// The connection reading source S (a group, an input or delay(group)).
   template <Expression S>
   constexpr auto operator()(const S&) const {
     check_connection_source<S>();
     return connection_t<node_kind::diagonal, Name, S, S::size>{};
   }
 };
+/// The function object behind `identity<>`: called on a source, it returns the connection.
 template <fixed_string Name>
 struct identity_fn {
+  /// The connection reading source S (a group, an input or delay(group)).
   template <Expression S>
   constexpr auto operator()(const S&) const {
     check_connection_source<S>();
     return connection_t<node_kind::identity, Name, S, S::size>{};
   }
 };
+/// The function object behind `sparse<"S", mask{...}>`: called on a source, it returns the connection.
 template <fixed_string Name, auto Mask>
 struct sparse_fn {
+  /// The connection reading source S (a group, an input or delay(group)); checks every entry against S's size.
   template <Expression S>
   constexpr auto operator()(const S&) const {
     check_connection_source<S>();
@@ -120,26 +141,32 @@ struct sparse_fn {
   }
 };
 
-// dense<"W">(x): a full weight matrix W (target size x source size). dense<"W", 8>(x) fixes the
-// output size where the context does not.
+/// dense<"W">(x): a full weight matrix W (target size x source size). dense<"W", 8>(x) fixes the
+/// output size where the context does not.
 template <fixed_string Name, std::size_t Out = 0>
 inline constexpr dense_fn<Name, Out> dense{};
 
-// diagonal<"w">(x): one weight per neuron, y_i = w_i x_i; source and target sizes are equal.
+/// diagonal<"w">(x): one weight per neuron, y_i = w_i x_i; source and target sizes are equal.
 template <fixed_string Name>
 inline constexpr diagonal_fn<Name> diagonal{};
 
-// identity<"skip">(x): y = x, no parameters; a named skip or copy connection.
+/// identity<"skip">(x): y = x, no parameters; a named skip or copy connection.
 template <fixed_string Name>
 inline constexpr identity_fn<Name> identity{};
 
-// sparse<"S", mask{link{0, 1}, link{2, 0}}>(x): individual neuron-to-neuron connections,
-// y_to += w_e x_from for each link e, one weight per link.
+/// sparse<"S", mask{link{0, 1}, link{2, 0}}>(x): individual neuron-to-neuron connections,
+/// y_to += w_e x_from for each link e, one weight per link.
 template <fixed_string Name, auto Mask>
 inline constexpr sparse_fn<Name, Mask> sparse{};
 
-// bias<"b">: a trainable vector with the size of the group it is added to.
+/// bias<"b">: a trainable vector with the size of the group it is added to.
 template <fixed_string Name>
 inline constexpr bias_t<Name, 0> bias{};
+
+/// param<"nu", 16>: a trainable vector of 16 values, usable as a value anywhere in an element-wise
+/// expression: a per-unit decay `h = param<"nu", 16> * delay(h) + ...`, a gate's scale inside an
+/// activation. A bias with its size stated; the size is checked against the expression's.
+template <fixed_string Name, std::size_t N>
+inline constexpr bias_t<Name, N> param{};
 
 }  // namespace loopgrad::dsl

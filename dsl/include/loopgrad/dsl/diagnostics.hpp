@@ -21,45 +21,49 @@
 namespace loopgrad::dsl {
 
 namespace error {
-// h = expr, where expr reads a group (or delay of one) or has a connection whose size is not h's.
+/// h = expr, where expr reads a group (or delay of one) or has a connection whose size is not h's.
 template <fixed_string Group, std::size_t GroupSize, fixed_string Read, std::size_t ReadSize>
 struct size_mismatch_a_group_is_defined_from_a_read_or_connection_of_another_size;
-// diagonal<"w">(x) inside the definition of a group whose size is not x's.
+/// diagonal<"w">(x) inside the definition of a group whose size is not x's.
 template <fixed_string Group, std::size_t GroupSize, fixed_string Connection, std::size_t SourceSize>
 struct size_mismatch_a_diagonal_connection_joins_groups_of_the_same_size;
-// sparse<"S", mask{...}>(x) inside the definition of group h with an entry {to, from}, to >= |h|.
+/// sparse<"S", mask{...}>(x) inside the definition of group h with an entry {to, from}, to >= |h|.
 template <fixed_string Group, std::size_t GroupSize, fixed_string Connection, std::size_t LargestTo>
 struct a_sparse_mask_entry_is_out_of_range_its_to_must_be_below_the_group_size;
-// a + b, a - b or a * b with a and b of different sizes (named by a group or connection in each).
+/// a + b, a - b or a * b with a and b of different sizes (named by a group or connection in each).
 template <fixed_string Left, std::size_t LeftSize, fixed_string Right, std::size_t RightSize>
 struct size_mismatch_the_operands_of_an_element_wise_operation_differ_in_size;
-// network<>(...) reads group h (h = expr elsewhere, delay(h)) but has no definition h = expr.
+/// network<>(...) reads group h (h = expr elsewhere, delay(h)) but has no definition h = expr.
 template <fixed_string Group>
 struct a_neuron_group_is_read_but_never_defined;
-// network<>(h = a, ..., h = b): one group, two definitions.
+/// network<>(h = a, ..., h = b): one group, two definitions.
 template <fixed_string Group>
 struct a_neuron_group_is_defined_twice;
-// Two groups, inputs, connections or biases of one network share a name.
+/// Two groups, inputs, connections or biases of one network share a name.
 template <fixed_string Name>
 struct this_name_is_used_twice;
-// output(y = expr) with no loss.
+/// output(y = expr) with no loss.
 template <fixed_string Output>
 struct an_output_has_no_loss_give_it_one_as_in_output_y_equals_expr_comma_mse;
-// delay(x) of an input x: inputs keep no previous value.
+/// network<"name">(...) with no output(y = expr, loss): no parameter could ever get a gradient.
+template <fixed_string Network>
+struct a_network_needs_an_output_with_a_loss_as_in_output_y_equals_expr_comma_mse;
+/// delay(x) of an input x: inputs keep no previous value.
 template <fixed_string Input>
 struct delay_of_an_input_inputs_keep_no_previous_value;
-// sparse<"S", mask{...}>(x) with an entry {to, from}, from >= |x|.
+/// sparse<"S", mask{...}>(x) with an entry {to, from}, from >= |x|.
 template <fixed_string Connection, std::size_t LargestFrom, std::size_t SourceSize>
 struct a_sparse_mask_entry_is_out_of_range_its_from_must_be_below_the_source_size;
 }  // namespace error
 
+/// T carried as a value of a type computation (the result of misfit<> and diagnose<>).
 template <class T>
 struct type_is {
-  using type = T;
+  using type = T;  ///< T
 };
 
-// The name that identifies an expression in a diagnostic: its group, connection or bias, or for
-// a composite expression the first of its leaves.
+/// The name that identifies an expression in a diagnostic: its group, connection or bias, or for
+/// a composite expression the first of its leaves.
 template <class E>
 constexpr auto leaf_name() {
   if constexpr (E::kind == node_kind::delayed) {
@@ -75,20 +79,20 @@ constexpr auto leaf_name() {
   }
 }
 
-// Whether a + b of sizes A and B breaks the size rule (0: not yet known, fits anything).
+/// Whether a + b of sizes A and B breaks the size rule (0: not yet known, fits anything).
 template <std::size_t A, std::size_t B>
 inline constexpr bool sizes_differ = A != 0 && B != 0 && A != B;
 
-// The size of a + b given the sizes of a and b (0: not yet known); a mismatch is reported where
-// the user combines them (detail::make_binary).
+/// The size of a + b given the sizes of a and b (0: not yet known); a mismatch is reported where
+/// the user combines them (detail::make_binary).
 template <std::size_t A, std::size_t B>
 constexpr std::size_t combined_size() {
   return A != 0 ? A : B;
 }
 
-// The first node of E that breaks the size rule inside the definition of group `Group` of size
-// N, as type_is<the error type>, or type_is<void>. An element-wise operation whose operands
-// differ was reported when it was written, so it is not looked into again.
+/// The first node of E that breaks the size rule inside the definition of group `Group` of size
+/// N, as type_is<the error type>, or type_is<void>. An element-wise operation whose operands
+/// differ was reported when it was written, so it is not looked into again.
 template <fixed_string Group, std::size_t N, class E>
 constexpr auto misfit() {
   if constexpr (E::kind == node_kind::binary) {

@@ -8,21 +8,23 @@
 
 namespace loopgrad::dsl {
 
+/// Whether a group's values are given by the user (input) or computed by its definition (neuron).
 enum class group_role { input, neuron };
 
 template <class Group, class Expr>
 struct definition;
 
+/// A group of neurons or inputs, the type behind `neuron<"h", n>` and `input<"x", n>`.
 template <fixed_string Name, std::size_t N, group_role Role>
 struct group_t : expression {
   static_assert(N > 0, "loopgrad: a neuron group or input needs a size of at least 1");
-  static constexpr node_kind kind = node_kind::group;
-  static constexpr std::size_t size = N;
-  static constexpr auto name = Name;
-  static constexpr group_role role = Role;
-  static constexpr auto names() { return boost::hana::make_tuple(); }
+  static constexpr node_kind kind = node_kind::group;  ///< the node's kind, for lowering to the IR
+  static constexpr std::size_t size = N;  ///< the number of neurons or inputs
+  static constexpr auto name = Name;  ///< the group's name
+  static constexpr group_role role = Role;  ///< input or neuron
+  static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 
-  // `h = expr` defines neuron group h as expr. Sizes are checked here, at the user's line.
+  /// `h = expr` defines neuron group h as expr. Sizes are checked here, at the user's line.
   template <Expression E>
   constexpr auto operator=(const E& e) const {
     static_assert(Role == group_role::neuron,
@@ -36,29 +38,32 @@ struct group_t : expression {
   }
 };
 
-// input<"x", 3>: three values given by the user at every step.
+/// input<"x", 3>: three values given by the user at every step.
 template <fixed_string Name, std::size_t N>
 inline constexpr group_t<Name, N, group_role::input> input{};
 
-// neuron<"h", 16>: a group of 16 neurons, defined once in the network by `h = expr`.
+/// neuron<"h", 16>: a group of 16 neurons, defined once in the network by `h = expr`.
 template <fixed_string Name, std::size_t N>
 inline constexpr group_t<Name, N, group_role::neuron> neuron{};
 
+/// Whether G is a neuron group or an input.
 template <class G>
 inline constexpr bool is_group = false;
+/// Groups and inputs are groups.
 template <fixed_string Name, std::size_t N, group_role Role>
 inline constexpr bool is_group<group_t<Name, N, Role>> = true;
 
+/// `delay(h)`: the previous step's value of group G (the type delay() returns).
 template <class G>
 struct delayed_t : expression {
-  static constexpr node_kind kind = node_kind::delayed;
-  static constexpr std::size_t size = G::size;
-  using group = G;
-  static constexpr auto names() { return boost::hana::make_tuple(); }
+  static constexpr node_kind kind = node_kind::delayed;  ///< the node's kind, for lowering to the IR
+  static constexpr std::size_t size = G::size;  ///< the group's size
+  using group = G;  ///< the delayed group's type
+  static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 };
 
-// delay(h): the value h had at the previous step (zero before the first step). Every recurrence
-// goes through a delay; it is what makes h a recurrent state.
+/// delay(h): the value h had at the previous step (zero before the first step). Every recurrence
+/// goes through a delay; it is what makes h a recurrent state.
 template <Expression G>
 constexpr auto delay(const G&) {
   if constexpr (!is_group<G>) {
@@ -74,15 +79,18 @@ constexpr auto delay(const G&) {
   }
 }
 
+/// `h = expr`: neuron group h defined by expression expr (what a group's operator= returns).
 template <class Group, class Expr>
 struct definition {
-  using group = Group;
-  using expr_type = Expr;
-  Expr expr;
+  using group = Group;  ///< the defined group's type
+  using expr_type = Expr;  ///< the defining expression's node type
+  Expr expr;  ///< the defining expression
 };
 
+/// Whether T is a definition (`h = expr`).
 template <class T>
 inline constexpr bool is_definition = false;
+/// Definitions are definitions.
 template <class G, class E>
 inline constexpr bool is_definition<definition<G, E>> = true;
 

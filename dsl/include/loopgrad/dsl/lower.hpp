@@ -59,7 +59,7 @@ class lowering {
     return static_cast<int>(net_.ops.size()) - 1;
   }
 
-  // A read or delayed read; `implicit` makes it an identity connection of its own.
+  /// A read or delayed read; `implicit` makes it an identity connection of its own.
   template <class S>
   int lower_read(int owner, bool implicit) {
     ir::Op op;
@@ -162,7 +162,8 @@ class lowering {
       op.b = lower_expr(e.right, owner, n);
       op.code = E::op == binary_op::add   ? ir::OpCode::add
                 : E::op == binary_op::sub ? ir::OpCode::sub
-                                          : ir::OpCode::mul;
+                : E::op == binary_op::mul ? ir::OpCode::mul
+                                          : ir::OpCode::div;
       return push(op);
     } else {
       static_assert(E::kind == node_kind::activation);
@@ -178,9 +179,9 @@ class lowering {
 
 }  // namespace detail
 
-// lower(net): the network as IR. Groups are numbered inputs first (in the order they are
-// declared or first read), then neuron groups in definition order; connections, parameters and
-// ops follow definition order, so the result depends on the spec alone.
+/// lower(net): the network as IR. Groups are numbered inputs first (in the order they are
+/// declared or first read), then neuron groups in definition order; connections, parameters and
+/// ops follow definition order, so the result depends on the spec alone.
 template <fixed_string Name, class Components>
 ir::Network lower(const network_t<Name, Components>& net) {
   detail::lowering l(Name.view());

@@ -3,6 +3,7 @@
 // compile-time network and checks it as a whole: names unique, every group read defined, and
 // defined once (output() checks its loss, `h = expr` its sizes; diagnostics.hpp).
 #include <array>
+#include <boost/hana/any_of.hpp>
 #include <boost/hana/append.hpp>
 #include <boost/hana/at.hpp>
 #include <boost/hana/concat.hpp>
@@ -36,15 +37,16 @@ namespace hana = boost::hana;
 template <class C>
 concept Cell = requires(const C& c) { c.definitions(); };
 
+/// A whole network (what network<"name">(...) returns): its name and its components, flattened.
 template <fixed_string Name, class Components>
 struct network_t {
-  static constexpr auto name = Name;
-  Components components;  // hana::tuple of definitions, outputs and inputs, in declaration order
+  static constexpr auto name = Name;  ///< the network's name: the generated namespace and file names derive from it
+  Components components;  ///< hana::tuple of definitions, outputs and inputs, in declaration order
 };
 
 namespace detail {
 
-// The groups an expression reads, as a hana tuple of hana::type.
+/// The groups an expression reads, as a hana tuple of hana::type.
 template <class E>
 constexpr auto reads_of() {
   if constexpr (E::kind == node_kind::group) {
@@ -103,7 +105,7 @@ struct component_traits<output_t<definition<G, E>, L>> {
   using expr = E;
 };
 
-// The index of the first entry equal to an earlier one, or N.
+/// The index of the first entry equal to an earlier one, or N.
 template <class T, std::size_t N>
 constexpr std::size_t first_repeat(const std::array<T, N>& xs) {
   for (std::size_t i = 0; i < N; ++i)
@@ -119,7 +121,7 @@ constexpr std::size_t first_duplicate() {
   }));
 }
 
-// What is wrong with a network's components: hana::type_c of the error type naming it, or of void.
+/// What is wrong with a network's components: hana::type_c of the error type naming it, or of void.
 template <class Components>
 constexpr auto diagnose() {
   constexpr Components cs{};
@@ -178,8 +180,11 @@ constexpr auto diagnose() {
 
 }  // namespace detail
 
+/// The function object behind `network<"name">`: called on the components, it checks them and returns the network.
 template <fixed_string Name>
 struct network_fn {
+  /// The network of components cs (definitions, outputs, inputs, cells); a missing or repeated
+  /// definition or name stops compilation here.
   template <class... Cs>
   constexpr auto operator()(const Cs&... cs) const {
     auto flat = hana::flatten(hana::make_tuple(detail::flatten_component(cs)...));
@@ -188,12 +193,16 @@ struct network_fn {
     // A wrong network stops here: the type in the error names the mistake and the group or name
     // (diagnostics.hpp).
     if constexpr (!std::is_void_v<Problem>) static_assert(sizeof(Problem) == 0);  // loopgrad: see the type in this error; define every group read (h = expr) once, and give every object its own name
+    // A network without an output would train nothing: every gradient would be zero.
+    constexpr bool has_output = decltype(hana::any_of(Flat{}, [](auto c) { return hana::bool_c<is_output<decltype(c)>>; }))::value;
+    if constexpr (std::is_void_v<Problem> && !has_output)
+      static_assert(sizeof(error::a_network_needs_an_output_with_a_loss_as_in_output_y_equals_expr_comma_mse<Name>) == 0);  // loopgrad: see the type in this error; add output(y = expr, mse) or another loss
     return network_t<Name, Flat>{flat};
   }
 };
 
-// network<"name">(components...): the whole network. Components are definitions (h = expr),
-// outputs (output(y = expr, loss)), inputs (to fix their order) and cells from loopgrad/cells.
+/// network<"name">(components...): the whole network. Components are definitions (h = expr),
+/// outputs (output(y = expr, loss)), inputs (to fix their order) and cells from loopgrad/cells.
 template <fixed_string Name>
 inline constexpr network_fn<Name> network{};
 

@@ -58,21 +58,21 @@
 
 namespace loopgrad::runtime {
 
-// When BlockedRtrl builds the sensitivity at a block boundary (see the file's comment).
+/// When BlockedRtrl builds the sensitivity at a block boundary (see the file's comment).
 enum class BlockSchedule {
-  block_end,  // all at the step that ends a block
-  real_time,  // spread evenly over the next block's steps
+  block_end,  ///< all at the step that ends a block
+  real_time,  ///< spread evenly over the next block's steps
 };
 
-// A learner with ExactRtrl's interface (learners.hpp): observe every step, apply gradient() when
-// gradient_ready(). Runs on any kernel with the interpreter's interface, which includes
-// sensitivity_runs(), Delta's layout as records {unit, column, at, length}.
+/// A learner with ExactRtrl's interface (learners.hpp): observe every step, apply gradient() when
+/// gradient_ready(). Runs on any kernel with the interpreter's interface, which includes
+/// sensitivity_runs(), Delta's layout as records {unit, column, at, length}.
 template <class Kernel, class T>
 class BlockedRtrl {
  public:
-  // Whether block ends sweep 32 seeds at a time with the kernel's reverse pass over many adjoint
-  // columns (reverse_columns and dense_gradients: generated kernels have them); otherwise, as on
-  // the interpreter, one seed at a time.
+  /// Whether block ends sweep 32 seeds at a time with the kernel's reverse pass over many adjoint
+  /// columns (reverse_columns and dense_gradients: generated kernels have them); otherwise, as on
+  /// the interpreter, one seed at a time.
   static constexpr bool column_reverse = requires(const Kernel& k, const typename Kernel::Step* const* steps, T* x,
                                                   std::size_t n) {
     k.reverse_columns(x, *steps[0], n, x, x, x, n, x, x);
@@ -81,11 +81,11 @@ class BlockedRtrl {
     Kernel::column_workspace(n, n);
   };
 
-  // block_length h >= 1: Delta is formed every h steps. accumulate = m > 1: the gradient is the
-  // sum over m steps and is ready every m (the products with Delta_s then batch: one per m steps
-  // within a block). `options` as for RTRL: attenuation gamma scales every crossing of a step's
-  // recurrence exactly as Rtrl does; the explosion policy watches Delta whenever a boundary's is
-  // complete. `schedule`: when that Delta is built (BlockSchedule).
+  /// block_length h >= 1: Delta is formed every h steps. accumulate = m > 1: the gradient is the
+  /// sum over m steps and is ready every m (the products with Delta_s then batch: one per m steps
+  /// within a block). `options` as for RTRL: attenuation gamma scales every crossing of a step's
+  /// recurrence exactly as Rtrl does; the explosion policy watches Delta whenever a boundary's is
+  /// complete. `schedule`: when that Delta is built (BlockSchedule).
   BlockedRtrl(const Kernel& k, int block_length, int accumulate = 1, RtrlOptions<T> options = {},
               BlockSchedule schedule = BlockSchedule::block_end)
       : k_(&k),
@@ -108,9 +108,9 @@ class BlockedRtrl {
     plan_block_end();
   }
 
-  // One step at parameters `params` (target may be nullptr); returns C_N. The options' explosion
-  // policy watches the input, the target and the loss (before the step is stored: when it throws,
-  // nothing has advanced), the gradient when it is ready, and Delta at every boundary.
+  /// One step at parameters `params` (target may be nullptr); returns C_N. The options' explosion
+  /// policy watches the input, the target and the loss (before the step is stored: when it throws,
+  /// nothing has advanced), the gradient when it is ready, and Delta at every boundary.
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     const SubnormalsFlushed flushed(options_.flush_subnormals);
     const std::int64_t n = steps_ + 1;
@@ -142,9 +142,10 @@ class BlockedRtrl {
     if (ready_) check_finite(sum_.data(), sum_.size(), "gradient", n, options_, warned_values_);
     return c;
   }
-  bool gradient_ready() const { return ready_; }
-  // The gradient to apply now (valid when ready): dC_N/dP, or its sum over the last m steps.
+  bool gradient_ready() const { return ready_; }  ///< @copydoc ExactRtrl::gradient_ready
+  /// The gradient to apply now (valid when ready): dC_N/dP, or its sum over the last m steps.
   const std::vector<T>& gradient() const { return sum_; }
+  /// @copydoc ExactRtrl::reset
   void reset() {
     std::fill(state_.begin(), state_.end(), T(0));
     std::fill(block_start_state_.begin(), block_start_state_.end(), T(0));
@@ -155,43 +156,46 @@ class BlockedRtrl {
     ready_ = false;
   }
 
-  const Kernel& kernel() const { return *k_; }
-  int block_length() const { return static_cast<int>(h_); }
-  BlockSchedule schedule() const { return schedule_; }
-  int accumulate() const { return accumulate_; }
-  const RtrlOptions<T>& options() const { return options_; }
-  std::int64_t steps() const { return steps_; }
-  // R_N, the state after the last step.
+  const Kernel& kernel() const { return *k_; }  ///< the kernel it runs on
+  int block_length() const { return static_cast<int>(h_); }  ///< h: steps between stored sensitivities
+  BlockSchedule schedule() const { return schedule_; }  ///< when the block end's work runs
+  int accumulate() const { return accumulate_; }  ///< m: steps summed into one gradient
+  const RtrlOptions<T>& options() const { return options_; }  ///< the options it was built with
+  std::int64_t steps() const { return steps_; }  ///< steps observed since construction or reset()
+  /// R_N, the state after the last step.
   const std::vector<T>& state() const { return state_; }
-  // Delta at step sensitivity_step() in the kernel's layout: the newest complete boundary's.
-  // With block_end, after a step that ends a block it is RTRL's Delta_N; with real_time it is
-  // Delta_s of the block before the current one while that block's end is being built.
+  /// Delta at step sensitivity_step() in the kernel's layout: the newest complete boundary's.
+  /// With block_end, after a step that ends a block it is RTRL's Delta_N; with real_time it is
+  /// Delta_s of the block before the current one while that block's end is being built.
   const std::vector<T>& sensitivity() const { return delta_; }
+  /// The step at which sensitivity() holds Delta (0: before the first step).
   std::int64_t sensitivity_step() const {
     return steps_ - static_cast<std::int64_t>(closing_ + count_);
   }
-  // Steps taken in the current block (0 right after a block end).
+  /// Steps taken in the current block (0 right after a block end).
   std::size_t block_steps() const { return count_; }
+  /// The last step's values, as the kernel's forward pass left them (outputs, activations).
   const typename Kernel::Step& last_step() const {
     return entries_[closing_ + count_ > 0 ? closing_ + count_ - 1 : h_ - 1].step;
   }
 
-  // What a checkpoint needs to resume mid-block bit for bit: the start (R_s, Delta_s) of the
-  // oldest stored step and what each stored step ran with. Resuming replays the forward steps
-  // (and, with real_time, the rows of the next boundary built so far).
+  /// What a checkpoint needs to resume mid-block bit for bit: the start (R_s, Delta_s) of the
+  /// oldest stored step and what each stored step ran with. Resuming replays the forward steps
+  /// (and, with real_time, the rows of the next boundary built so far).
   struct Snapshot {
-    std::int64_t steps = 0;
-    bool ready = false;
-    std::size_t pending = 0;            // current block steps whose losses are already in `accumulated`
-    std::size_t closing = 0;            // stored steps of the block whose end is being built (real_time)
-    std::vector<T> block_start_state;   // R_s
-    std::vector<T> sensitivity;         // Delta_s
-    std::vector<T> accumulated;         // the gradient summed so far
-    std::vector<std::vector<T>> params; // distinct parameter vectors of the stored steps, in order of use
-    std::vector<std::size_t> param_index;  // per stored step, oldest first: which of `params`
-    std::vector<std::vector<T>> inputs;    // per stored step
-    std::vector<std::vector<T>> targets;   // per stored step; empty: none
+    std::int64_t steps = 0;  ///< steps observed
+    bool ready = false;  ///< gradient_ready() after the last step
+    std::size_t pending = 0;            ///< current block steps whose losses are already in `accumulated`
+    std::size_t closing = 0;            ///< stored steps of the block whose end is being built (real_time)
+    std::vector<T> block_start_state;   ///< R_s
+    std::vector<T> sensitivity;         ///< Delta_s
+    std::vector<T> accumulated;         ///< the gradient summed so far
+    std::vector<std::vector<T>> params; ///< distinct parameter vectors of the stored steps, in order of use
+    std::vector<std::size_t> param_index;  ///< per stored step, oldest first: which of `params`
+    std::vector<std::vector<T>> inputs;    ///< per stored step
+    std::vector<std::vector<T>> targets;   ///< per stored step; empty: none
   };
+  /// What a checkpoint stores to resume exactly here (see Snapshot).
   Snapshot snapshot() const {
     Snapshot s;
     s.steps = steps_;
@@ -209,8 +213,8 @@ class BlockedRtrl {
     }
     return s;
   }
-  // Restores a snapshot of a learner with the same kernel, block length and schedule, or throws
-  // std::invalid_argument naming what does not fit and changes nothing.
+  /// Restores a snapshot of a learner with the same kernel, block length and schedule, or throws
+  /// std::invalid_argument naming what does not fit and changes nothing.
   void restore(const Snapshot& s) {
     const std::size_t n = s.inputs.size();
     auto fail = [](const std::string& what) { throw std::invalid_argument("BlockedRtrl::restore: " + what); };
@@ -268,10 +272,10 @@ class BlockedRtrl {
     typename Kernel::Step step;
     std::vector<T> input, target;
     bool has_target = false;
-    std::size_t params = 0;  // index into pool_
+    std::size_t params = 0;  ///< index into pool_
   };
 
-  // The index of `params` in the block's pool: the last vector again while they do not change.
+  /// The index of `params` in the block's pool: the last vector again while they do not change.
   std::size_t keep_params(const std::vector<T>& params) {
     if (pool_size_ > 0 && pool_[pool_size_ - 1] == params) return pool_size_ - 1;
     return keep_new_params(params);
@@ -282,10 +286,10 @@ class BlockedRtrl {
     return pool_size_++;
   }
 
-  // Reverses the stored steps [0, end) from the newest to the oldest, adding the immediate
-  // parameter terms to `grad`. The sweep starts from `seed` at the newest state (nullptr: none) and
-  // takes in the losses of the steps from `first_target` on. On return adjoint_ holds the adjoint
-  // at R_s, the attenuation applied at every crossing; returns false if nothing flowed back.
+  /// Reverses the stored steps [0, end) from the newest to the oldest, adding the immediate
+  /// parameter terms to `grad`. The sweep starts from `seed` at the newest state (nullptr: none) and
+  /// takes in the losses of the steps from `first_target` on. On return adjoint_ holds the adjoint
+  /// at R_s, the attenuation applied at every crossing; returns false if nothing flowed back.
   bool sweep(const T* seed, std::size_t end, std::size_t first_target, T* grad) {
     const T gamma = options_.attenuation;
     bool flowing = seed != nullptr;
@@ -324,29 +328,29 @@ class BlockedRtrl {
     return flowing;
   }
 
-  // The gradients of the block's steps not yet counted, into sum_: one sweep (through the closing
-  // block too while its end is being built) and one product with Delta_s for all of them.
+  /// The gradients of the block's steps not yet counted, into sum_: one sweep (through the closing
+  /// block too while its end is being built) and one product with Delta_s for all of them.
   void add_pending_gradients() {
     if (sweep(nullptr, closing_ + count_, closing_ + pending_, sum_.data()))
       k_->apply_sensitivity(delta_.data(), adjoint_.data(), sum_.data());
     pending_ = count_;
   }
 
-  // Columns of the parameter layout per tile of the block end's product, and seeds per chunk:
-  // a chunk's rows of one tile (chunk x tile values) stay in the L2 cache while Delta_s's rows
-  // stream past them once per chunk.
+  /// Columns of the parameter layout per tile of the block end's product, and seeds per chunk:
+  /// a chunk's rows of one tile (chunk x tile values) stay in the L2 cache while Delta_s's rows
+  /// stream past them once per chunk.
   static constexpr std::size_t tile_columns = 256;
   static constexpr std::size_t chunk_seeds = 32;
-  // How many steps' dense parameter terms sweep_columns adds in one product.
+  /// How many steps' dense parameter terms sweep_columns adds in one product.
   static constexpr std::size_t flush_steps = 32;
 
   struct Piece {
-    std::size_t unit, at, offset, length;  // a run's part within one tile; offset from the tile's start
+    std::size_t unit, at, offset, length;  ///< a run's part within one tile; offset from the tile's start
   };
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-  // Cuts Delta's runs at tile boundaries: tiles_[t] lists, for columns [t * tile_columns, ...),
-  // the pieces of every stored row; units_ are the state units whose row stores anything.
+  /// Cuts Delta's runs at tile boundaries: tiles_[t] lists, for columns [t * tile_columns, ...),
+  /// the pieces of every stored row; units_ are the state units whose row stores anything.
   void plan_block_end() {
     const std::size_t n_tiles = (k_->param_count() + tile_columns - 1) / tile_columns;
     tiles_.assign(n_tiles, {});
@@ -395,24 +399,24 @@ class BlockedRtrl {
     }
   }
 
-  // The block just completed becomes the closing block: its end R_(s+h) is the boundary whose
-  // Delta build_rows builds; a new block starts.
+  /// The block just completed becomes the closing block: its end R_(s+h) is the boundary whose
+  /// Delta build_rows builds; a new block starts.
   void begin_boundary() {
     closing_ = count_;
     count_ = pending_ = rows_done_ = 0;
     boundary_state_ = state_;
   }
 
-  // How many of the boundary's rows must be built once `steps` steps of the block after it have
-  // run: evenly spread, all of them at the block's last step.
+  /// How many of the boundary's rows must be built once `steps` steps of the block after it have
+  /// run: evenly spread, all of them at the block's last step.
   std::size_t rows_due(std::size_t steps) const { return (steps * units_.size() + h_ - 1) / h_; }
 
-  // Rows [rows_done_, upto) of Delta_(s+h) from Delta_s and the closing block's steps, a chunk at a
-  // time: each row's sweep gives its immediate part (in the parameter layout) and its adjoint at
-  // R_s; then, tile by tile, the adjoints times Delta_s's rows are added and the rows' stored
-  // entries written out. With the last row the boundary is complete (finish_boundary).
-  // `with_gradient`: the pending gradients too, their adjoint at R_s one more row of the first
-  // chunk's pass (only while the boundary stays open after these rows, so that Delta_s is theirs).
+  /// Rows [rows_done_, upto) of Delta_(s+h) from Delta_s and the closing block's steps, a chunk at a
+  /// time: each row's sweep gives its immediate part (in the parameter layout) and its adjoint at
+  /// R_s; then, tile by tile, the adjoints times Delta_s's rows are added and the rows' stored
+  /// entries written out. With the last row the boundary is complete (finish_boundary).
+  /// `with_gradient`: the pending gradients too, their adjoint at R_s one more row of the first
+  /// chunk's pass (only while the boundary stays open after these rows, so that Delta_s is theirs).
   void build_rows(std::size_t upto, bool with_gradient = false) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
     bool gradient_row = with_gradient && rows_done_ < upto && upto < units_.size();
@@ -462,12 +466,12 @@ class BlockedRtrl {
     if (rows_done_ == units_.size()) finish_boundary();
   }
 
-  // Reverses the stored steps [0, end), newest first, for the `count` adjoint columns in
-  // column_adjoint_ (entry i of column c at [i * count + c]) with the kernel's reverse pass over
-  // many columns, adding column c's parameter terms to rows[c * param_count(), ...). The dense
-  // parameters' terms are added every flush_steps steps as one product over those steps. On return
-  // column_adjoint_ holds the adjoints at R_s, the attenuation applied at every crossing. The
-  // steps must have no losses to take in.
+  /// Reverses the stored steps [0, end), newest first, for the `count` adjoint columns in
+  /// column_adjoint_ (entry i of column c at [i * count + c]) with the kernel's reverse pass over
+  /// many columns, adding column c's parameter terms to rows[c * param_count(), ...). The dense
+  /// parameters' terms are added every flush_steps steps as one product over those steps. On return
+  /// column_adjoint_ holds the adjoints at R_s, the attenuation applied at every crossing. The
+  /// steps must have no losses to take in.
   void sweep_columns(std::size_t end, std::size_t count, T* rows) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
     const std::size_t kept = Kernel::dense_adjoint_rows * count;  // dense adjoints per step
@@ -488,8 +492,8 @@ class BlockedRtrl {
     }
   }
 
-  // Delta_(s+h) is complete: it replaces Delta_s, and the closing block's steps and the parameter
-  // vectors only they used are dropped (the current block's move to the front).
+  /// Delta_(s+h) is complete: it replaces Delta_s, and the closing block's steps and the parameter
+  /// vectors only they used are dropped (the current block's move to the front).
   void finish_boundary() {
     delta_.swap(next_delta_);
     block_start_state_ = boundary_state_;
@@ -513,12 +517,12 @@ class BlockedRtrl {
   static constexpr std::size_t lanes = 4;
 #endif
 
-  // The chunk's `count` rows, over the columns [column, column + length) that `n` pieces share
-  // (rows v of Delta_s there), += sum over the pieces of (the row's adjoint at R_s, entry v) times
-  // the piece: a product with the pieces as the inner dimension. The first rows (up to 4) go piece
-  // by piece, which reads each piece once and in order, the way the hardware prefetches from
-  // memory, and leaves the tile's pieces in L2; the next in register tiles of 4 rows over them
-  // (tile_rows); the last count % 4 piece by piece again.
+  /// The chunk's `count` rows, over the columns [column, column + length) that `n` pieces share
+  /// (rows v of Delta_s there), += sum over the pieces of (the row's adjoint at R_s, entry v) times
+  /// the piece: a product with the pieces as the inner dimension. The first rows (up to 4) go piece
+  /// by piece, which reads each piece once and in order, the way the hardware prefetches from
+  /// memory, and leaves the tile's pieces in L2; the next in register tiles of 4 rows over them
+  /// (tile_rows); the last count % 4 piece by piece again.
   void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t count) {
     const std::size_t first = std::min<std::size_t>(count, 4);
     stream_rows(pieces, n, column, 0, first);
@@ -527,7 +531,7 @@ class BlockedRtrl {
     if (c < count) stream_rows(pieces, n, column, c, count - c);
   }
 
-  // Rows [c, c + rows) (1 to 4) of add_group's product, piece after piece; the rows stay in L1.
+  /// Rows [c, c + rows) (1 to 4) of add_group's product, piece after piece; the rows stay in L1.
   void stream_rows(const Piece* pieces, std::size_t n, std::size_t column, std::size_t c, std::size_t rows) {
     const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
     const T* const a = chunk_adjoints_.data() + c * S;
@@ -574,9 +578,9 @@ class BlockedRtrl {
     }
   }
 
-  // Rows [c, c + 4) of add_group's product in register tiles of 4 rows by `lanes` columns,
-  // accumulated over all the pieces before they are stored; the columns past the last whole tile
-  // piece by piece.
+  /// Rows [c, c + 4) of add_group's product in register tiles of 4 rows by `lanes` columns,
+  /// accumulated over all the pieces before they are stored; the columns past the last whole tile
+  /// piece by piece.
   void tile_rows(const Piece* pieces, std::size_t n, std::size_t column, std::size_t c) {
     const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
     const std::size_t tiled = length / lanes * lanes;
@@ -625,26 +629,27 @@ class BlockedRtrl {
     }
   }
 
-  const Kernel* k_;  // a pointer, so that a learner can be assigned (checkpoint loading)
+  const Kernel* k_;  ///< a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
   int accumulate_;
   BlockSchedule schedule_;
   std::size_t h_ = 1;
-  // The stored steps, oldest first: closing_ of the block whose end is being built (real_time;
-  // otherwise none), then count_ of the current block.
+  /// The stored steps, oldest first: closing_ of the block whose end is being built (real_time;
+  /// otherwise none), then count_ of the current block.
   std::vector<Entry> entries_;
   std::vector<std::vector<T>> pool_;
   std::size_t count_ = 0, pending_ = 0, pool_size_ = 0, closing_ = 0;
-  std::size_t rows_done_ = 0;  // rows of the boundary's Delta built so far (indices into units_)
-  std::vector<std::size_t> units_;  // state units whose row of Delta stores anything
+  std::size_t rows_done_ = 0;  ///< rows of the boundary's Delta built so far (indices into units_)
+  std::vector<std::size_t> units_;  ///< state units whose row of Delta stores anything
   std::vector<std::vector<Piece>> tiles_;
-  std::vector<std::vector<std::pair<std::size_t, std::size_t>>> groups_;  // per tile: [begin, end) of pieces over the same columns
-  std::vector<std::size_t> seed_of_unit_;  // during a block end: the unit's row in the chunk, or npos
-  std::vector<T> chunk_rows_;              // chunk x param_count(): the rows of Delta_(s+h) being built
-  std::vector<T> chunk_adjoints_;          // chunk x state_size(): their adjoints at R_s
-  // With a kernel that reverses many columns at once (sweep_columns): the chunk's adjoints
-  // interleaved, before and after a step; the dense connections' adjoints of up to flush_steps
-  // steps, and those steps; the kernel's workspace.
+  /// Per tile: [begin, end) of pieces over the same columns.
+  std::vector<std::vector<std::pair<std::size_t, std::size_t>>> groups_;
+  std::vector<std::size_t> seed_of_unit_;  ///< during a block end: the unit's row in the chunk, or npos
+  std::vector<T> chunk_rows_;              ///< chunk x param_count(): the rows of Delta_(s+h) being built
+  std::vector<T> chunk_adjoints_;          ///< chunk x state_size(): their adjoints at R_s
+  /// With a kernel that reverses many columns at once (sweep_columns): the chunk's adjoints
+  /// interleaved, before and after a step; the dense connections' adjoints of up to flush_steps
+  /// steps, and those steps; the kernel's workspace.
   std::vector<T> column_adjoint_, column_prev_, dense_adjoints_, column_work_;
   std::vector<const typename Kernel::Step*> held_steps_;
   std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;

@@ -8,13 +8,14 @@
 
 namespace loopgrad::runtime {
 
+/// What bptt() returns: the sequence's loss L and dL/dP.
 template <class T>
 struct LossAndGradient {
-  T loss = 0;
-  std::vector<T> gradient;
+  T loss = 0;  ///< L = sum_N C_N
+  std::vector<T> gradient;  ///< dL/dP (param_count() values)
 };
 
-// L = sum_N C_N over `seq`, starting from `initial_state` (empty: zero state). Forward only.
+/// L = sum_N C_N over `seq`, starting from `initial_state` (empty: zero state). Forward only.
 template <class Kernel, class T>
 T sequence_loss(const Kernel& k, const std::vector<T>& params, const Sequence<T>& seq,
                 std::vector<T> initial_state = {}) {
@@ -29,7 +30,7 @@ T sequence_loss(const Kernel& k, const std::vector<T>& params, const Sequence<T>
   return loss;
 }
 
-// L and dL/dP by BPTT over the whole sequence.
+/// L and dL/dP by BPTT over the whole sequence.
 template <class Kernel, class T>
 LossAndGradient<T> bptt_gradient(const Kernel& k, const std::vector<T>& params, const Sequence<T>& seq,
                                  std::vector<T> initial_state = {}) {

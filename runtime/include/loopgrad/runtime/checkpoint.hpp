@@ -42,8 +42,8 @@ std::vector<T> take(const safetensors::File& f, const std::string& name, std::si
   return it->second.values<T>(name);
 }
 
-// The length of a 1-D tensor that must hold either nothing or `size` values (optimizer state that
-// appears with the first update).
+/// The length of a 1-D tensor that must hold either nothing or `size` values (optimizer state that
+/// appears with the first update).
 template <class T>
 std::vector<T> take_empty_or(const safetensors::File& f, const std::string& name, std::size_t size, const std::string& where) {
   auto it = f.tensors.find(name);
@@ -57,7 +57,7 @@ inline const std::string& meta(const safetensors::File& f, const std::string& ke
   return it->second;
 }
 
-// A checkpoint's metadata every learner writes: the user's, then what loading checks.
+/// A checkpoint's metadata every learner writes: the user's, then what loading checks.
 inline safetensors::File new_checkpoint(const std::map<std::string, std::string>& user_metadata, const std::string& network,
                                         const std::string& algorithm, std::int64_t steps, bool gradient_ready) {
   safetensors::File f;
@@ -70,8 +70,8 @@ inline safetensors::File new_checkpoint(const std::map<std::string, std::string>
   return f;
 }
 
-// The checkpoint's CRC-32C: every metadata entry but the checksum itself and every tensor (name,
-// dtype, shape, bytes), in name order, as "crc32c:" and eight hex digits.
+/// The checkpoint's CRC-32C: every metadata entry but the checksum itself and every tensor (name,
+/// dtype, shape, bytes), in name order, as "crc32c:" and eight hex digits.
 inline std::string checksum(const safetensors::File& f) {
   std::uint32_t crc = 0;
   auto add = [&](const std::string& text) { crc = crc32c(crc, text.c_str(), text.size() + 1); };
@@ -93,15 +93,15 @@ inline std::string checksum(const safetensors::File& f) {
   return std::string("crc32c:") + hex;
 }
 
-// Writes a checkpoint with its checksum.
+/// Writes a checkpoint with its checksum.
 inline void write_checkpoint(const std::filesystem::path& path, safetensors::File& f) {
   f.metadata["loopgrad.checksum"] = checksum(f);
   safetensors::write(path, f);
 }
 
-// Reads a checkpoint and checks that it is one, intact (its checksum; checkpoints of format 1,
-// from before checksums, carry none), of `network`, written by `algorithm`'s learner (checkpoints
-// from before the blocked algorithm carry no algorithm and are RTRL's).
+/// Reads a checkpoint and checks that it is one, intact (its checksum; checkpoints of format 1,
+/// from before checksums, carry none), of `network`, written by `algorithm`'s learner (checkpoints
+/// from before the blocked algorithm carry no algorithm and are RTRL's).
 inline safetensors::File open_checkpoint(const std::filesystem::path& path, const std::string& network,
                                          const std::string& algorithm, const std::string& where) {
   auto f = safetensors::read(path);
@@ -128,7 +128,7 @@ inline safetensors::File open_checkpoint(const std::filesystem::path& path, cons
 
 inline std::string schedule_name(BlockSchedule s) { return s == BlockSchedule::real_time ? "real_time" : "block_end"; }
 
-// A metadata integer: decimal digits only (no sign, space, exponent or suffix), within [low, high].
+/// A metadata integer: decimal digits only (no sign, space, exponent or suffix), within [low, high].
 inline std::int64_t integer(const std::string& text, const std::string& key, const std::string& where,
                             std::int64_t low = 0, std::int64_t high = INT64_MAX) {
   std::int64_t value = 0;
@@ -142,7 +142,7 @@ inline std::int64_t integer(const std::string& text, const std::string& key, con
   return value;
 }
 
-// A metadata flag: "0" or "1".
+/// A metadata flag: "0" or "1".
 inline bool flag(const safetensors::File& f, const std::string& key, const std::string& where) {
   const auto& text = meta(f, key, where);
   if (text != "0" && text != "1")
@@ -152,23 +152,27 @@ inline bool flag(const safetensors::File& f, const std::string& key, const std::
 
 }  // namespace detail
 
-// Optimizer state: name, hyperparameters and per-parameter vectors.
+/// Writes the optimizer's state into `f`: its name, hyperparameters and per-parameter vectors.
 template <class T>
 void save_optimizer(const Sgd<T>& o, safetensors::File& f) {
   f.metadata["optimizer"] = "sgd";
   detail::put(f, "optimizer.hyperparameters", std::vector<T>{o.rate});
 }
+/// Restores what save_optimizer wrote; `where` names the file in errors, `n` is the parameter
+/// count the vectors must have. Throws SafetensorsError when the file holds another optimizer.
 template <class T>
 void load_optimizer(Sgd<T>& o, const safetensors::File& f, const std::string& where, std::size_t) {
   if (detail::meta(f, "optimizer", where) != "sgd") throw safetensors::SafetensorsError(where + " holds a " + detail::meta(f, "optimizer", where) + " optimizer, this run uses sgd");
   o.rate = detail::take<T>(f, "optimizer.hyperparameters", 1, where)[0];
 }
+/// @copydoc save_optimizer(const Sgd<T>&, safetensors::File&)
 template <class T>
 void save_optimizer(const Momentum<T>& o, safetensors::File& f) {
   f.metadata["optimizer"] = "momentum";
   detail::put(f, "optimizer.hyperparameters", std::vector<T>{o.rate, o.momentum});
   detail::put(f, "optimizer.velocity", o.velocity);
 }
+/// @copydoc load_optimizer(Sgd<T>&, const safetensors::File&, const std::string&, std::size_t)
 template <class T>
 void load_optimizer(Momentum<T>& o, const safetensors::File& f, const std::string& where, std::size_t n) {
   if (detail::meta(f, "optimizer", where) != "momentum") throw safetensors::SafetensorsError(where + " holds a " + detail::meta(f, "optimizer", where) + " optimizer, this run uses momentum");
@@ -179,6 +183,7 @@ void load_optimizer(Momentum<T>& o, const safetensors::File& f, const std::strin
   loaded.velocity = detail::take_empty_or<T>(f, "optimizer.velocity", n, where);
   o = std::move(loaded);
 }
+/// @copydoc save_optimizer(const Sgd<T>&, safetensors::File&)
 template <class T>
 void save_optimizer(const Adam<T>& o, safetensors::File& f) {
   f.metadata["optimizer"] = "adam";
@@ -187,6 +192,7 @@ void save_optimizer(const Adam<T>& o, safetensors::File& f) {
   detail::put(f, "optimizer.first", o.first);
   detail::put(f, "optimizer.second", o.second);
 }
+/// @copydoc load_optimizer(Sgd<T>&, const safetensors::File&, const std::string&, std::size_t)
 template <class T>
 void load_optimizer(Adam<T>& o, const safetensors::File& f, const std::string& where, std::size_t n) {
   if (detail::meta(f, "optimizer", where) != "adam") throw safetensors::SafetensorsError(where + " holds a " + detail::meta(f, "optimizer", where) + " optimizer, this run uses adam");
@@ -202,7 +208,7 @@ void load_optimizer(Adam<T>& o, const safetensors::File& f, const std::string& w
   o = std::move(loaded);
 }
 
-// Saves an online run with exact RTRL.
+/// Saves an online run with exact RTRL.
 template <class Kernel, class T, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
                      const ExactRtrl<Kernel, T>& learner, const Optimizer& optimizer,
@@ -216,8 +222,8 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   detail::write_checkpoint(path, f);
 }
 
-// Restores what save_checkpoint wrote into `params`, `learner` and `optimizer` (built for the same
-// network), or throws and leaves all three as they were.
+/// Restores what save_checkpoint wrote into `params`, `learner` and `optimizer` (built for the same
+/// network), or throws and leaves all three as they were.
 template <class Kernel, class T, class Optimizer>
 void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
                      ExactRtrl<Kernel, T>& learner, Optimizer& optimizer) {
@@ -241,10 +247,10 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   optimizer = std::move(new_optimizer);
 }
 
-// Saves an online run with the blocked exact algorithm, mid-block too: the start (R_s, Delta_s) of
-// the oldest stored step and what each stored step ran with (parameters, input, target), from
-// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
-// then the current block's).
+/// Saves an online run with the blocked exact algorithm, mid-block too: the start (R_s, Delta_s) of
+/// the oldest stored step and what each stored step ran with (parameters, input, target), from
+/// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
+/// then the current block's).
 template <class Kernel, class T, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
                      const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
@@ -282,9 +288,9 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   detail::write_checkpoint(path, f);
 }
 
-// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
-// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
-// saved one, bit for bit.
+/// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
+/// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
+/// saved one, bit for bit.
 template <class Kernel, class T, class Optimizer>
 void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
                      BlockedRtrl<Kernel, T>& learner, Optimizer& optimizer) {

@@ -11,7 +11,7 @@ namespace loopgrad::runtime {
 
 namespace detail {
 
-// tables[k][b]: the CRC of byte b followed by k zero bytes (slicing by eight).
+/// tables[k][b]: the CRC of byte b followed by k zero bytes (slicing by eight).
 constexpr std::array<std::array<std::uint32_t, 256>, 8> crc32c_tables() {
   std::array<std::array<std::uint32_t, 256>, 8> t{};
   for (std::uint32_t b = 0; b < 256; ++b) {
@@ -27,8 +27,8 @@ inline constexpr auto crc32c_table = crc32c_tables();
 
 }  // namespace detail
 
-// Continues the CRC-32C `crc` over `size` bytes (start with 0): crc32c(crc32c(0, a), b) is the
-// CRC of a followed by b.
+/// Continues the CRC-32C `crc` over `size` bytes (start with 0): crc32c(crc32c(0, a), b) is the
+/// CRC of a followed by b.
 inline std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t size) {
   const auto& t = detail::crc32c_table;
   const auto* p = static_cast<const unsigned char*>(data);

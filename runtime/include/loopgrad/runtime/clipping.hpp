@@ -6,7 +6,7 @@
 
 namespace loopgrad::runtime {
 
-// Scales g so that its Euclidean norm is at most max_norm; returns the norm before clipping.
+/// Scales g so that its Euclidean norm is at most max_norm; returns the norm before clipping.
 template <class T>
 T clip_by_global_norm(std::vector<T>& gradient, T max_norm) {
   T sum = 0;
@@ -19,7 +19,7 @@ T clip_by_global_norm(std::vector<T>& gradient, T max_norm) {
   return norm;
 }
 
-// Clamps every component of g into [-limit, limit]; returns how many were clamped.
+/// Clamps every component of g into [-limit, limit]; returns how many were clamped.
 template <class T>
 std::size_t clip_by_value(std::vector<T>& gradient, T limit) {
   std::size_t clamped = 0;

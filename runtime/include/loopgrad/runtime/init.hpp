@@ -10,6 +10,8 @@
 
 namespace loopgrad::runtime {
 
+/// Initial parameters for `net` as PyTorch draws them (uniform in +-1/sqrt(fan_in), above), from a
+/// generator seeded with `seed`, times `scale`.
 template <class T>
 std::vector<T> initial_params(const ir::Network& net, unsigned seed, double scale = 1.0) {
   std::mt19937_64 rng(seed);

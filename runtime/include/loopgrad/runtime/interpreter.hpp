@@ -29,15 +29,21 @@
 
 namespace loopgrad::runtime {
 
+/// The reference interpreter of an analysed IR network in scalar type T: the kernel interface of a
+/// generated kernel (forward, loss, reverse, sensitivity_update, apply_sensitivity, ...), written
+/// to be obviously right. The oracle generated code is checked against; every learner runs on it.
+/// Layouts as above.
 template <class T>
 class Interpreter {
  public:
-  // Values of one step, kept for the reverse pass and the sensitivity update.
+  /// Values of one step, kept for the reverse pass and the sensitivity update.
   struct Step {
-    std::vector<std::vector<T>> values;  // per op
+    std::vector<std::vector<T>> values;  ///< per op
   };
 
+  /// Analyses `net` (pruned) and interprets it.
   explicit Interpreter(ir::Network net) : Interpreter(net, analysis::analyse(net)) {}
+  /// Interprets `net` with an analysis made beforehand (e.g. with AnalysisOptions::prune = false).
   Interpreter(ir::Network net, analysis::Analysis a) : net_(std::move(net)), a_(std::move(a)) {
     std::size_t off = 0;
     for (const auto& p : net_.params) {
@@ -88,30 +94,32 @@ class Interpreter {
     }
   }
 
-  const ir::Network& network() const { return net_; }
-  const analysis::Analysis& analysis() const { return a_; }
-  std::size_t param_count() const { return param_count_; }
+  const ir::Network& network() const { return net_; }  ///< the network
+  const analysis::Analysis& analysis() const { return a_; }  ///< its analysis
+  std::size_t param_count() const { return param_count_; }  ///< |P|: the parameter vector's size
+  /// Where parameter group p starts in the parameter vector.
   std::size_t param_offset(int p) const { return param_offset_[static_cast<std::size_t>(p)]; }
-  std::size_t input_size() const { return input_size_; }
-  std::size_t target_size() const { return target_size_; }
-  std::size_t state_size() const { return state_size_; }
+  std::size_t input_size() const { return input_size_; }  ///< values of one step's input (all input groups)
+  std::size_t target_size() const { return target_size_; }  ///< values of one step's target (all output groups)
+  std::size_t state_size() const { return state_size_; }  ///< values of the state R (all states)
+  /// Where state k (its index in analysis().states) starts in the state.
   std::size_t state_offset(int k) const { return state_offset_[static_cast<std::size_t>(k)]; }
-  std::size_t sensitivity_size() const { return sensitivity_size_; }
-  // Offset of block (state k, parameter group p) in the sensitivity, or npos if not stored.
+  std::size_t sensitivity_size() const { return sensitivity_size_; }  ///< values of Delta: the stored blocks only
+  /// Offset of block (state k, parameter group p) in the sensitivity, or npos if not stored.
   std::size_t sensitivity_offset(int k, int p) const {
     const auto& params = a_.state_params[static_cast<std::size_t>(k)];
     auto it = std::find(params.begin(), params.end(), p);
     if (it == params.end()) return npos;
     return sens_offset_[static_cast<std::size_t>(k)][static_cast<std::size_t>(it - params.begin())];
   }
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-  // The exact algorithm the analysis's cost model picks (runtime::ExactOnline follows it): 0 for
-  // RTRL, otherwise the block length of the blocked algorithm.
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);  ///< sensitivity_offset() of a block not stored
+  /// The exact algorithm the analysis's cost model picks (runtime::ExactOnline follows it): 0 for
+  /// RTRL, otherwise the block length of the blocked algorithm.
   int recommended_block_length() const {
     return a_.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a_.exact_cost.block_length : 0;
   }
 
-  // One step forward. `state` is R_{N-1}; the new state is read with next_state().
+  /// One step forward. `state` is R_{N-1}; the new state is read with next_state().
   void forward(const T* params, const T* state, const T* input, Step& step) const {
     step.values.resize(net_.ops.size());
     for (int g : a_.group_order) {
@@ -166,6 +174,9 @@ class Interpreter {
           case ir::OpCode::mul:
             for (std::size_t r = 0; r < n; ++r) v[r] = (*a)[r] * (*b)[r];
             break;
+          case ir::OpCode::div:
+            for (std::size_t r = 0; r < n; ++r) v[r] = (*a)[r] / (*b)[r];
+            break;
           case ir::OpCode::activate:
             for (std::size_t r = 0; r < n; ++r) v[r] = ir::activation_value(op.activation, (*a)[r]);
             break;
@@ -174,18 +185,18 @@ class Interpreter {
     }
   }
 
-  // R_N, the state after `step`.
+  /// R_N, the state after `step`.
   void next_state(const Step& step, T* state) const {
     for (std::size_t k = 0; k < a_.states.size(); ++k)
       std::copy(value(step, a_.states[k]).begin(), value(step, a_.states[k]).end(), state + state_offset_[k]);
   }
 
-  // The values of group g in `step` (neuron groups only).
+  /// The values of group g in `step` (neuron groups only).
   const std::vector<T>& value(const Step& step, int g) const {
     return step.values[static_cast<std::size_t>(net_.groups[static_cast<std::size_t>(g)].value_op())];
   }
 
-  // C_N, the sum of the outputs' losses against `target` (nullptr: no target this step, C = 0).
+  /// C_N, the sum of the outputs' losses against `target` (nullptr: no target this step, C = 0).
   T loss(const Step& step, const T* target) const {
     if (target == nullptr) return T(0);
     T c = 0;
@@ -194,8 +205,8 @@ class Interpreter {
       const auto& y = value(step, outputs_[o]);
       const T* t = target + target_offset_[o];
       const std::size_t n = y.size();
-      if (group.loss == ir::Loss::mse) {
-        for (std::size_t i = 0; i < n; ++i) c += (y[i] - t[i]) * (y[i] - t[i]) / static_cast<T>(n);
+      if (ir::is_elementwise(group.loss)) {
+        for (std::size_t i = 0; i < n; ++i) c += ir::loss_value(group.loss, y[i], t[i], n);
       } else {
         const T lse = log_sum_exp(y);
         for (std::size_t i = 0; i < n; ++i) c -= t[i] * (y[i] - lse);
@@ -204,7 +215,7 @@ class Interpreter {
     return c;
   }
 
-  // The probabilities softmax(y) of a softmax cross-entropy output, for reading predictions.
+  /// The probabilities softmax(y) of a softmax cross-entropy output, for reading predictions.
   std::vector<T> softmax(const Step& step, int g) const {
     const auto& y = value(step, g);
     const T lse = log_sum_exp(y);
@@ -213,9 +224,9 @@ class Interpreter {
     return p;
   }
 
-  // The one-step reverse pass. Seeds: dC_N/dY from `target` (nullptr: none) and `state_adjoint`,
-  // dL/dR_N flowing back from later steps (nullptr: none). Adds the immediate parameter gradient
-  // to `param_grad` and writes dL/dR_{N-1} to `prev_state_adjoint` (state layout).
+  /// The one-step reverse pass. Seeds: dC_N/dY from `target` (nullptr: none) and `state_adjoint`,
+  /// dL/dR_N flowing back from later steps (nullptr: none). Adds the immediate parameter gradient
+  /// to `param_grad` and writes dL/dR_{N-1} to `prev_state_adjoint` (state layout).
   void reverse(const T* params, const Step& step, const T* target, const T* state_adjoint, T* param_grad,
                T* prev_state_adjoint) const {
     std::vector<std::vector<T>> adj(net_.ops.size());
@@ -228,8 +239,8 @@ class Interpreter {
         const T* t = target + target_offset_[o];
         auto& d = adj[static_cast<std::size_t>(group.value_op())];
         const std::size_t n = y.size();
-        if (group.loss == ir::Loss::mse) {
-          for (std::size_t i = 0; i < n; ++i) d[i] += T(2) * (y[i] - t[i]) / static_cast<T>(n);
+        if (ir::is_elementwise(group.loss)) {
+          for (std::size_t i = 0; i < n; ++i) d[i] += ir::loss_gradient(group.loss, y[i], t[i], n);
         } else {
           T sum_t = 0;
           for (std::size_t i = 0; i < n; ++i) sum_t += t[i];
@@ -315,6 +326,15 @@ class Interpreter {
             }
             break;
           }
+          case ir::OpCode::div: {  // y = a / b: dy/da = 1/b, dy/db = -y/b
+            const auto& vb = step.values[static_cast<std::size_t>(op.b)];
+            const auto& y = step.values[static_cast<std::size_t>(i)];
+            for (std::size_t r = 0; r < n; ++r) {
+              adj[static_cast<std::size_t>(op.a)][r] += d[r] / vb[r];
+              adj[static_cast<std::size_t>(op.b)][r] -= d[r] * y[r] / vb[r];
+            }
+            break;
+          }
           case ir::OpCode::activate: {
             const auto& z = step.values[static_cast<std::size_t>(op.a)];
             const auto& y = step.values[static_cast<std::size_t>(i)];
@@ -327,9 +347,9 @@ class Interpreter {
     }
   }
 
-  // Eqn. 4 evaluated path by path: tangent blocks dv/dP_p propagated through the step in
-  // evaluation order, seeded by Delta_{N-1} at each delay() and by the immediate blocks at each
-  // parameter. Only the blocks in analysis().op_tangent are formed. Writes Delta_N.
+  /// Eqn. 4 evaluated path by path: tangent blocks dv/dP_p propagated through the step in
+  /// evaluation order, seeded by Delta_{N-1} at each delay() and by the immediate blocks at each
+  /// parameter. Only the blocks in analysis().op_tangent are formed. Writes Delta_N.
   void sensitivity_update(const T* params, const Step& step, const T* delta_prev, T* delta_next) const {
     // tangent[i][b]: block of op i for parameter group a_.op_tangent[i][b], (size_i x |P_p|).
     std::vector<std::vector<std::vector<T>>> tangent(net_.ops.size());
@@ -425,6 +445,16 @@ class Interpreter {
                 }
               break;
             }
+            case ir::OpCode::div: {  // y = a / b: dy = da / b - (y / b) db
+              const auto& vb = step.values[static_cast<std::size_t>(op.b)];
+              const auto& y = step.values[static_cast<std::size_t>(i)];
+              for (std::size_t r = 0; r < n; ++r)
+                for (std::size_t j = 0; j < cols; ++j) {
+                  if (ta != nullptr) out[r * cols + j] += (*ta)[r * cols + j] / vb[r];
+                  if (tb != nullptr) out[r * cols + j] -= y[r] / vb[r] * (*tb)[r * cols + j];
+                }
+              break;
+            }
             case ir::OpCode::activate: {
               const auto& z = step.values[static_cast<std::size_t>(op.a)];
               const auto& y = step.values[static_cast<std::size_t>(i)];
@@ -448,7 +478,7 @@ class Interpreter {
     }
   }
 
-  // The recurrent part of Eqn. 5: param_grad += sum_k (dC/dR^k_{N-1}) Delta^k_{N-1}.
+  /// The recurrent part of Eqn. 5: param_grad += sum_k (dC/dR^k_{N-1}) Delta^k_{N-1}.
   void apply_sensitivity(const T* delta_prev, const T* prev_state_adjoint, T* param_grad) const {
     for (std::size_t k = 0; k < a_.states.size(); ++k) {
       const auto n = static_cast<std::size_t>(net_.groups[static_cast<std::size_t>(a_.states[k])].size);
@@ -463,17 +493,17 @@ class Interpreter {
     }
   }
 
-  // Delta's layout as data: one record per run of stored entries of a row (here every stored
-  // block's row is one run). The blocked exact algorithm reads and writes Delta row by row with it.
+  /// Delta's layout as data: one record per run of stored entries of a row (here every stored
+  /// block's row is one run). The blocked exact algorithm reads and writes Delta row by row with it.
   struct SensitivityRun {
-    std::size_t unit;    // the row's position in the state layout
-    std::size_t column;  // its first parameter column
-    std::size_t at;      // where the run is stored
-    std::size_t length;
+    std::size_t unit;    ///< the row's position in the state layout
+    std::size_t column;  ///< its first parameter column
+    std::size_t at;      ///< where the run is stored
+    std::size_t length;  ///< its number of columns
   };
-  const std::vector<SensitivityRun>& sensitivity_runs() const { return runs_; }
+  const std::vector<SensitivityRun>& sensitivity_runs() const { return runs_; }  ///< every run, in storage order
 
-  // Position of group g in the state layout (its index in analysis().states).
+  /// Position of group g in the state layout (its index in analysis().states).
   int state_of(int g) const { return a_.state_index[static_cast<std::size_t>(g)]; }
 
  private:

@@ -28,13 +28,18 @@
 
 namespace loopgrad::runtime {
 
-// Exact RTRL; with accumulate = m > 1 the gradient is the sum over m steps and is ready every m.
+/// Exact RTRL; with accumulate = m > 1 the gradient is the sum over m steps and is ready every m.
 template <class Kernel, class T>
 class ExactRtrl {
  public:
+  /// A learner on kernel k (kept by reference: it must outlive the learner); the gradient sums
+  /// `accumulate` steps (values below 1 count as 1); `options` as for Rtrl.
   explicit ExactRtrl(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {})
       : rtrl_(k, options), accumulate_(accumulate < 1 ? 1 : accumulate), sum_(k.param_count(), T(0)) {}
 
+  /// Runs one step with parameters `params` on `input` (input_size() values) against `target`
+  /// (target_size() values, or nullptr for a step without a loss); returns the step's loss C_N.
+  /// Throws NonFiniteValue under ExplosionPolicy::fail, with nothing changed.
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     const T c = rtrl_.step(params, input, target);  // first: if it throws, nothing has changed
     if (ready_) std::fill(sum_.begin(), sum_.end(), T(0));
@@ -42,17 +47,22 @@ class ExactRtrl {
     ready_ = rtrl_.steps() % accumulate_ == 0;
     return c;
   }
+  /// True when the step just observed completes a gradient: apply gradient() now.
   bool gradient_ready() const { return ready_; }
+  /// The gradient to apply (param_count() values), valid while gradient_ready().
   const std::vector<T>& gradient() const { return sum_; }
+  /// Back to the first step: zero state and sensitivity, no partial sum.
   void reset() {
     rtrl_.reset();
     std::fill(sum_.begin(), sum_.end(), T(0));
     ready_ = false;
   }
+  /// The RTRL engine underneath (state, sensitivity), for checkpoints and inspection.
   Rtrl<Kernel, T>& rtrl() { return rtrl_; }
+  /// The RTRL engine underneath (state, sensitivity), for checkpoints and inspection.
   const Rtrl<Kernel, T>& rtrl() const { return rtrl_; }
-  std::vector<T>& accumulated() { return sum_; }  // for checkpoints
-  bool& ready_flag() { return ready_; }
+  std::vector<T>& accumulated() { return sum_; }  ///< for checkpoints
+  bool& ready_flag() { return ready_; }  ///< the ready flag, for checkpoints
 
  private:
   Rtrl<Kernel, T> rtrl_;
@@ -61,33 +71,40 @@ class ExactRtrl {
   bool ready_ = false;
 };
 
-// Exact online gradients by the exact algorithm that is cheaper for the network: RTRL, or the
-// blocked algorithm at its best block length, as the analysis's cost model picks them (the
-// kernel's recommended_block_length()); `block_length` overrides the pick (0: RTRL; h >= 1: blocked
-// with block length h). Either way the gradient is RTRL's to rounding; accumulate and options as
-// for ExactRtrl; `schedule` as for BlockedRtrl (real_time bounds every step's time).
+/// Exact online gradients by the exact algorithm that is cheaper for the network: RTRL, or the
+/// blocked algorithm at its best block length, as the analysis's cost model picks them (the
+/// kernel's recommended_block_length()); `block_length` overrides the pick (0: RTRL; h >= 1: blocked
+/// with block length h). Either way the gradient is RTRL's to rounding; accumulate and options as
+/// for ExactRtrl; `schedule` as for BlockedRtrl (real_time bounds every step's time).
 template <class Kernel, class T>
 class ExactOnline {
  public:
-  static constexpr int automatic = -1;
+  static constexpr int automatic = -1;  ///< block_length: let the cost model pick
+  /// A learner on kernel k running RTRL (block_length 0), the blocked algorithm with that block
+  /// length, or (automatic) the one the cost model picks; throws std::invalid_argument for a
+  /// negative block length other than automatic.
   explicit ExactOnline(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {}, int block_length = automatic,
                        BlockSchedule schedule = BlockSchedule::block_end)
       : learner_(make(k, accumulate, options, block_length == automatic ? k.recommended_block_length() : block_length,
                       schedule)) {}
 
+  /// @copydoc ExactRtrl::observe
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     return std::visit([&](auto& l) { return l.observe(params, input, target); }, learner_);
   }
+  /// @copydoc ExactRtrl::gradient_ready
   bool gradient_ready() const {
     return std::visit([](const auto& l) { return l.gradient_ready(); }, learner_);
   }
+  /// @copydoc ExactRtrl::gradient
   const std::vector<T>& gradient() const {
     return std::visit([](const auto& l) -> const std::vector<T>& { return l.gradient(); }, learner_);
   }
+  /// @copydoc ExactRtrl::reset
   void reset() {
     std::visit([](auto& l) { l.reset(); }, learner_);
   }
-  // 0 when running RTRL, else the blocked algorithm's block length.
+  /// 0 when running RTRL, else the blocked algorithm's block length.
   int block_length() const {
     const auto* blocked = std::get_if<BlockedRtrl<Kernel, T>>(&learner_);
     return blocked == nullptr ? 0 : blocked->block_length();
@@ -105,27 +122,29 @@ class ExactOnline {
   Learner learner_;
 };
 
-// The history the BPTT-style learners keep: the last steps' values and targets, and the state
-// after the newest.
+/// The history the BPTT-style learners keep: the last steps' values and targets, and the state
+/// after the newest.
 template <class Kernel, class T>
 struct History {
+  /// One step kept: its values (the kernel's Step) and its target, if it had one.
   struct Entry {
-    typename Kernel::Step step;
-    std::optional<std::vector<T>> target;
+    typename Kernel::Step step;  ///< the step's values, as the kernel's forward pass left them
+    std::optional<std::vector<T>> target;  ///< the step's target; empty for a step without a loss
   };
-  std::deque<Entry> entries;  // oldest first
-  std::vector<T> state;
+  std::deque<Entry> entries;  ///< oldest first
+  std::vector<T> state;  ///< the state after the newest entry
 
-  typename Kernel::Step scratch;  // the step being tried, until the guard has passed it
-  RtrlOptions<T> guard;           // only `explosion` is used: the policy for non-finite values
-  std::int64_t steps = 0;
-  bool warned = false;
+  typename Kernel::Step scratch;  ///< the step being tried, until the guard has passed it
+  RtrlOptions<T> guard;           ///< only `explosion` is used: the policy for non-finite values
+  std::int64_t steps = 0;  ///< steps recorded since the last clear()
+  bool warned = false;  ///< a non-finite value has been reported (warn reports once)
 
+  /// An empty history of kernel k's steps; `policy` for non-finite values.
   History(const Kernel& k, ExplosionPolicy policy) : state(k.state_size(), T(0)) { guard.explosion = policy; }
-  // Runs one step from `state`, checking the input, the target and the loss before anything is
-  // kept: a non-finite one throws NonFiniteValue under ExplosionPolicy::fail with nothing changed.
-  // Then `make_room()` readies the newest entry, which takes the step and its target, and `state`
-  // advances; returns C_N.
+  /// Runs one step from `state`, checking the input, the target and the loss before anything is
+  /// kept: a non-finite one throws NonFiniteValue under ExplosionPolicy::fail with nothing changed.
+  /// Then `make_room()` readies the newest entry, which takes the step and its target, and `state`
+  /// advances; returns C_N.
   template <class MakeRoom>
   T record(const Kernel& k, const std::vector<T>& params, const T* input, const T* target, MakeRoom make_room) {
     check_finite(input, k.input_size(), "input", steps + 1, guard, warned);
@@ -143,9 +162,11 @@ struct History {
     ++steps;
     return c;
   }
+  /// Applies the explosion policy to a gradient about to be handed out.
   void check_gradient(const std::vector<T>& gradient) {
     check_finite(gradient.data(), gradient.size(), "gradient", steps, guard, warned);
   }
+  /// No entries, zero state, step count 0.
   void clear() {
     entries.clear();
     std::fill(state.begin(), state.end(), T(0));
@@ -153,13 +174,14 @@ struct History {
   }
 };
 
-// Truncated BPTT(k1, k2) (Williams & Peng 1990): every k1 steps, the losses of the last k1 steps
-// are backpropagated through the last k2 steps (k2 >= k1). Memory grows with k2; dependencies
-// longer than k2 steps get no gradient. `policy` guards against non-finite numbers as for the
-// exact learners: an input, target or loss before the step is kept, the gradient when it is ready.
+/// Truncated BPTT(k1, k2) (Williams & Peng 1990): every k1 steps, the losses of the last k1 steps
+/// are backpropagated through the last k2 steps (k2 >= k1). Memory grows with k2; dependencies
+/// longer than k2 steps get no gradient. `policy` guards against non-finite numbers as for the
+/// exact learners: an input, target or loss before the step is kept, the gradient when it is ready.
 template <class Kernel, class T>
 class TruncatedBptt {
  public:
+  /// A learner on kernel k: a gradient every k1 steps (at least 1) through the last k2 steps (at least k1).
   TruncatedBptt(const Kernel& k, int k1, int k2, ExplosionPolicy policy = ExplosionPolicy::warn)
       : k_(k),
         k1_(k1 < 1 ? 1 : k1),
@@ -169,6 +191,7 @@ class TruncatedBptt {
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
 
+  /// @copydoc ExactRtrl::observe
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     auto& h = history_.entries;
     const T c = history_.record(k_, params, input, target, [&]() -> auto& {
@@ -188,14 +211,15 @@ class TruncatedBptt {
     }
     return c;
   }
-  bool gradient_ready() const { return ready_; }
-  const std::vector<T>& gradient() const { return gradient_; }
+  bool gradient_ready() const { return ready_; }  ///< @copydoc ExactRtrl::gradient_ready
+  const std::vector<T>& gradient() const { return gradient_; }  ///< @copydoc ExactRtrl::gradient
+  /// @copydoc ExactRtrl::reset
   void reset() {
     history_.clear();
     count_ = 0;
     ready_ = false;
   }
-  const std::vector<T>& state() const { return history_.state; }
+  const std::vector<T>& state() const { return history_.state; }  ///< the state after the last step
 
  private:
   void backpropagate(const std::vector<T>& params) {
@@ -218,26 +242,29 @@ class TruncatedBptt {
   bool ready_ = false;
 };
 
-// N-th order approximation: at every step, the step's loss backpropagated through the current
-// step and the N before it, and an update every step. N = 0 ignores the recurrence; N >= the
-// sequence length is exact for fixed parameters. (Truncated BPTT with k1 = 1, k2 = N + 1.)
+/// N-th order approximation: at every step, the step's loss backpropagated through the current
+/// step and the N before it, and an update every step. N = 0 ignores the recurrence; N >= the
+/// sequence length is exact for fixed parameters. (Truncated BPTT with k1 = 1, k2 = N + 1.)
 template <class Kernel, class T>
 class NthOrder : public TruncatedBptt<Kernel, T> {
  public:
+  /// A learner on kernel k backpropagating each step's loss through that step and the n before it.
   NthOrder(const Kernel& k, int n, ExplosionPolicy policy = ExplosionPolicy::warn)
       : TruncatedBptt<Kernel, T>(k, 1, n + 1, policy) {}
 };
 
-// Unbiased random truncation (Tallec & Ollivier 2017, "Unbiasing Truncated Backpropagation
-// Through Time", the ARTBP estimator): at each step the backward chain into the previous step is
-// cut with probability c; where it is kept, the gradient crossing it is divided by (1 - c). Each
-// cut closes a segment, which is backpropagated at once and yields a gradient; over the draws the
-// expected sum of the segments' gradients is the full BPTT gradient (for fixed parameters).
-// Segments are 1/c steps long on average. `max_length` (0: none) forces a cut on a longer
-// segment, which bounds memory but makes the estimate biased. `policy` as for TruncatedBptt.
+/// Unbiased random truncation (Tallec & Ollivier 2017, "Unbiasing Truncated Backpropagation
+/// Through Time", the ARTBP estimator): at each step the backward chain into the previous step is
+/// cut with probability c; where it is kept, the gradient crossing it is divided by (1 - c). Each
+/// cut closes a segment, which is backpropagated at once and yields a gradient; over the draws the
+/// expected sum of the segments' gradients is the full BPTT gradient (for fixed parameters).
+/// Segments are 1/c steps long on average. `max_length` (0: none) forces a cut on a longer
+/// segment, which bounds memory but makes the estimate biased. `policy` as for TruncatedBptt.
 template <class Kernel, class T>
 class RandomTruncation {
  public:
+  /// A learner on kernel k that cuts the backward chain with probability `cut_probability` at each
+  /// step, drawn from a generator seeded with `seed`; `max_length` as above.
   RandomTruncation(const Kernel& k, double cut_probability, std::uint64_t seed, int max_length = 0,
                    ExplosionPolicy policy = ExplosionPolicy::warn)
       : k_(k),
@@ -249,6 +276,7 @@ class RandomTruncation {
         adjoint_(k.state_size(), T(0)),
         prev_(k.state_size(), T(0)) {}
 
+  /// @copydoc ExactRtrl::observe
   T observe(const std::vector<T>& params, const T* input, const T* target) {
     auto& h = history_.entries;
     bool ready = false;
@@ -267,7 +295,7 @@ class RandomTruncation {
     if (ready_) history_.check_gradient(gradient_);
     return c;
   }
-  // Closes the open segment (the end of a finite sequence); its gradient is then ready.
+  /// Closes the open segment (the end of a finite sequence); its gradient is then ready.
   void flush(const std::vector<T>& params) {
     ready_ = !history_.entries.empty();
     if (ready_) {
@@ -275,13 +303,14 @@ class RandomTruncation {
       history_.check_gradient(gradient_);
     }
   }
-  bool gradient_ready() const { return ready_; }
-  const std::vector<T>& gradient() const { return gradient_; }
+  bool gradient_ready() const { return ready_; }  ///< @copydoc ExactRtrl::gradient_ready
+  const std::vector<T>& gradient() const { return gradient_; }  ///< @copydoc ExactRtrl::gradient
+  /// @copydoc ExactRtrl::reset
   void reset() {
     history_.clear();
     ready_ = false;
   }
-  const std::vector<T>& state() const { return history_.state; }
+  const std::vector<T>& state() const { return history_.state; }  ///< the state after the last step
 
  private:
   void backpropagate(const std::vector<T>& params) {

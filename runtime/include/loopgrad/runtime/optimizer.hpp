@@ -7,21 +7,23 @@
 
 namespace loopgrad::runtime {
 
-// P <- P - rate * g
+/// P <- P - rate * g
 template <class T>
 struct Sgd {
-  T rate = T(0.01);
+  T rate = T(0.01);  ///< the learning rate
+  /// One update of `params` with `gradient` (same size).
   void apply(std::vector<T>& params, const std::vector<T>& gradient) {
     for (std::size_t i = 0; i < params.size(); ++i) params[i] -= rate * gradient[i];
   }
 };
 
-// v <- momentum * v + g;  P <- P - rate * v
+/// v <- momentum * v + g;  P <- P - rate * v
 template <class T>
 struct Momentum {
-  T rate = T(0.01);
-  T momentum = T(0.9);
-  std::vector<T> velocity;
+  T rate = T(0.01);  ///< the learning rate
+  T momentum = T(0.9);  ///< the velocity's decay
+  std::vector<T> velocity;  ///< v, sized on the first apply()
+  /// One update of `params` with `gradient` (same size).
   void apply(std::vector<T>& params, const std::vector<T>& gradient) {
     velocity.resize(params.size(), T(0));
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -31,16 +33,17 @@ struct Momentum {
   }
 };
 
-// Adam (Kingma & Ba 2015) with bias correction.
+/// Adam (Kingma & Ba 2015) with bias correction.
 template <class T>
 struct Adam {
-  T rate = T(0.001);
-  T beta1 = T(0.9);
-  T beta2 = T(0.999);
-  T epsilon = T(1e-8);
-  std::vector<T> first;   // m
-  std::vector<T> second;  // v
-  std::int64_t steps = 0;
+  T rate = T(0.001);  ///< the learning rate
+  T beta1 = T(0.9);  ///< decay of the first moment
+  T beta2 = T(0.999);  ///< decay of the second moment
+  T epsilon = T(1e-8);  ///< added to the second moment's root
+  std::vector<T> first;   ///< m
+  std::vector<T> second;  ///< v
+  std::int64_t steps = 0;  ///< updates applied (for the bias correction)
+  /// One update of `params` with `gradient` (same size).
   void apply(std::vector<T>& params, const std::vector<T>& gradient) {
     first.resize(params.size(), T(0));
     second.resize(params.size(), T(0));

@@ -19,15 +19,16 @@
 
 namespace loopgrad::runtime {
 
+/// How one tensor of a file maps onto loopgrad's parameter groups (an entry of a Layout).
 struct TensorMapping {
-  std::string tensor;               // name in the file
-  std::vector<std::string> params;  // loopgrad parameter groups, stacked row-wise
-  // Several tensors summed into one group (PyTorch's RNN has bias_ih and bias_hh where loopgrad's
-  // Elman layer has one bias): import adds them, export writes the group into the first tensor of
-  // the sum and zeros into the others.
+  std::string tensor;               ///< name in the file
+  std::vector<std::string> params;  ///< loopgrad parameter groups, stacked row-wise
+  /// Several tensors summed into one group (PyTorch's RNN has bias_ih and bias_hh where loopgrad's
+  /// Elman layer has one bias): import adds them, export writes the group into the first tensor of
+  /// the sum and zeros into the others.
   bool summed = false;
 };
-using Layout = std::vector<TensorMapping>;
+using Layout = std::vector<TensorMapping>;  ///< how a file's tensors map onto a network's parameters
 
 namespace detail {
 inline const ir::Param& find_param(const ir::Network& net, const std::string& name, const std::string& context) {
@@ -38,7 +39,7 @@ inline const ir::Param& find_param(const ir::Network& net, const std::string& na
 inline bool is_matrix(const ir::Network& net, const ir::Param& p) {
   return p.connection >= 0 && net.connections[static_cast<std::size_t>(p.connection)].kind == ir::ConnectionKind::dense;
 }
-// The tensor's shape under the layout, checking that the stacked groups fit together.
+/// The tensor's shape under the layout, checking that the stacked groups fit together.
 inline std::vector<std::int64_t> mapped_shape(const ir::Network& net, const TensorMapping& m) {
   std::int64_t rows = 0, cols = -1;
   bool matrix = false;
@@ -60,16 +61,16 @@ inline std::string shape_string(const std::vector<std::int64_t>& s) {
 }
 }  // namespace detail
 
-// One tensor per parameter group, named and shaped as the group.
+/// One tensor per parameter group, named and shaped as the group.
 inline Layout default_layout(const ir::Network& net) {
   Layout out;
   for (const auto& p : net.params) out.push_back({p.name, {p.name}, false});
   return out;
 }
 
-// torch.nn.RNN (tanh) layer `layer` <-> loopgrad's elman cell named `cell` (parameters
-// <cell>_W_xh, <cell>_W_hh, <cell>_b_h). `module` prefixes the tensor names ("rnn." in a model
-// whose RNN is the attribute `rnn`).
+/// torch.nn.RNN (tanh) layer `layer` <-> loopgrad's elman cell named `cell` (parameters
+/// CELL_W_xh, CELL_W_hh, CELL_b_h, where CELL is `cell`). `module` prefixes the tensor names ("rnn." in a model
+/// whose RNN is the attribute `rnn`).
 inline Layout torch_rnn_layout(const std::string& cell, const std::string& module = "", int layer = 0) {
   const std::string l = "_l" + std::to_string(layer);
   return {{module + "weight_ih" + l, {cell + "_W_xh"}, false},
@@ -78,7 +79,7 @@ inline Layout torch_rnn_layout(const std::string& cell, const std::string& modul
           {module + "bias_hh" + l, {cell + "_b_h"}, true}};
 }
 
-// torch.nn.LSTM layer <-> loopgrad's lstm cell (gates stacked in PyTorch's order i, f, g, o).
+/// torch.nn.LSTM layer <-> loopgrad's lstm cell (gates stacked in PyTorch's order i, f, g, o).
 inline Layout torch_lstm_layout(const std::string& cell, const std::string& module = "", int layer = 0) {
   const std::string l = "_l" + std::to_string(layer);
   auto gates = [&](const std::string& kind) {
@@ -92,7 +93,7 @@ inline Layout torch_lstm_layout(const std::string& cell, const std::string& modu
           {module + "bias_hh" + l, gates("b_h"), false}};
 }
 
-// torch.nn.GRU layer <-> loopgrad's gru cell (gates stacked in PyTorch's order r, z, n).
+/// torch.nn.GRU layer <-> loopgrad's gru cell (gates stacked in PyTorch's order r, z, n).
 inline Layout torch_gru_layout(const std::string& cell, const std::string& module = "", int layer = 0) {
   const std::string l = "_l" + std::to_string(layer);
   auto gates = [&](const std::string& kind) {
@@ -106,13 +107,13 @@ inline Layout torch_gru_layout(const std::string& cell, const std::string& modul
           {module + "bias_hh" + l, gates("b_h"), false}};
 }
 
-// torch.nn.Linear <-> a dense connection and a bias.
+/// torch.nn.Linear <-> a dense connection and a bias.
 inline Layout torch_linear_layout(const std::string& weight, const std::string& bias, const std::string& module) {
   return {{module + "weight", {weight}, false}, {module + "bias", {bias}, false}};
 }
 
-// Parameters read from `path` under `layout`, starting from `params` (groups the layout does not
-// name keep their values there). Throws, changing nothing, on any mismatch.
+/// Parameters read from `path` under `layout`, starting from `params` (groups the layout does not
+/// name keep their values there). Throws, changing nothing, on any mismatch.
 template <class T>
 std::vector<T> import_parameters(const ir::Network& net, const std::filesystem::path& path, const Layout& layout,
                                  std::vector<T> params) {
@@ -163,10 +164,10 @@ std::vector<T> import_parameters(const ir::Network& net, const std::filesystem::
 }
 
 namespace detail {
-// export_parameters and export_gradient: `values` in the parameter layout to `path` under
-// `layout`. A group summed from several tensors is written whole into the first of them and as
-// zeros into the others (`split_sum`: parameters, so that importing the file sums back to the
-// group) or whole into every one of them (gradients: d/d(bias_ih) = d/d(bias_hh) = d/d(b_h)).
+/// export_parameters and export_gradient: `values` in the parameter layout to `path` under
+/// `layout`. A group summed from several tensors is written whole into the first of them and as
+/// zeros into the others (`split_sum`: parameters, so that importing the file sums back to the
+/// group) or whole into every one of them (gradients: d/d(bias_ih) = d/d(bias_hh) = d/d(b_h)).
 template <class T>
 void export_values(const ir::Network& net, const std::vector<T>& params, const std::filesystem::path& path,
                    const Layout& layout, bool split_sum) {
@@ -197,18 +198,18 @@ void export_values(const ir::Network& net, const std::vector<T>& params, const s
 }
 }  // namespace detail
 
-// Writes `params` to `path` under `layout` (F64 for double, F32 for float), with the network's
-// name in the metadata. A group PyTorch splits in two (the RNN's biases) goes whole into the first
-// tensor and as zeros into the second, so that PyTorch's sum is the group.
+/// Writes `params` to `path` under `layout` (F64 for double, F32 for float), with the network's
+/// name in the metadata. A group PyTorch splits in two (the RNN's biases) goes whole into the first
+/// tensor and as zeros into the second, so that PyTorch's sum is the group.
 template <class T>
 void export_parameters(const ir::Network& net, const std::vector<T>& params, const std::filesystem::path& path,
                        const Layout& layout) {
   detail::export_values(net, params, path, layout, true);
 }
 
-// Writes a gradient (dC/dP in the parameter layout) to `path` in PyTorch's names under `layout`:
-// what PyTorch's autograd puts in each parameter's .grad. A group PyTorch splits in two gets the
-// group's gradient in both tensors (the derivative by each summand is the derivative by the sum).
+/// Writes a gradient (dC/dP in the parameter layout) to `path` in PyTorch's names under `layout`:
+/// what PyTorch's autograd puts in each parameter's .grad. A group PyTorch splits in two gets the
+/// group's gradient in both tensors (the derivative by each summand is the derivative by the sum).
 template <class T>
 void export_gradient(const ir::Network& net, const std::vector<T>& gradient, const std::filesystem::path& path,
                      const Layout& layout) {

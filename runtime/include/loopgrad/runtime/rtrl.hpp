@@ -16,12 +16,12 @@
 
 namespace loopgrad::runtime {
 
-// What to do when the sensitivity Delta grows without bound (temporal gradient explosion: the
-// recurrence is chaotic or unstable at the current parameters, and the gradient sum diverges).
+/// What to do when the sensitivity Delta grows without bound (temporal gradient explosion: the
+/// recurrence is chaotic or unstable at the current parameters, and the gradient sum diverges).
 enum class ExplosionPolicy {
-  ignore,
-  warn,   // one line on stderr the first time the threshold is crossed
-  fail,   // throw TemporalGradientExplosion
+  ignore,  ///< nothing is checked
+  warn,   ///< one line on stderr the first time the threshold is crossed
+  fail,   ///< throw TemporalGradientExplosion
 };
 
 class TemporalGradientExplosion : public std::runtime_error {
@@ -29,46 +29,49 @@ class TemporalGradientExplosion : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Thrown under ExplosionPolicy::fail when a step would take in or produce a non-finite number (NaN
-// or an infinity): an input, a target, the loss or the gradient. The learner has not advanced.
+/// Thrown under ExplosionPolicy::fail when a step would take in or produce a non-finite number (NaN
+/// or an infinity): an input, a target, the loss or the gradient. The learner has not advanced.
 class NonFiniteValue : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-// A number for a message, in %g form (1.10168e+23, not 110168288866829363838976.000000).
+/// A number for a message, in %g form (1.10168e+23, not 110168288866829363838976.000000).
 inline std::string format_number(double value) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", value);
   return text;
 }
 
+/// Options of the exact learners (Rtrl, ExactRtrl, BlockedRtrl, ExactOnline): attenuation, the
+/// explosion policy and its threshold, subnormal flushing.
 template <class T>
 struct RtrlOptions {
-  // Attenuation factor gamma on the recurrent term: Delta_N = I_N + gamma * sum_l D^(kl) Delta^l_(N-1).
-  // gamma = 1 is exact. gamma < 1 is an approximation that trades exactness for stability: it
-  // forgets the influence of old steps geometrically, like a soft truncation; gamma = 0 keeps one
-  // step back (the 1st-order approximation).
+  /// Attenuation factor gamma on the recurrent term: Delta_N = I_N + gamma * sum_l D^(kl) Delta^l_(N-1).
+  /// gamma = 1 is exact. gamma < 1 is an approximation that trades exactness for stability: it
+  /// forgets the influence of old steps geometrically, like a soft truncation; gamma = 0 keeps one
+  /// step back (the 1st-order approximation).
   T attenuation = T(1);
-  // The largest |Delta| entry (max norm) tolerated before `explosion` applies; non-finite values
-  // always count as an explosion.
+  /// The largest |Delta| entry (max norm) tolerated before `explosion` applies; non-finite values
+  /// always count as an explosion.
   T explosion_threshold = T(1e8);
-  ExplosionPolicy explosion = ExplosionPolicy::warn;
-  // Subnormal numbers (magnitudes below 1.2e-38 in float, 2.2e-308 in double) cost a CPU tens to
-  // hundreds of cycles per operation. Sensitivities that decay over many steps (a forget gate's
-  // products) reach them in float after a few hundred steps, and then a float step can run at half
-  // speed. true: each step runs with subnormal inputs and results taken as zero (x86's FTZ and DAZ
-  // for the duration of the call, restored after it, exceptions included), which changes results
-  // only by amounts below the smallest normal number. Off by default, as in PyTorch
-  // (torch.set_flush_denormal); a no-op where the CPU is not x86 with SSE.
+  ExplosionPolicy explosion = ExplosionPolicy::warn;  ///< what a non-finite number or a too large |Delta| entry does
+  /// Subnormal numbers (magnitudes below 1.2e-38 in float, 2.2e-308 in double) cost a CPU tens to
+  /// hundreds of cycles per operation. Sensitivities that decay over many steps (a forget gate's
+  /// products) reach them in float after a few hundred steps, and then a float step can run at half
+  /// speed. true: each step runs with subnormal inputs and results taken as zero (x86's FTZ and DAZ
+  /// for the duration of the call, restored after it, exceptions included), which changes results
+  /// only by amounts below the smallest normal number. Off by default, as in PyTorch
+  /// (torch.set_flush_denormal); a no-op where the CPU is not x86 with SSE.
   bool flush_subnormals = false;
 };
 
-// While alive (and `on`), the calling thread computes with subnormal numbers flushed to zero: x86
-// MXCSR's flush-to-zero and denormals-are-zero bits, set back by the destructor (the status flags
-// raised meanwhile are kept). A no-op elsewhere.
+/// While alive (and `on`), the calling thread computes with subnormal numbers flushed to zero: x86
+/// MXCSR's flush-to-zero and denormals-are-zero bits, set back by the destructor (the status flags
+/// raised meanwhile are kept). A no-op elsewhere.
 class SubnormalsFlushed {
  public:
+  /// Flushes subnormals until destruction if `on`; otherwise does nothing.
   explicit SubnormalsFlushed(bool on) {
 #if defined(__SSE__)
     if (on) {
@@ -94,9 +97,9 @@ class SubnormalsFlushed {
   [[maybe_unused]] bool active_ = false;
 };
 
-// Applies `options.explosion` to a sensitivity Delta after step `steps`: its largest |entry| above
-// `options.explosion_threshold`, or any non-finite entry, is a temporal gradient explosion. `warned`
-// keeps the warning to one line per learner.
+/// Applies `options.explosion` to a sensitivity Delta after step `steps`: its largest |entry| above
+/// `options.explosion_threshold`, or any non-finite entry, is a temporal gradient explosion. `warned`
+/// keeps the warning to one line per learner.
 template <class T>
 void check_sensitivity_growth(const std::vector<T>& delta, const RtrlOptions<T>& options, std::int64_t steps,
                               bool& warned) {
@@ -124,10 +127,10 @@ void check_sensitivity_growth(const std::vector<T>& delta, const RtrlOptions<T>&
   warned = true;
 }
 
-// The guard every exact learner applies to what enters and leaves a step: `count` values (nullptr:
-// none) named `what` ("input", "target", "loss", "gradient") at step `step`. A non-finite one is,
-// by `options.explosion`, ignored, warned about once (`warned`), or thrown as NonFiniteValue
-// naming the entry and its value.
+/// The guard every exact learner applies to what enters and leaves a step: `count` values (nullptr:
+/// none) named `what` ("input", "target", "loss", "gradient") at step `step`. A non-finite one is,
+/// by `options.explosion`, ignored, warned about once (`warned`), or thrown as NonFiniteValue
+/// naming the entry and its value.
 template <class T>
 void check_finite(const T* values, std::size_t count, const char* what, std::int64_t step, const RtrlOptions<T>& options,
                   bool& warned) {
@@ -146,9 +149,12 @@ void check_finite(const T* values, std::size_t count, const char* what, std::int
   }
 }
 
+/// The RTRL engine (Eqns. 4 and 5) on a kernel: state R_N, sensitivity Delta_N, and each step's
+/// gradient dC_N/dP. ExactRtrl wraps it in the learner interface.
 template <class Kernel, class T>
 class Rtrl {
  public:
+  /// An engine on kernel k (kept by reference: it must outlive the engine) at step 0: zero state and sensitivity.
   explicit Rtrl(const Kernel& k, RtrlOptions<T> options = {})
       : k_(k),
         options_(options),
@@ -158,11 +164,11 @@ class Rtrl {
         adjoint_(k.state_size(), T(0)),
         gradient_(k.param_count(), T(0)) {}
 
-  // One step at parameters `params`: returns C_N; gradient() then holds dC_N/dP (zero without a
-  // target). State and sensitivity advance to step N. The options' explosion policy watches the
-  // input, the target, the loss, the gradient and Delta_N; when it throws, state, sensitivity and
-  // step count are as before the call (with an attenuation below 1, a Delta explosion is found
-  // after the step has committed).
+  /// One step at parameters `params`: returns C_N; gradient() then holds dC_N/dP (zero without a
+  /// target). State and sensitivity advance to step N. The options' explosion policy watches the
+  /// input, the target, the loss, the gradient and Delta_N; when it throws, state, sensitivity and
+  /// step count are as before the call (with an attenuation below 1, a Delta explosion is found
+  /// after the step has committed).
   T step(const std::vector<T>& params, const T* input, const T* target) {
     const SubnormalsFlushed flushed(options_.flush_subnormals);
     const std::int64_t n = steps_ + 1;
@@ -203,21 +209,24 @@ class Rtrl {
     return c;
   }
 
-  const std::vector<T>& gradient() const { return gradient_; }
-  const std::vector<T>& state() const { return state_; }
-  std::vector<T>& state() { return state_; }  // e.g. to start from a given R_0 or restore one
+  const std::vector<T>& gradient() const { return gradient_; }  ///< dC_N/dP of the last step (param_count() values)
+  const std::vector<T>& state() const { return state_; }  ///< R_N, the state after the last step
+  std::vector<T>& state() { return state_; }  ///< e.g. to start from a given R_0 or restore one
+  /// Delta_N in the kernel's layout (sensitivity_size() values).
   const std::vector<T>& sensitivity() const { return delta_; }
-  std::vector<T>& sensitivity() { return delta_; }  // for checkpoints
+  std::vector<T>& sensitivity() { return delta_; }  ///< for checkpoints
+  /// The last step's values, as the kernel's forward pass left them.
   const typename Kernel::Step& last_step() const { return step_; }
-  std::int64_t steps() const { return steps_; }
-  void set_steps(std::int64_t n) { steps_ = n; }
-  const RtrlOptions<T>& options() const { return options_; }
-  // The largest |Delta| entry after the last step.
+  std::int64_t steps() const { return steps_; }  ///< steps taken since construction or reset()
+  void set_steps(std::int64_t n) { steps_ = n; }  ///< sets the step count (checkpoints restore it)
+  const RtrlOptions<T>& options() const { return options_; }  ///< the options it was built with
+  /// The largest |Delta| entry after the last step.
   T sensitivity_max() const {
     T m = 0;
     for (T d : delta_) m = std::max(m, std::abs(d));
     return m;
   }
+  /// Back to step 0: zero state and sensitivity.
   void reset() {
     std::fill(state_.begin(), state_.end(), T(0));
     std::fill(delta_.begin(), delta_.end(), T(0));

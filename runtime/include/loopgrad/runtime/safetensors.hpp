@@ -31,13 +31,14 @@ class SafetensorsError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// One tensor of a safetensors file: its dtype, shape and raw bytes.
 struct Tensor {
-  std::string dtype;                // "F64", "F32", ... as in the file
-  std::vector<std::int64_t> shape;  // C order
-  std::vector<std::uint8_t> bytes;  // little-endian data
+  std::string dtype;                ///< "F64", "F32", ... as in the file
+  std::vector<std::int64_t> shape;  ///< C order
+  std::vector<std::uint8_t> bytes;  ///< little-endian data
 
-  // The product of the shape; throws SafetensorsError if a dimension is negative or the product
-  // does not fit in 63 bits.
+  /// The product of the shape; throws SafetensorsError if a dimension is negative or the product
+  /// does not fit in 63 bits.
   std::int64_t element_count() const {
     std::int64_t n = 1;
     for (auto d : shape)
@@ -45,7 +46,7 @@ struct Tensor {
         throw SafetensorsError("a tensor's shape has a negative dimension or more than 2^63 elements");
     return n;
   }
-  // The values as T; F64 and F32 are read, other dtypes are an error naming the tensor.
+  /// The values as T; F64 and F32 are read, other dtypes are an error naming the tensor.
   template <class T>
   std::vector<T> values(const std::string& name) const {
     const std::size_t size = dtype == "F64" ? 8 : dtype == "F32" ? 4 : 0;
@@ -69,6 +70,7 @@ struct Tensor {
     }
     return out;
   }
+  /// A tensor holding `values` (double: F64, float: F32) with shape `shape`.
   template <class T>
   static Tensor from(const std::vector<T>& values, std::vector<std::int64_t> shape) {
     static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>);
@@ -81,11 +83,13 @@ struct Tensor {
   }
 };
 
+/// A whole safetensors file: its tensors by name and its metadata.
 struct File {
-  std::map<std::string, Tensor> tensors;
-  std::map<std::string, std::string> metadata;
+  std::map<std::string, Tensor> tensors;  ///< by name
+  std::map<std::string, std::string> metadata;  ///< the header's __metadata__ entries
 };
 
+/// Bytes per value of a safetensors dtype ("F64": 8, ...); 0 for one it does not know.
 inline std::size_t dtype_size(const std::string& dtype) {
   if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
   if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
@@ -94,12 +98,12 @@ inline std::size_t dtype_size(const std::string& dtype) {
   return 0;
 }
 
-// The largest JSON header read() accepts (the safetensors reference implementation's limit).
+/// The largest JSON header read() accepts (the safetensors reference implementation's limit).
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
 
 namespace detail {
 
-// Parses the JSON header, refusing a name used twice in one object (JSON would keep the last).
+/// Parses the JSON header, refusing a name used twice in one object (JSON would keep the last).
 inline nlohmann::json parse_header(const std::string& text, const std::string& where) {
   std::vector<std::vector<std::string>> keys;  // the keys seen in each open object
   std::string duplicate;
@@ -126,10 +130,10 @@ inline nlohmann::json parse_header(const std::string& text, const std::string& w
 
 }  // namespace detail
 
-// Reads and checks a whole file: a regular file, a header of at most max_header_bytes read and
-// checked before any data, every tensor's dtype, shape and byte range, the tensors tiling the data
-// section exactly (no gap, no overlap, no trailing bytes), no name twice. Throws SafetensorsError
-// naming the file and the tensor at fault.
+/// Reads and checks a whole file: a regular file, a header of at most max_header_bytes read and
+/// checked before any data, every tensor's dtype, shape and byte range, the tensors tiling the data
+/// section exactly (no gap, no overlap, no trailing bytes), no name twice. Throws SafetensorsError
+/// naming the file and the tensor at fault.
 inline File read(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   const std::string where = "safetensors file '" + path.string() + "'";
@@ -229,7 +233,7 @@ inline File read(const std::filesystem::path& path) {
   return file;
 }
 
-// Writes `file`, tensors in name order, the header padded with spaces to a multiple of 8 bytes.
+/// Writes `file`, tensors in name order, the header padded with spaces to a multiple of 8 bytes.
 inline void write(const std::filesystem::path& path, const File& file) {
   nlohmann::json header = nlohmann::json::object();
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
