@@ -62,7 +62,7 @@ inline constexpr auto elementwise_ops_network() {
       output(y = dense<"W_cy">(c) + bias<"b_y">, mse));
 }
 
-// Every loss: an output per loss on one recurrent layer.
+// Every loss: an output per loss on one recurrent layer, two of them weighted.
 inline constexpr auto losses_network() {
   using namespace dsl;
   constexpr auto x = input<"x", 2>;
@@ -74,8 +74,39 @@ inline constexpr auto losses_network() {
   constexpr auto y5 = neuron<"y5", 2>;
   return network<"losses">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h)) + bias<"b_h">),
                            output(y1 = dense<"W_1">(h), mse), output(y2 = dense<"W_2">(h), sum_of_squares),
-                           output(y3 = dense<"W_3">(h), half_sum_of_squares), output(y4 = dense<"W_4">(h) + bias<"b_4">, bce_with_logits),
-                           output(y5 = dense<"W_5">(h), softmax_cross_entropy));
+                           output(y3 = dense<"W_3">(h), half_sum_of_squares, 0.25), output(y4 = dense<"W_4">(h) + bias<"b_4">, bce_with_logits),
+                           output(y5 = dense<"W_5">(h), softmax_cross_entropy, 3.0));
+}
+
+// delay<K>: h reads itself 1 and 3 steps back, the output reads h 2 steps back (one chain of
+// copies, h_delay1 and h_delay2, serves both).
+inline constexpr auto long_delay_network() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto h = neuron<"h", 3>;
+  constexpr auto y = neuron<"y", 2>;
+  return network<"long_delay">(
+      x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h)) + diagonal<"w_h3">(delay<3>(h)) + bias<"b_h">),
+      output(y = dense<"W_hy">(h) + dense<"W_2y">(delay<2>(h)), mse));
+}
+
+// The element-wise cells stacked two deep: IndRNN under minLSTM, and minGRU under the RG-LRU
+// (which reads a group of its own width).
+inline constexpr auto indrnn_min_lstm_stack() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto l1 = cells::indrnn<"l1", 4>(x);
+  constexpr auto l2 = cells::min_lstm<"l2", 3>(l1.h);
+  constexpr auto y = neuron<"y", 2>;
+  return network<"indrnn_min_lstm">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
+}
+inline constexpr auto min_gru_rg_lru_stack() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto l1 = cells::min_gru<"l1", 4>(x);
+  constexpr auto l2 = cells::rg_lru<"l2", 4>(l1.h);
+  constexpr auto y = neuron<"y", 2>;
+  return network<"min_gru_rg_lru">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
 }
 
 }  // namespace loopgrad::testing

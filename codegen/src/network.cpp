@@ -1,5 +1,6 @@
 #include "loopgrad/ir/network.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -64,6 +65,9 @@ void validate(const Network& net) {
   for (std::size_t i = 0; i < net.groups.size(); ++i) {
     const auto& g = net.groups[i];
     if (g.size <= 0) fail(net, "group '" + g.name + "' has size " + std::to_string(g.size));
+    if (!(g.loss_weight >= 0) || !std::isfinite(g.loss_weight))
+      fail(net, "output '" + g.name + "' has loss weight " + std::to_string(g.loss_weight) +
+                    "; a weight is a finite number >= 0");
     if (find_by_name(net.groups, g.name) != static_cast<int>(i))
       fail(net, "name '" + g.name + "' is used by two groups");
     if (g.kind == GroupKind::neuron) {

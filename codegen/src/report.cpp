@@ -76,6 +76,7 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
                             {"state", a.state_index[g] >= 0},
                             {"input", group.kind == ir::GroupKind::input},
                             {"loss", group.is_output() ? json(ir::to_string(group.loss)) : json(nullptr)},
+                            {"loss_weight", group.is_output() ? json(group.loss_weight) : json(nullptr)},
                             {"influences_loss", static_cast<bool>(a.influences_loss[g])}});
   }
   j["connections"] = json::array();

@@ -36,6 +36,8 @@ constexpr auto net = network<"bad">(output(y = dense<"W_hy">(delay(h)), mse));
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(delay(x))), output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_SPARSE_OUT_OF_RANGE)
 constexpr auto net = network<"bad">(h = tanh(sparse<"S", mask{link{0, 0}, link{1, 5}}>(x)), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_DELAY_ZERO)
+constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay<0>(h))), output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_NO_OUTPUT)
 constexpr auto net = network<"bad">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h))));
 #elif defined(LOOPGRAD_CASE_SPARSE_TO_OUT_OF_RANGE)

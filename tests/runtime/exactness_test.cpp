@@ -122,6 +122,35 @@ TEST_CASE("every op and activation: RTRL == BPTT == finite differences") { check
 TEST_CASE("every loss (mean, sum and half sum of squares, BCE with logits, softmax cross-entropy): RTRL == BPTT == finite differences") {
   check_exact(testing::losses_network(), 23);
 }
+TEST_CASE("two-layer stacks of the element-wise cells: RTRL == BPTT == finite differences") {
+  check_exact(testing::indrnn_min_lstm_stack(), 25);
+  check_exact(testing::min_gru_rg_lru_stack(), 26);
+}
+TEST_CASE("delay<K>: RTRL == BPTT == finite differences") { check_exact(testing::long_delay_network(), 24); }
+
+TEST_CASE("delay<3>(c) is c three steps back, zero before step 4") {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto c = neuron<"c", 2>;
+  constexpr auto y = neuron<"y", 2>;
+  const auto net = lower(network<"shift">(x, c = linear(x), output(y = linear(delay<3>(c)), mse)));
+  // The chain of copies: c_delay1 = delay(c), c_delay2 = delay(c_delay1); y reads delay(c_delay2).
+  REQUIRE(net.find_group("c_delay1") >= 0);
+  REQUIRE(net.find_group("c_delay2") >= 0);
+  CHECK(net.find_group("c_delay3") < 0);
+  const Interpreter<double> k(net);
+  std::vector<double> state(k.state_size(), 0.0);
+  Interpreter<double>::Step step;
+  std::vector<std::vector<double>> inputs;
+  for (int t = 0; t < 8; ++t) {
+    inputs.push_back({0.5 * t + 1, -2.0 * t});
+    k.forward(nullptr, state.data(), inputs.back().data(), step);
+    const auto& out = step.values[static_cast<std::size_t>(net.groups[static_cast<std::size_t>(net.find_group("y"))].value_op())];
+    for (std::size_t i = 0; i < 2; ++i) CHECK(out[i] == (t >= 3 ? inputs[static_cast<std::size_t>(t - 3)][i] : 0.0));
+    k.next_state(step, state.data());
+  }
+}
+
 TEST_CASE("IndRNN: RTRL == BPTT == finite differences") { check_exact(cells::indrnn_network<3, 5, 2>(), 19); }
 TEST_CASE("minGRU: RTRL == BPTT == finite differences") { check_exact(cells::min_gru_network<3, 5, 2>(), 20); }
 TEST_CASE("minLSTM: RTRL == BPTT == finite differences") { check_exact(cells::min_lstm_network<3, 5, 2>(), 21); }

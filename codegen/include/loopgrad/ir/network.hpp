@@ -23,6 +23,7 @@ struct Group {
   int size = 0;  ///< values per step
   GroupKind kind = GroupKind::neuron;  ///< input or neuron
   Loss loss = Loss::none;  ///< set for outputs
+  double loss_weight = 1;  ///< an output's loss is multiplied by it
   int op_begin = 0;  ///< the group's first op (index into Network::ops)
   int op_end = 0;  ///< one past its last op
   int value_op() const { return op_end - 1; }  ///< the op whose result is the group's value

@@ -14,8 +14,8 @@ namespace loopgrad::dsl {
 template <class S>
 inline constexpr bool is_connection_source = is_group<S>;
 /// delay(group) may be a connection's source.
-template <class G>
-inline constexpr bool is_connection_source<delayed_t<G>> = true;
+template <class G, std::size_t K>
+inline constexpr bool is_connection_source<delayed_t<G, K>> = true;
 
 /// Stops compilation with a sentence unless S may be a connection's source.
 template <class S>

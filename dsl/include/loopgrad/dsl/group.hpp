@@ -53,19 +53,25 @@ inline constexpr bool is_group = false;
 template <fixed_string Name, std::size_t N, group_role Role>
 inline constexpr bool is_group<group_t<Name, N, Role>> = true;
 
-/// `delay(h)`: the previous step's value of group G (the type delay() returns).
-template <class G>
+/// `delay(h)`: the previous step's value of group G, or with K > 1 (`delay<K>(h)`) its value K steps
+/// back (the type delay() returns).
+template <class G, std::size_t K = 1>
 struct delayed_t : expression {
   static constexpr node_kind kind = node_kind::delayed;  ///< the node's kind, for lowering to the IR
   static constexpr std::size_t size = G::size;  ///< the group's size
+  static constexpr std::size_t steps = K;       ///< how many steps back
   using group = G;  ///< the delayed group's type
   static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 };
 
 /// delay(h): the value h had at the previous step (zero before the first step). Every recurrence
-/// goes through a delay; it is what makes h a recurrent state.
-template <Expression G>
+/// goes through a delay; it is what makes h a recurrent state. delay<K>(h): the value h had K
+/// steps back (zero before step K + 1); lowered to a chain of K - 1 copies, the neuron groups
+/// h_delay1 ... h_delay(K-1) (h_delay1 = delay(h), h_delay2 = delay(h_delay1), ...), which the
+/// analysis sees as element-wise recurrent states: no dense cost.
+template <std::size_t K = 1, Expression G>
 constexpr auto delay(const G&) {
+  static_assert(K >= 1, "loopgrad: delay<K>(h) looks K >= 1 steps back; delay<0>(h) would be h itself, write h");
   if constexpr (!is_group<G>) {
     static_assert(always_false<G>,
                   "loopgrad: delay() takes a neuron group (delay(h)); to delay an expression, "
@@ -75,7 +81,7 @@ constexpr auto delay(const G&) {
     // delay(x) of an input x stops here; the type in the error names x.
     if constexpr (G::role != group_role::neuron)
       static_assert(sizeof(error::delay_of_an_input_inputs_keep_no_previous_value<G::name>) == 0);  // loopgrad: see the type in this error; feed the input into a neuron group and delay that group
-    return delayed_t<G>{};
+    return delayed_t<G, K>{};
   }
 }
 

@@ -2,8 +2,11 @@
 // The one bridge from the compile-time network to the IR: lower(net) walks the Hana tuple of
 // components once and returns plain data. Everything after this point works on ir::Network.
 #include <boost/hana/for_each.hpp>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "loopgrad/dsl/network.hpp"
 #include "loopgrad/ir/network.hpp"
@@ -17,13 +20,14 @@ class lowering {
   explicit lowering(std::string_view name) { net_.name = name; }
 
   template <class G>
-  void add_group(ir::Loss loss = ir::Loss::none) {
+  void add_group(ir::Loss loss = ir::Loss::none, double loss_weight = 1) {
     if (net_.find_group(G::name.view()) >= 0) return;
     ir::Group g;
     g.name = G::name.view();
     g.size = static_cast<int>(G::size);
     g.kind = G::role == group_role::input ? ir::GroupKind::input : ir::GroupKind::neuron;
     g.loss = loss;
+    g.loss_weight = loss_weight;
     net_.groups.push_back(g);
   }
 
@@ -51,7 +55,30 @@ class lowering {
     net_.groups[static_cast<std::size_t>(owner)].op_end = static_cast<int>(net_.ops.size());
   }
 
-  ir::Network take() { return std::move(net_); }
+  /// Defines the copies delay<K>() asked for (h_delayk = delay(h_delay(k-1)), h_delay0 being h),
+  /// after every user definition so that each group's ops stay together; then returns the IR.
+  ir::Network take() {
+    for (const auto& [copy, source] : copies_) {
+      net_.groups[static_cast<std::size_t>(copy)].op_begin = static_cast<int>(net_.ops.size());
+      ir::Op op;
+      op.owner = copy;
+      op.code = ir::OpCode::read_delayed;
+      op.group = source;
+      op.size = net_.groups[static_cast<std::size_t>(copy)].size;
+      const int index = push(op);
+      ir::Connection c;
+      c.kind = ir::ConnectionKind::identity;
+      c.from = source;
+      c.to = copy;
+      c.delayed = true;
+      c.op = index;
+      c.implicit = true;
+      c.name = "delay(" + net_.groups[static_cast<std::size_t>(source)].name + ")->" + net_.groups[static_cast<std::size_t>(copy)].name;
+      net_.ops[static_cast<std::size_t>(index)].connection = add_connection(std::move(c));
+      net_.groups[static_cast<std::size_t>(copy)].op_end = static_cast<int>(net_.ops.size());
+    }
+    return std::move(net_);
+  }
 
  private:
   int push(ir::Op op) {
@@ -67,6 +94,8 @@ class lowering {
     if constexpr (S::kind == node_kind::delayed) {
       op.code = ir::OpCode::read_delayed;
       op.group = net_.find_group(S::group::name.view());
+      // delay<K>(h), K > 1: the delayed read of the chain's last copy, h_delay(K-1).
+      if constexpr (S::steps > 1) op.group = delay_copy(op.group, static_cast<int>(S::steps) - 1);
     } else {
       op.code = ir::OpCode::read;
       op.group = net_.find_group(S::name.view());
@@ -88,6 +117,27 @@ class lowering {
       for (int k = 2; net_.find_connection(c.name) >= 0; ++k) c.name = base + "#" + std::to_string(k);
       net_.ops[static_cast<std::size_t>(index)].connection = add_connection(std::move(c));
     }
+    return index;
+  }
+
+  /// The group h_delayk, the k-th copy in group g's delay chain (k >= 1), added on first use.
+  int delay_copy(int g, int k) {
+    const int source = k == 1 ? g : delay_copy(g, k - 1);
+    const std::string name = net_.groups[static_cast<std::size_t>(g)].name + "_delay" + std::to_string(k);
+    const int found = net_.find_group(name);
+    for (const auto& [copy, from] : copies_)
+      if (copy == found) return found;
+    if (found >= 0)
+      throw std::invalid_argument("network '" + net_.name + "': delay<" + std::to_string(k + 1) + ">(" +
+                                  net_.groups[static_cast<std::size_t>(g)].name + ") needs a group named '" + name +
+                                  "' for its chain of copies, and the network has one already: rename that group");
+    ir::Group copy;
+    copy.name = name;
+    copy.size = net_.groups[static_cast<std::size_t>(g)].size;
+    copy.kind = ir::GroupKind::neuron;
+    net_.groups.push_back(copy);
+    const int index = static_cast<int>(net_.groups.size()) - 1;
+    copies_.emplace_back(index, source);
     return index;
   }
 
@@ -175,6 +225,7 @@ class lowering {
   }
 
   ir::Network net_;
+  std::vector<std::pair<int, int>> copies_;  // (copy, the group it delays), in order of creation
 };
 
 }  // namespace detail
@@ -199,7 +250,7 @@ ir::Network lower(const network_t<Name, Components>& net) {
       l.template add_group<typename C::group>();
     } else if constexpr (is_output<C>) {
       using D = decltype(c.definition);
-      l.template add_group<typename D::group>(decltype(detail::loss_of(c))::value);
+      l.template add_group<typename D::group>(decltype(detail::loss_of(c))::value, c.weight);
     }
   });
   hana::for_each(net.components, [&](const auto& c) {

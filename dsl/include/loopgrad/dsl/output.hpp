@@ -28,6 +28,7 @@ inline constexpr loss_t<ir::Loss::bce_with_logits> bce_with_logits{};
 template <class Definition, class Loss>
 struct output_t {
   Definition definition;  ///< the output group's definition
+  double weight = 1;      ///< the loss is multiplied by it (output(y = expr, loss, weight))
 };
 
 /// Whether T is an output (what output() returns).
@@ -48,6 +49,13 @@ constexpr L loss_of(const output_t<D, L>&) {
 template <class G, class E, ir::Loss L>
 constexpr auto output(const definition<G, E>& def, loss_t<L>) {
   return output_t<definition<G, E>, loss_t<L>>{def};
+}
+
+/// output(y = expr, mse, 0.5): the same, the loss weighted (C = 0.5 * the loss); a weight per
+/// output balances several outputs' losses.
+template <class G, class E, ir::Loss L>
+constexpr auto output(const definition<G, E>& def, loss_t<L>, double weight) {
+  return output_t<definition<G, E>, loss_t<L>>{def, weight};
 }
 
 /// output(y = expr) without a loss stops here, at the user's line; the type in the error names y.

@@ -205,11 +205,12 @@ class Interpreter {
       const auto& y = value(step, outputs_[o]);
       const T* t = target + target_offset_[o];
       const std::size_t n = y.size();
+      const T w = static_cast<T>(group.loss_weight);
       if (ir::is_elementwise(group.loss)) {
-        for (std::size_t i = 0; i < n; ++i) c += ir::loss_value(group.loss, y[i], t[i], n);
+        for (std::size_t i = 0; i < n; ++i) c += w * ir::loss_value(group.loss, y[i], t[i], n);
       } else {
         const T lse = log_sum_exp(y);
-        for (std::size_t i = 0; i < n; ++i) c -= t[i] * (y[i] - lse);
+        for (std::size_t i = 0; i < n; ++i) c -= w * t[i] * (y[i] - lse);
       }
     }
     return c;
@@ -239,13 +240,14 @@ class Interpreter {
         const T* t = target + target_offset_[o];
         auto& d = adj[static_cast<std::size_t>(group.value_op())];
         const std::size_t n = y.size();
+        const T w = static_cast<T>(group.loss_weight);
         if (ir::is_elementwise(group.loss)) {
-          for (std::size_t i = 0; i < n; ++i) d[i] += ir::loss_gradient(group.loss, y[i], t[i], n);
+          for (std::size_t i = 0; i < n; ++i) d[i] += w * ir::loss_gradient(group.loss, y[i], t[i], n);
         } else {
           T sum_t = 0;
           for (std::size_t i = 0; i < n; ++i) sum_t += t[i];
           const T lse = log_sum_exp(y);
-          for (std::size_t i = 0; i < n; ++i) d[i] += std::exp(y[i] - lse) * sum_t - t[i];
+          for (std::size_t i = 0; i < n; ++i) d[i] += w * (std::exp(y[i] - lse) * sum_t - t[i]);
         }
       }
     if (state_adjoint != nullptr)
