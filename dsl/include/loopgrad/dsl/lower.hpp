@@ -59,22 +59,9 @@ class lowering {
   /// after every user definition so that each group's ops stay together; then returns the IR.
   ir::Network take() {
     for (const auto& [copy, source] : copies_) {
-      net_.groups[static_cast<std::size_t>(copy)].op_begin = static_cast<int>(net_.ops.size());
-      ir::Op op;
-      op.owner = copy;
-      op.code = ir::OpCode::read_delayed;
-      op.group = source;
-      op.size = net_.groups[static_cast<std::size_t>(copy)].size;
-      const int index = push(op);
-      ir::Connection c;
-      c.kind = ir::ConnectionKind::identity;
-      c.from = source;
-      c.to = copy;
-      c.delayed = true;
-      c.op = index;
-      c.implicit = true;
-      c.name = "delay(" + net_.groups[static_cast<std::size_t>(source)].name + ")->" + net_.groups[static_cast<std::size_t>(copy)].name;
-      net_.ops[static_cast<std::size_t>(index)].connection = add_connection(std::move(c));
+      auto& group = net_.groups[static_cast<std::size_t>(copy)];
+      group.op_begin = static_cast<int>(net_.ops.size());
+      read(copy, source, true, group.size, true);
       net_.groups[static_cast<std::size_t>(copy)].op_end = static_cast<int>(net_.ops.size());
     }
     return std::move(net_);
@@ -89,25 +76,32 @@ class lowering {
   /// A read or delayed read; `implicit` makes it an identity connection of its own.
   template <class S>
   int lower_read(int owner, bool implicit) {
+    if constexpr (S::kind == node_kind::delayed) {
+      int group = net_.find_group(S::group::name.view());
+      // delay<K>(h), K > 1: the delayed read of the chain's last copy, h_delay(K-1).
+      if constexpr (S::steps > 1) group = delay_copy(group, static_cast<int>(S::steps) - 1);
+      return read(owner, group, true, static_cast<int>(S::size), implicit);
+    } else {
+      return read(owner, net_.find_group(S::name.view()), false, static_cast<int>(S::size), implicit);
+    }
+  }
+
+  /// The op that reads group `group` (its previous step's value when `delayed`) in the expression
+  /// of group `owner`; `implicit` makes it an identity connection of its own, named after the two
+  /// groups (delay(h)->g, with #2, #3, ... for a second and third such read).
+  int read(int owner, int group, bool delayed, int size, bool implicit) {
     ir::Op op;
     op.owner = owner;
-    if constexpr (S::kind == node_kind::delayed) {
-      op.code = ir::OpCode::read_delayed;
-      op.group = net_.find_group(S::group::name.view());
-      // delay<K>(h), K > 1: the delayed read of the chain's last copy, h_delay(K-1).
-      if constexpr (S::steps > 1) op.group = delay_copy(op.group, static_cast<int>(S::steps) - 1);
-    } else {
-      op.code = ir::OpCode::read;
-      op.group = net_.find_group(S::name.view());
-    }
-    op.size = static_cast<int>(S::size);
+    op.code = delayed ? ir::OpCode::read_delayed : ir::OpCode::read;
+    op.group = group;
+    op.size = size;
     const int index = push(op);
     if (implicit) {
       ir::Connection c;
       c.kind = ir::ConnectionKind::identity;
-      c.from = op.group;
+      c.from = group;
       c.to = owner;
-      c.delayed = op.code == ir::OpCode::read_delayed;
+      c.delayed = delayed;
       c.op = index;
       c.implicit = true;
       const auto& from = net_.groups[static_cast<std::size_t>(c.from)].name;
