@@ -108,19 +108,17 @@ void emit_forward(const KernelPlan& plan, std::string& out) {
     for (int g : plan.outputs) {
       const auto& group = plan.group(g);
       const std::string y = s.value(group.value_op()), t = s.target(g);
-      // The output's loss weight, when it is not 1, multiplies each term.
-      const std::string weight = group.loss_weight == 1 ? "" : fmt::format("Scalar({}) * ", group.loss_weight);
-      auto weighted = [&](const std::string& term) { return weight.empty() ? term : weight + "(" + term + ")"; };
+      const LossWeight weight = loss_weight(group);
       if (ir::is_elementwise(group.loss)) {
-        body.line("// {}: {}{}", group.name, ir::to_string(group.loss), weight.empty() ? "" : fmt::format(", weight {}", group.loss_weight));
+        body.line("// {}: {}{}", group.name, ir::to_string(group.loss), weight.comment);
         body.line("for (std::size_t i = 0; i < {}; ++i) loss += {};", group.size,
-                  weighted(fmt::format(fmt::runtime(ir::loss_rule(group.loss).value_source), fmt::arg("y", y + "[i]"),
-                                       fmt::arg("t", t + "[i]"), fmt::arg("n", group.size))));
+                  elementwise_loss_term(group, ir::loss_rule(group.loss).value_source, y, t));
       } else {
-        body.line("// {}: softmax cross-entropy{}", group.name, weight.empty() ? "" : fmt::format(", weight {}", group.loss_weight));
+        body.line("// {}: softmax cross-entropy{}", group.name, weight.comment);
         body.open("");
         body.line("const Scalar lse = log_sum_exp({}, {});", y, group.size);
-        body.line("for (std::size_t i = 0; i < {}; ++i) loss -= {}{}[i] * ({}[i] - lse);", group.size, weight, t, y);
+        body.line("for (std::size_t i = 0; i < {}; ++i) loss -= {};", group.size,
+                  weight.apply(fmt::format("{}[i] * ({}[i] - lse)", t, y)));
         body.close();
       }
     }

@@ -371,6 +371,20 @@ std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op) {
 
 std::string literal(double value) { return fmt::format("Scalar({})", value); }
 
+std::string LossWeight::apply(const std::string& term) const {
+  return value == 1 ? term : fmt::format("{} * ({})", literal(value), term);
+}
+
+LossWeight loss_weight(const ir::Group& output) {
+  return {output.loss_weight == 1 ? "" : fmt::format(", weight {}", output.loss_weight), output.loss_weight};
+}
+
+std::string elementwise_loss_term(const ir::Group& output, std::string_view source, const std::string& y,
+                                  const std::string& t) {
+  return loss_weight(output).apply(fmt::format(fmt::runtime(source), fmt::arg("y", y + "[i]"),
+                                               fmt::arg("t", t + "[i]"), fmt::arg("n", output.size)));
+}
+
 std::string describe(const KernelPlan& plan, int op) {
   const auto& o = plan.op(op);
   auto arg = [&](int i) { return describe(plan, i); };

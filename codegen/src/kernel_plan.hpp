@@ -134,6 +134,19 @@ std::string describe(const KernelPlan& plan, int op);  // "W_hh * delay(h)", for
 std::string source_adjoint(const KernelPlan& plan, Scope& s, int read_op);
 std::string literal(double value);                      // "Scalar(0.5)"
 
+// An output's loss weight as the loss and its gradient are emitted: `comment` is ", weight 0.5"
+// (or "" for weight 1), `apply(term)` is "Scalar(0.5) * (term)" (or `term` for weight 1).
+struct LossWeight {
+  std::string comment;
+  std::string apply(const std::string& term) const;
+  double value = 1;
+};
+LossWeight loss_weight(const ir::Group& output);
+// One term of an element-wise loss rule's source (`ir::LossRule::value_source` or
+// `gradient_source`) at element i of the output `y` and its target `t`, weighted.
+std::string elementwise_loss_term(const ir::Group& output, std::string_view source, const std::string& y,
+                                  const std::string& t);
+
 // Multiplications per step as the emitter wrote them, section by section; the header states them
 // and the test suite checks each against the analysis's count.
 struct EmittedMacs {

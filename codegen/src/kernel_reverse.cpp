@@ -111,24 +111,19 @@ std::int64_t emit_reverse(const KernelPlan& plan, std::string& out) {
     for (int g : plan.outputs) {
       const auto& group = plan.group(g);
       const std::string y = s.value(group.value_op()), t = s.target(g), a = s.adjoint(g);
-      // The output's loss weight, when it is not 1, multiplies each term.
-      const std::string weight = group.loss_weight == 1 ? "" : fmt::format("Scalar({}) * ", group.loss_weight);
-      auto weighted = [&](const std::string& term) { return weight.empty() ? term : weight + "(" + term + ")"; };
+      const LossWeight weight = loss_weight(group);
       if (ir::is_elementwise(group.loss)) {
-        body.line("// dC/d{} of the {} loss{}", group.name, ir::to_string(group.loss),
-                  weight.empty() ? "" : fmt::format(", weight {}", group.loss_weight));
+        body.line("// dC/d{} of the {} loss{}", group.name, ir::to_string(group.loss), weight.comment);
         body.line("for (std::size_t i = 0; i < {}; ++i) {}[i] += {};", group.size, a,
-                  weighted(fmt::format(fmt::runtime(ir::loss_rule(group.loss).gradient_source), fmt::arg("y", y + "[i]"),
-                                       fmt::arg("t", t + "[i]"), fmt::arg("n", group.size))));
+                  elementwise_loss_term(group, ir::loss_rule(group.loss).gradient_source, y, t));
       } else {
-        body.line("// dC/d{} of the softmax cross-entropy: softmax(y) * sum(t) - t{}", group.name,
-                  weight.empty() ? "" : fmt::format(", weight {}", group.loss_weight));
+        body.line("// dC/d{} of the softmax cross-entropy: softmax(y) * sum(t) - t{}", group.name, weight.comment);
         body.open("");
         body.line("const Scalar lse = log_sum_exp({}, {});", y, group.size);
         body.line("Scalar sum = 0;");
         body.line("for (std::size_t i = 0; i < {}; ++i) sum += {}[i];", group.size, t);
         body.line("for (std::size_t i = 0; i < {}; ++i) {}[i] += {};", group.size, a,
-                  weighted(fmt::format("std::exp({}[i] - lse) * sum - {}[i]", y, t)));
+                  weight.apply(fmt::format("std::exp({}[i] - lse) * sum - {}[i]", y, t)));
         body.close();
       }
     }
