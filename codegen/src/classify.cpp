@@ -5,6 +5,11 @@
 #include <boost/graph/strong_components.hpp>
 #include <boost/graph/visitors.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
 
 #include "graph.hpp"
 #include "loopgrad/analysis/analysis.hpp"
@@ -123,6 +128,27 @@ void classify(const ir::Network& net, Analysis& a) {
   for (std::size_t p = 0; p < net.params.size(); ++p) {
     a.param_reaches_loss[p] = a.influences_loss[static_cast<std::size_t>(net.params[p].group)];
     if (!a.param_reaches_loss[p]) a.unreachable_params.push_back(static_cast<int>(p));
+  }
+  // A network that trains nothing is a mistake in the spec, not a network to emit a kernel for:
+  // its gradient would be zero on every step.
+  if (std::none_of(net.groups.begin(), net.groups.end(), [](const ir::Group& g) { return g.is_output(); }))
+    throw AnalysisError(fmt::format("network '{}' has no output, so nothing is trained; declare one with "
+                                    "output(y = expr, loss)",
+                                    net.name));
+  if (!net.params.empty() && a.unreachable_params.size() == net.params.size()) {
+    std::vector<std::string> names;
+    for (const auto& p : net.params) names.push_back("'" + p.name + "'");
+    if (names.size() > 6) {
+      names.resize(6);
+      names.back() = "...";
+    }
+    std::vector<std::string> outputs;
+    for (const auto& g : net.groups)
+      if (g.is_output()) outputs.push_back("'" + g.name + "'");
+    throw AnalysisError(fmt::format(
+        "network '{}': none of its parameters ({}) reaches the loss of an output ({}), so every gradient would be "
+        "zero; make an output's expression read a group these parameters feed",
+        net.name, fmt::join(names, ", "), fmt::join(outputs, ", ")));
   }
 
   a.connection_class.clear();

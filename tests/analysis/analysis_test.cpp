@@ -267,6 +267,30 @@ TEST_CASE("an algebraic loop is an error that names the cycle and where a delay 
                        analysis::AnalysisError);
 }
 
+TEST_CASE("a network that trains nothing is refused, naming its parameters and outputs") {
+  using namespace dsl;
+  constexpr auto x = input<"x", 2>;
+  constexpr auto h = neuron<"h", 3>;
+  constexpr auto y = neuron<"y", 2>;
+  // h is computed and trained, but the output reads the input only: no parameter reaches the loss.
+  auto stray = lower(network<"stray">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h)) + bias<"b_h">),
+                                      output(y = tanh(x), mse)));
+  CHECK_THROWS_WITH_AS(analysis::analyse(stray),
+                       doctest::Contains("network 'stray': none of its parameters ('W_xh', 'W_hh', 'b_h') reaches the "
+                                         "loss of an output ('y')"),
+                       analysis::AnalysisError);
+  // Hand-built IR with no output at all (the DSL refuses it at compile time).
+  auto silent = dsl::lower(cells::elman_network<3, 4, 2>());
+  for (auto& g : silent.groups) g.loss = ir::Loss::none;
+  CHECK_THROWS_WITH_AS(analysis::analyse(silent), doctest::Contains("has no output, so nothing is trained"),
+                       analysis::AnalysisError);
+  // One parameter that reaches the loss is enough: the others are reported, not refused.
+  auto partly = lower(network<"partly">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h))),
+                                        output(y = dense<"W_xy">(x), mse)));
+  const auto a = analysis::analyse(partly);
+  CHECK(a.unreachable_params == std::vector<int>{partly.find_param("W_xh"), partly.find_param("W_hh")});
+}
+
 TEST_CASE("names the generated kernel cannot use are refused at generation, naming the group or parameter") {
   auto refused = [](ir::Network net, const std::string& message) {
     INFO("expecting: " << message);
