@@ -78,6 +78,22 @@ inline constexpr auto losses_network() {
                            output(y5 = dense<"W_5">(h), softmax_cross_entropy, 3.0));
 }
 
+// Connections reading expressions: a gated recurrence W_hh (g * delay(h)) (the implicit group
+// W_hh_in), a nested source (A reads tanh(B (x * x)): groups B_in and A_in), a diagonal reading an
+// expression of delay(h), and an output reading h plus a parameter vector.
+inline constexpr auto expression_sources_network() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto g = neuron<"g", 4>;
+  constexpr auto h = neuron<"h", 4>;
+  constexpr auto y = neuron<"y", 2>;
+  return network<"expression_sources">(
+      x, g = sigmoid(dense<"W_xg">(x) + bias<"b_g">),
+      h = tanh(dense<"W_hh">(g * delay(h)) + dense<"A">(tanh(dense<"B", 5>(x * x))) +
+               diagonal<"w_s">(1.0 - square(delay(h)))),
+      output(y = dense<"W_hy">(h + param<"c", 4>), mse));
+}
+
 // delay<K>: h reads itself 1 and 3 steps back, the output reads h 2 steps back (one chain of
 // copies, h_delay1 and h_delay2, serves both).
 inline constexpr auto long_delay_network() {

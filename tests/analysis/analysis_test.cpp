@@ -3,6 +3,7 @@
 // are nonzero, and the MAC and memory counts (closed-form expressions of the sizes).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -197,6 +198,52 @@ TEST_CASE("element-wise cells store the structural minimum: each parameter reach
     CHECK(x.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
     for (const auto& loop : x.a.loops) CHECK(loop.states.size() == 1);
   }
+}
+
+TEST_CASE("a connection reading an expression reads an implicit group named after it") {
+  auto x = analysed(testing::expression_sources_network());
+  const auto group = [&](const char* name) {
+    const int g = x.net.find_group(name);
+    REQUIRE_MESSAGE(g >= 0, "no group " << name);
+    return x.net.groups[static_cast<std::size_t>(g)];
+  };
+  // One implicit neuron group per connection that reads an expression, of the expression's size.
+  CHECK(group("W_hh_in").size == 4);  // g * delay(h)
+  CHECK(group("A_in").size == 5);     // tanh(B (x * x)), B fixed at 5 outputs
+  CHECK(group("B_in").size == 3);     // x * x
+  CHECK(group("w_s_in").size == 4);   // 1 - square(delay(h))
+  CHECK(group("W_hy_in").size == 4);  // h + c
+  for (const char* name : {"W_hh_in", "A_in", "B_in", "w_s_in", "W_hy_in"}) CHECK(group(name).kind == ir::GroupKind::neuron);
+  // The connection reads its group at the current step; the group holds the delayed reads.
+  const auto& w_hh = x.net.connections[static_cast<std::size_t>(x.net.find_connection("W_hh"))];
+  CHECK(x.net.groups[static_cast<std::size_t>(w_hh.from)].name == "W_hh_in");
+  CHECK_FALSE(w_hh.delayed);
+  CHECK(x.net.params[static_cast<std::size_t>(w_hh.param)].rows == 4);
+  CHECK(x.net.params[static_cast<std::size_t>(w_hh.param)].cols == 4);
+  const auto& b = x.net.connections[static_cast<std::size_t>(x.net.find_connection("B"))];
+  CHECK(x.net.groups[static_cast<std::size_t>(b.from)].name == "B_in");
+  CHECK(x.net.groups[static_cast<std::size_t>(b.to)].name == "A_in");
+  CHECK(cls(x, "W_hh") == "feed-forward");
+  CHECK(cls(x, "delay(h)->W_hh_in") == "feed-back");
+  CHECK(cls(x, "delay(h)->w_s_in") == "feed-back");
+  // A parameter inside a source belongs to the implicit group.
+  CHECK(x.net.params[static_cast<std::size_t>(x.net.find_param("c"))].group == x.net.find_group("W_hy_in"));
+  // One loop, h; the implicit groups are not states. Delta(h) holds every parameter before the
+  // output: g's through W_hh_in, A and B through A_in, w_s; not c and W_hy.
+  REQUIRE(x.a.loops.size() == 1);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"h"});
+  CHECK(block_params(x, "h") == std::set<std::string>{"W_xg", "b_g", "W_hh", "A", "B", "w_s"});
+  // Each implicit group is evaluated before the group that reads it.
+  const auto position = [&](const char* name) {
+    const auto& order = x.a.group_order;
+    return std::find(order.begin(), order.end(), x.net.find_group(name)) - order.begin();
+  };
+  CHECK(position("g") < position("W_hh_in"));
+  CHECK(position("W_hh_in") < position("h"));
+  CHECK(position("B_in") < position("A_in"));
+  CHECK(position("A_in") < position("h"));
+  CHECK(position("h") < position("W_hy_in"));
+  CHECK(position("W_hy_in") < position("y"));
 }
 
 TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {

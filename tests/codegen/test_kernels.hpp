@@ -38,6 +38,7 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_elementwise_ops", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::elementwise_ops_network()))},
       {"k_losses", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::losses_network()))},
       {"k_long_delay", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::long_delay_network()))},
+      {"k_expression_sources", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::expression_sources_network()))},
       {"k_indrnn", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::indrnn_network<3, 5, 2>()))},
       {"k_min_gru", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<3, 5, 2>()))},
       {"k_min_lstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<3, 5, 2>()))},

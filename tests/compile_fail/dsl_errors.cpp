@@ -42,10 +42,15 @@ constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + dense<"W_hh">(de
 constexpr auto net = network<"bad">(x, h = tanh(dense<"W_xh">(x) + dense<"W_hh">(delay(h))));
 #elif defined(LOOPGRAD_CASE_SPARSE_TO_OUT_OF_RANGE)
 constexpr auto net = network<"bad">(h = tanh(sparse<"S", mask{link{0, 0}, link{7, 1}}>(x)), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_SOURCE_NAME_TAKEN)
+constexpr auto w_in = neuron<"W_in", 3>;
+constexpr auto net = network<"bad">(w_in = tanh(dense<"V">(x)), h = tanh(dense<"W">(x * w_in)), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_SOURCE_WITHOUT_SIZE)
+constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + dense<"W_bh", 4>(2.0 * bias<"b">)), output(y = dense<"W_hy">(h), mse));
 #else
 constexpr auto net = network<"good">(h = tanh(dense<"W_xh">(x) + diagonal<"w_hh">(delay(h)) +
                                               sparse<"S", mask{link{0, 0}, link{3, 2}}>(x) + bias<"b_h">),
-                                     output(y = dense<"W_hy">(h), mse));
+                                     output(y = dense<"W_hy">(h * 2.0 + param<"c", 4>), mse));
 #endif
 
 int main() { return lower(net).groups.size() > 0 ? 0 : 1; }

@@ -128,6 +128,10 @@ TEST_CASE("two-layer stacks of the element-wise cells: RTRL == BPTT == finite di
 }
 TEST_CASE("delay<K>: RTRL == BPTT == finite differences") { check_exact(testing::long_delay_network(), 24); }
 
+TEST_CASE("connections reading expressions: RTRL == BPTT == finite differences") {
+  check_exact(testing::expression_sources_network(), 27);
+}
+
 TEST_CASE("delay<3>(c) is c three steps back, zero before step 4") {
   using namespace dsl;
   constexpr auto x = input<"x", 2>;

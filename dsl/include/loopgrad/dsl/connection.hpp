@@ -1,6 +1,9 @@
 #pragma once
 // Connections (dense, diagonal, identity, sparse) and biases. A connection reads a neuron group,
-// an input or delay(group); its output has the size of the group whose expression holds it.
+// an input, delay(group) or an element-wise expression of them (`dense<"W">(g * s)`, lowered to an
+// implicit neuron group named after the connection, W_in); its output has the size of the group
+// whose expression holds it.
+#include <boost/hana/concat.hpp>
 #include <boost/hana/tuple.hpp>
 #include <cstddef>
 
@@ -10,19 +13,38 @@
 
 namespace loopgrad::dsl {
 
-/// Whether S may be a connection's source: a group, an input or delay(group).
+/// Whether S is read by a connection directly (a group, an input or delay(group)); any other
+/// source is an expression that lowering defines as an implicit group first.
 template <class S>
-inline constexpr bool is_connection_source = is_group<S>;
-/// delay(group) may be a connection's source.
+inline constexpr bool is_direct_source = is_group<S>;
+/// delay(group) is read directly.
 template <class G, std::size_t K>
-inline constexpr bool is_connection_source<delayed_t<G, K>> = true;
+inline constexpr bool is_direct_source<delayed_t<G, K>> = true;
 
-/// Stops compilation with a sentence unless S may be a connection's source.
+/// Stops compilation with a sentence unless S may be a connection's source: an expression with a
+/// size of its own (one that reads a group, an input or delay(group)).
 template <class S>
 constexpr void check_connection_source() {
-  static_assert(is_connection_source<S>,
-                "loopgrad: a connection reads a neuron group, an input or delay(group); to "
-                "connect from an expression, define it as a neuron group first");
+  static_assert(S::size > 0,
+                "loopgrad: a connection reads an expression that has a size of its own (one that reads a "
+                "neuron group, an input or delay(group)); this one holds only numbers and biases, so its "
+                "size is unknown: use param<\"name\", n> for a vector of n values");
+}
+
+/// The name of the implicit group that holds a connection's source expression: Name_in.
+template <fixed_string Name>
+inline constexpr auto source_group_name = join<Name, "_in">();
+
+/// The parameter and group names a connection named Name, reading Source, brings: its own, and
+/// for an expression source the implicit group's (Name_in) and those the expression uses.
+template <fixed_string Name, class Source>
+constexpr auto connection_names() {
+  if constexpr (is_direct_source<Source>)
+    return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>);
+  else
+    return boost::hana::concat(
+        boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>, boost::hana::type_c<name_t<source_group_name<Name>>>),
+        Source::names());
 }
 
 /// One entry of a sparse mask: the connection carries source neuron `from` into target neuron
@@ -48,9 +70,10 @@ struct connection_t : expression {
   static constexpr node_kind kind = Kind;  ///< dense, diagonal or identity
   static constexpr std::size_t size = Out;  ///< the number of outputs
   static constexpr auto name = Name;  ///< the connection's (and its weights') name
-  using source = Source;  ///< the node type it reads: a group or delay(group)
-  /// The parameter names it uses: its own.
-  static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
+  using source = Source;  ///< the node type it reads: a group, delay(group) or an expression
+  Source from{};  ///< the source itself (an expression source holds its numbers)
+  /// The names it brings: its own, and for an expression source Name_in and the expression's.
+  static constexpr auto names() { return connection_names<Name, Source>(); }
 };
 
 /// A sparse connection named Name reading Source, one weight per entry of Mask (what sparse<> returns).
@@ -60,9 +83,10 @@ struct sparse_t : expression {
   static constexpr std::size_t size = 0;  ///< 0: it takes the size of the group whose expression holds it
   static constexpr auto name = Name;  ///< the connection's (and its weights') name
   static constexpr auto links = Mask;  ///< the mask
-  using source = Source;  ///< the node type it reads: a group or delay(group)
-  /// The parameter names it uses: its own.
-  static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
+  using source = Source;  ///< the node type it reads: a group, delay(group) or an expression
+  Source from{};  ///< the source itself (an expression source holds its numbers)
+  /// The names it brings: its own, and for an expression source Name_in and the expression's.
+  static constexpr auto names() { return connection_names<Name, Source>(); }
   /// The largest target index in the mask.
   static constexpr std::size_t max_to() {
     std::size_t m = 0;
@@ -84,39 +108,40 @@ struct bias_t : expression {
 /// The function object behind `dense<"W", n>`: called on a source, it returns the connection.
 template <fixed_string Name, std::size_t Out>
 struct dense_fn {
-  /// The connection reading source S (a group, an input or delay(group)).
+  /// The connection reading source S (a group, an input, delay(group) or an expression of them).
   template <Expression S>
-  constexpr auto operator()(const S&) const {
+  constexpr auto operator()(const S& source) const {
     check_connection_source<S>();
-    return connection_t<node_kind::dense, Name, S, Out>{};
+    return connection_t<node_kind::dense, Name, S, Out>{{}, source};
   }
 };
 /// The function object behind `diagonal<"w">`: called on a source, it returns the connection.
 template <fixed_string Name>
 struct diagonal_fn {
-  /// The connection reading source S (a group, an input or delay(group)).
+  /// The connection reading source S (a group, an input, delay(group) or an expression of them).
   template <Expression S>
-  constexpr auto operator()(const S&) const {
+  constexpr auto operator()(const S& source) const {
     check_connection_source<S>();
-    return connection_t<node_kind::diagonal, Name, S, S::size>{};
+    return connection_t<node_kind::diagonal, Name, S, S::size>{{}, source};
   }
 };
 /// The function object behind `identity<>`: called on a source, it returns the connection.
 template <fixed_string Name>
 struct identity_fn {
-  /// The connection reading source S (a group, an input or delay(group)).
+  /// The connection reading source S (a group, an input, delay(group) or an expression of them).
   template <Expression S>
-  constexpr auto operator()(const S&) const {
+  constexpr auto operator()(const S& source) const {
     check_connection_source<S>();
-    return connection_t<node_kind::identity, Name, S, S::size>{};
+    return connection_t<node_kind::identity, Name, S, S::size>{{}, source};
   }
 };
 /// The function object behind `sparse<"S", mask{...}>`: called on a source, it returns the connection.
 template <fixed_string Name, auto Mask>
 struct sparse_fn {
-  /// The connection reading source S (a group, an input or delay(group)); checks every entry against S's size.
+  /// The connection reading source S (a group, an input, delay(group) or an expression of them);
+  /// checks every entry against S's size.
   template <Expression S>
-  constexpr auto operator()(const S&) const {
+  constexpr auto operator()(const S& source) const {
     check_connection_source<S>();
     static_assert(sizeof(Mask.links) > 0, "loopgrad: a sparse mask needs at least one link");
     constexpr std::size_t largest_from = [] {
@@ -137,12 +162,13 @@ struct sparse_fn {
       return true;
     }();
     static_assert(unique, "loopgrad: a sparse mask lists the same {to, from} link twice");
-    return sparse_t<Name, S, Mask>{};
+    return sparse_t<Name, S, Mask>{{}, source};
   }
 };
 
 /// dense<"W">(x): a full weight matrix W (target size x source size). dense<"W", 8>(x) fixes the
-/// output size where the context does not.
+/// output size where the context does not. The source may be an expression (`dense<"W">(g * s)`):
+/// it becomes an implicit neuron group W_in, which the report and Step name.
 template <fixed_string Name, std::size_t Out = 0>
 inline constexpr dense_fn<Name, Out> dense{};
 

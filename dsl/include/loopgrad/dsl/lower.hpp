@@ -2,6 +2,7 @@
 // The one bridge from the compile-time network to the IR: lower(net) walks the Hana tuple of
 // components once and returns plain data. Everything after this point works on ir::Network.
 #include <boost/hana/for_each.hpp>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -55,9 +56,16 @@ class lowering {
     net_.groups[static_cast<std::size_t>(owner)].op_end = static_cast<int>(net_.ops.size());
   }
 
-  /// Defines the copies delay<K>() asked for (h_delayk = delay(h_delay(k-1)), h_delay0 being h),
-  /// after every user definition so that each group's ops stay together; then returns the IR.
+  /// Defines the implicit groups of expression sources (W_in = the expression `dense<"W">(...)`
+  /// reads), then the copies delay<K>() asked for (h_delayk = delay(h_delay(k-1)), h_delay0 being
+  /// h), after every user definition so that each group's ops stay together; then returns the IR.
   ir::Network take() {
+    // A source expression may hold another connection with an expression source: run until none
+    // is left (each definition is moved out before it runs, since it may append).
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+      auto define_source = std::move(sources_[i]);
+      define_source();
+    }
     for (const auto& [copy, source] : copies_) {
       auto& group = net_.groups[static_cast<std::size_t>(copy)];
       group.op_begin = static_cast<int>(net_.ops.size());
@@ -153,6 +161,30 @@ class lowering {
     return static_cast<int>(net_.params.size()) - 1;
   }
 
+  /// The implicit group Name_in that holds the expression a connection named Name reads (added
+  /// now, defined in take()); refused with a message if the network has a group of that name.
+  template <class E>
+  int source_group(const E& connection) {
+    using S = typename E::source;
+    const std::string name(source_group_name<E::name>.view());
+    if (net_.find_group(name) >= 0)
+      throw std::invalid_argument("network '" + net_.name + "': connection '" + std::string(E::name.view()) +
+                                  "' reads an expression, which becomes a group named '" + name +
+                                  "', and the network has one already: rename that group");
+    ir::Group g;
+    g.name = name;
+    g.size = static_cast<int>(S::size);
+    g.kind = ir::GroupKind::neuron;
+    net_.groups.push_back(g);
+    const int index = static_cast<int>(net_.groups.size()) - 1;
+    sources_.push_back([this, index, source = connection.from] {
+      net_.groups[static_cast<std::size_t>(index)].op_begin = static_cast<int>(net_.ops.size());
+      lower_expr(source, index, static_cast<int>(S::size));
+      net_.groups[static_cast<std::size_t>(index)].op_end = static_cast<int>(net_.ops.size());
+    });
+    return index;
+  }
+
   template <class E>
   int lower_expr(const E& e, int owner, int n) {
     ir::Op op;
@@ -163,7 +195,11 @@ class lowering {
     } else if constexpr (E::kind == node_kind::dense || E::kind == node_kind::diagonal ||
                          E::kind == node_kind::identity || E::kind == node_kind::sparse) {
       using S = typename E::source;
-      const int source = lower_read<S>(owner, false);
+      int source = -1;
+      if constexpr (is_direct_source<S>)
+        source = lower_read<S>(owner, false);
+      else  // an expression: the connection reads the implicit group that holds it
+        source = read(owner, source_group(e), false, static_cast<int>(S::size), false);
       ir::Connection c;
       c.name = E::name.view();
       c.from = net_.ops[static_cast<std::size_t>(source)].group;
@@ -219,7 +255,8 @@ class lowering {
   }
 
   ir::Network net_;
-  std::vector<std::pair<int, int>> copies_;  // (copy, the group it delays), in order of creation
+  std::vector<std::function<void()>> sources_;  // definitions of the implicit source groups, in order of creation
+  std::vector<std::pair<int, int>> copies_;     // (copy, the group it delays), in order of creation
 };
 
 }  // namespace detail
