@@ -30,7 +30,8 @@
 //   batch/<net>/B:4/pool:2  the same on a BatchPool of 2 threads, started once
 // bench_exact.cpp adds the rows rtrl/, blocked/, delta_pass/ and bptt/ for the dense cells in float
 // (<net>_float) and for Elman 512 and LSTM 256; bench_openblas_rtrl.cpp the rows rtrl/<elman>/openblas,
-// exact RTRL for the Elman networks written by hand on OpenBLAS (one dgemm per step).
+// exact RTRL for the Elman networks written by hand on OpenBLAS (one dgemm per step);
+// bench_elementwise.cpp the rows forward/ and rtrl/ of the element-wise cells and their stacks.
 // The context line openblas_core names the OpenBLAS kernels in use; on a CPU that Debian's
 // OpenBLAS takes for an old one the program runs itself again with the right OPENBLAS_CORETYPE.
 // Run by hand: build/release/benchmarks/loopgrad_bench [--benchmark_filter=lstm]
@@ -79,20 +80,6 @@ void stream_copy(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   state.counters["bytes_per_s"] = benchmark::Counter(16.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
-}
-
-template <class Kernel>
-void forward_only(benchmark::State& state, const std::vector<double>& params) {
-  const Kernel kernel;
-  typename Kernel::Step step;
-  std::vector<double> r(kernel.state_size(), 0.0);
-  const auto input = random_vector(kernel.input_size(), 1);
-  for (auto _ : state) {
-    kernel.forward(params.data(), r.data(), input.data(), step);
-    kernel.next_state(step, r.data());
-    benchmark::ClobberMemory();
-  }
-  state.counters["ns_per_step"] = per_step_ns();
 }
 
 struct Gemm {
@@ -221,7 +208,7 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   benchmark::RegisterBenchmark(("update/" + name).c_str(),
                                [=](benchmark::State& s) { update_pass(s, Pruned{}, entry->params, pruned_macs); })
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only<Pruned>(s, entry->params); })
+  benchmark::RegisterBenchmark(("forward/" + name).c_str(), [=](benchmark::State& s) { forward_only(s, Pruned{}, entry->params); })
       ->Unit(benchmark::kMicrosecond);
   const auto shapes = dense_products(e.net, e.analysis);
   if (!shapes.empty())
@@ -266,6 +253,7 @@ void run_the_right_openblas_core(char** argv) {
 
 void register_portable_rows();  // bench_portable.cpp
 void register_exact_rows();     // bench_exact.cpp
+void register_elementwise_rows();  // bench_elementwise.cpp
 void register_openblas_rtrl_rows();  // bench_openblas_rtrl.cpp
 
 int main(int argc, char** argv) {
@@ -282,6 +270,7 @@ int main(int argc, char** argv) {
 #undef LOOPGRAD_BENCH_NETWORK
   register_portable_rows();
   register_exact_rows();
+  register_elementwise_rows();
   register_openblas_rtrl_rows();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

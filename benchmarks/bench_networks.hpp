@@ -1,8 +1,9 @@
 #pragma once
 // The benchmarked networks (Elman 16/64/256, stacked 2 x 128, LSTM 128, GRU 128, the diagonal
 // layer of 1024 units with 32 inputs, and the random corpus's three largest; then the exact
-// algorithms in float and at Elman 512 and LSTM 256). One table for the build-time tool that emits
-// their kernels and for the benchmark that rebuilds their IR.
+// algorithms in float and at Elman 512 and LSTM 256; then the element-wise cells and their stacks).
+// One table for the build-time tool that emits their kernels and for the benchmark that rebuilds
+// their IR.
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -60,6 +61,48 @@ inline std::vector<ExactNetwork> exact_networks() {
       {"gru128_float", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::gru_network<32, 128, 8>())), true},
       {"elman512", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<8, 512, 8>())), false},
       {"lstm256", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 256, 8>())), false},
+  };
+#undef BENCH_NETWORK
+}
+
+// minGRU layers of H units stacked two and four deep over In inputs, a linear output of Out.
+template <std::size_t In, std::size_t H, std::size_t Out>
+constexpr auto min_gru_stack2() {
+  using namespace loopgrad::dsl;
+  constexpr auto x = input<"x", In>;
+  constexpr auto l1 = loopgrad::cells::min_gru<"l1", H>(x);
+  constexpr auto l2 = loopgrad::cells::min_gru<"l2", H>(l1.h);
+  constexpr auto y = neuron<"y", Out>;
+  return network<"min_gru_stack2">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
+}
+template <std::size_t In, std::size_t H, std::size_t Out>
+constexpr auto min_gru_stack4() {
+  using namespace loopgrad::dsl;
+  constexpr auto x = input<"x", In>;
+  constexpr auto l1 = loopgrad::cells::min_gru<"l1", H>(x);
+  constexpr auto l2 = loopgrad::cells::min_gru<"l2", H>(l1.h);
+  constexpr auto l3 = loopgrad::cells::min_gru<"l3", H>(l2.h);
+  constexpr auto l4 = loopgrad::cells::min_gru<"l4", H>(l3.h);
+  constexpr auto y = neuron<"y", Out>;
+  return network<"min_gru_stack4">(x, l1, l2, l3, l4, output(y = dense<"W_hy">(l4.h) + bias<"b_y">, mse));
+}
+
+// The element-wise cells: one layer of 1024 units over 32 inputs (the RG-LRU reads an input of
+// its own width, 1024), and minGRU stacks of 2 and 4 layers of 256 units over 32 inputs beside
+// the dense LSTMs of about their parameter counts (177 units: 150,812 parameters against the
+// 2-layer stack's 150,536; 304 units: 413,448 against the 4-layer stack's 413,704). One pruned
+// kernel each, namespace `name`; loopgrad_bench's rows forward/ and rtrl/ (bench_elementwise.cpp).
+inline std::vector<ExactNetwork> elementwise_networks() {
+#define BENCH_NETWORK(expr) #expr, [] { return expr; }
+  return {
+      {"indrnn1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::indrnn_network<32, 1024, 8>()))},
+      {"min_gru1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<32, 1024, 8>()))},
+      {"min_lstm1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<32, 1024, 8>()))},
+      {"rg_lru1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::rg_lru_network<1024, 8>()))},
+      {"min_gru_stack2x256", BENCH_NETWORK(loopgrad::dsl::lower(bench::min_gru_stack2<32, 256, 8>()))},
+      {"min_gru_stack4x256", BENCH_NETWORK(loopgrad::dsl::lower(bench::min_gru_stack4<32, 256, 8>()))},
+      {"lstm177", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 177, 8>()))},
+      {"lstm304", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 304, 8>()))},
   };
 #undef BENCH_NETWORK
 }

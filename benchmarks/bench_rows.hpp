@@ -144,6 +144,21 @@ void update_pass(benchmark::State& state, const Kernel& kernel, const std::vecto
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The forward pass alone (forward and next_state), the unit the exact step is measured in.
+template <class Kernel>
+void forward_only(benchmark::State& state, const Kernel& kernel, const std::vector<typename Kernel::Scalar>& params) {
+  using T = typename Kernel::Scalar;
+  typename Kernel::Step step;
+  std::vector<T> r(kernel.state_size(), T(0));
+  const auto input = random_vector<T>(kernel.input_size(), 1);
+  for (auto _ : state) {
+    kernel.forward(params.data(), r.data(), input.data(), step);
+    kernel.next_state(step, r.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["ns_per_step"] = per_step_ns();
+}
+
 // Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
 inline benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
   const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));

@@ -2,8 +2,9 @@
 // (<name>.hpp), with nothing pruned (<name>_dense.hpp), pruned with its dense products of at
 // least 2^20 flops through CBLAS (<name>_blas.hpp), and pruned again in a namespace of its own
 // (<name>_portable.hpp) for the translation unit compiled without -march; then the pruned kernel
-// of every network of exact_networks() in its scalar type. bench_networks.inc, bench_portable.inc
-// and bench_exact.inc list them for the benchmark program.
+// of every network of exact_networks() in its scalar type, and of every elementwise_networks().
+// bench_networks.inc, bench_portable.inc, bench_exact.inc and bench_elementwise.inc list them for
+// the benchmark program.
 #include <fmt/format.h>
 
 #include <exception>
@@ -51,9 +52,20 @@ int main(int argc, char** argv) {
                                             loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net), options));
       exact += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_BENCH_EXACT({}, {})\n", n.name, n.name, n.expression);
     }
+    std::string elementwise;
+    for (const auto& n : bench::elementwise_networks()) {
+      const auto net = n.make();
+      loopgrad::emit::KernelOptions options;
+      options.namespace_name = n.name;
+      options.regenerate_command = "the benchmark build (benchmarks/generate_bench_kernels.cpp)";
+      loopgrad::emit::write_file_atomically(dir + "/" + n.name + ".hpp",
+                                            loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net), options));
+      elementwise += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_BENCH_ELEMENTWISE({}, {})\n", n.name, n.name, n.expression);
+    }
     loopgrad::emit::write_files_atomically({{dir + "/bench_networks.inc", inc},
                                             {dir + "/bench_portable.inc", portable},
-                                            {dir + "/bench_exact.inc", exact}});
+                                            {dir + "/bench_exact.inc", exact},
+                                            {dir + "/bench_elementwise.inc", elementwise}});
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", argv[0], e.what());
     return 1;
