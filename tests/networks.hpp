@@ -94,6 +94,20 @@ inline constexpr auto expression_sources_network() {
       output(y = dense<"W_hy">(h + param<"c", 4>), mse));
 }
 
+// Weight sharing: U is the recurrent matrix of both layers (4 x 4 each time), b_h their bias, W
+// reads two sources in one expression, d both layers' diagonal decay on the output side.
+inline constexpr auto shared_weights_network() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto h1 = neuron<"h1", 4>;
+  constexpr auto h2 = neuron<"h2", 4>;
+  constexpr auto y = neuron<"y", 2>;
+  return network<"shared_weights">(
+      x, h1 = tanh(dense<"W_x">(x) + dense<"U">(delay(h1)) + bias<"b_h">),
+      h2 = tanh(dense<"W">(h1) + dense<"W">(delay(h1)) + dense<"U">(delay(h2)) + bias<"b_h">),
+      output(y = dense<"W_y">(diagonal<"d">(h1) + diagonal<"d">(h2)), mse));
+}
+
 // delay<K>: h reads itself 1 and 3 steps back, the output reads h 2 steps back (one chain of
 // copies, h_delay1 and h_delay2, serves both).
 inline constexpr auto long_delay_network() {

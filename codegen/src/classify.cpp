@@ -125,8 +125,10 @@ void classify(const ir::Network& net, Analysis& a) {
 
   a.param_reaches_loss.assign(net.params.size(), false);
   a.unreachable_params.clear();
+  const auto users = ir::param_users(net);
   for (std::size_t p = 0; p < net.params.size(); ++p) {
-    a.param_reaches_loss[p] = a.influences_loss[static_cast<std::size_t>(net.params[p].group)];
+    // A shared parameter group reaches the loss through any of the groups that use it.
+    for (int g : users[p]) a.param_reaches_loss[p] = a.param_reaches_loss[p] || a.influences_loss[static_cast<std::size_t>(g)];
     if (!a.param_reaches_loss[p]) a.unreachable_params.push_back(static_cast<int>(p));
   }
   // A network that trains nothing is a mistake in the spec, not a network to emit a kernel for:

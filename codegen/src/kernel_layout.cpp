@@ -1,5 +1,9 @@
 // Kernel section: sizes and the storage types with their documented layouts.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <string>
+#include <vector>
 
 #include "code_writer.hpp"
 #include "kernel_plan.hpp"
@@ -98,6 +102,7 @@ void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string
   w.blank();
 
   std::vector<View> params;
+  const auto users = ir::param_users(net);
   for (std::size_t p = 0; p < net.params.size(); ++p) {
     const auto& param = net.params[p];
     std::string role;
@@ -112,6 +117,17 @@ void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string
       }
     } else {
       role = "bias of " + plan.group(param.group).name;
+    }
+    // Shared weights: every connection of the name uses this one parameter group; a shared bias
+    // is used by several groups.
+    std::vector<std::string> sharing;
+    for (const auto& c : net.connections)
+      if (c.param == static_cast<int>(p)) sharing.push_back(c.name);
+    if (sharing.size() > 1) role += fmt::format(", shared by the connections {}", fmt::join(sharing, ", "));
+    if (param.connection < 0 && users[p].size() > 1) {
+      std::vector<std::string> groups;
+      for (int g : users[p]) groups.push_back(plan.group(g).name);
+      role += fmt::format(", shared by the groups {}", fmt::join(groups, ", "));
     }
     params.push_back({param.name, plan.param_offset[p], static_cast<std::size_t>(param.size()),
                       fmt::format("{}: {} x {}, {}{}", param.name, param.rows, param.cols, role,

@@ -1,5 +1,6 @@
 #include "loopgrad/ir/network.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -39,6 +40,19 @@ const char* to_string(ConnectionKind kind) {
     case ConnectionKind::sparse: return "sparse";
   }
   return "?";
+}
+
+std::vector<std::vector<int>> param_users(const Network& net) {
+  std::vector<std::vector<int>> users(net.params.size());
+  for (const auto& op : net.ops) {
+    int p = -1;
+    if (op.code == OpCode::connect && op.connection >= 0) p = net.connections[static_cast<std::size_t>(op.connection)].param;
+    if (op.code == OpCode::bias) p = op.param;
+    if (p < 0 || static_cast<std::size_t>(p) >= users.size()) continue;
+    auto& u = users[static_cast<std::size_t>(p)];
+    if (std::find(u.begin(), u.end(), op.owner) == u.end()) u.push_back(op.owner);
+  }
+  return users;
 }
 
 const char* to_string(Loss loss) { return loss_rule(loss).name.data(); }
@@ -97,6 +111,15 @@ void validate(const Network& net) {
                       std::to_string(from.size));
     if ((c.kind == ConnectionKind::identity) != (c.param < 0))
       fail(net, "connection '" + c.name + "' has a parameter group that does not fit its kind");
+    if (c.param >= 0 && static_cast<std::size_t>(c.param) < net.params.size()) {
+      // The weights' shape follows from the connection (shared weights: from each of its uses).
+      const auto& p = net.params[static_cast<std::size_t>(c.param)];
+      const int rows = c.kind == ConnectionKind::sparse ? static_cast<int>(c.mask.size()) : to.size;
+      const int cols = c.kind == ConnectionKind::dense ? from.size : 1;
+      if (p.rows != rows || p.cols != cols)
+        fail(net, "connection '" + c.name + "' uses parameter '" + p.name + "' of shape " + std::to_string(p.rows) + " x " +
+                      std::to_string(p.cols) + ", and needs " + std::to_string(rows) + " x " + std::to_string(cols));
+    }
   }
   for (std::size_t i = 0; i < net.params.size(); ++i)
     if (find_by_name(net.params, net.params[i].name) != static_cast<int>(i))

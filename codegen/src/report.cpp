@@ -92,12 +92,16 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
                                 {"params", c.param >= 0 ? net.params[static_cast<std::size_t>(c.param)].size() : 0}});
   }
   j["parameters"] = json::array();
+  const auto users = ir::param_users(net);
   for (std::size_t p = 0; p < net.params.size(); ++p) {
     const auto& param = net.params[p];
+    json used_by = json::array();
+    for (int g : users[p]) used_by.push_back(group_name(net, g));
     j["parameters"].push_back({{"name", param.name},
                                {"shape", {param.rows, param.cols}},
                                {"size", param.size()},
                                {"group", group_name(net, param.group)},
+                               {"used_by", used_by},
                                {"reaches_loss", static_cast<bool>(a.param_reaches_loss[p])}});
   }
   j["evaluation_order"] = json::array();

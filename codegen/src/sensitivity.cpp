@@ -374,12 +374,15 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
       collect_leaves(net, net.groups[g].value_op(), 1, path, a.leaves[g]);
     }
 
-  // Imm(k): parameters used in any group from which a within-step path reaches k.
+  // Imm(k): parameters used in any group from which a within-step path reaches k (a shared
+  // parameter group: in any of the groups that use it).
   std::vector<ParamSet> S(K);
+  const auto users = ir::param_users(net);
   for (std::size_t k = 0; k < K; ++k)
     for (std::size_t p = 0; p < P; ++p)
-      if (a.reaches_within_step[static_cast<std::size_t>(net.params[p].group)][static_cast<std::size_t>(a.states[k])])
-        S[k].insert(static_cast<int>(p));
+      for (int g : users[p])
+        if (a.reaches_within_step[static_cast<std::size_t>(g)][static_cast<std::size_t>(a.states[k])])
+          S[k].insert(static_cast<int>(p));
 
   // The fixed point, loop by loop in evaluation order: earlier loops are final when a later one
   // reads them; inside a loop the members feed each other until nothing changes.

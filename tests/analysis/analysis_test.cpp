@@ -246,6 +246,35 @@ TEST_CASE("a connection reading an expression reads an implicit group named afte
   CHECK(position("W_hy_in") < position("y"));
 }
 
+TEST_CASE("weight sharing: connections and biases of one name share one parameter group") {
+  auto x = analysed(testing::shared_weights_network());
+  // One parameter group per name, in the order of first use (d is in W_y's source, W_y_in,
+  // which is lowered after the groups the user defined).
+  std::vector<std::string> names;
+  for (const auto& p : x.net.params) names.push_back(p.name);
+  CHECK(names == std::vector<std::string>{"W_x", "U", "b_h", "W", "W_y", "d"});
+  CHECK(x.net.param_count() == 4 * 3 + 4 * 4 + 4 + 4 * 4 + 4 + 2 * 4);
+  // The second use of a name is a connection of its own, W#2, on the same weights.
+  const auto& u2 = x.net.connections[static_cast<std::size_t>(x.net.find_connection("U#2"))];
+  CHECK(u2.param == x.net.find_param("U"));
+  CHECK(x.net.groups[static_cast<std::size_t>(u2.to)].name == "h2");
+  CHECK(x.net.connections[static_cast<std::size_t>(x.net.find_connection("W#2"))].param == x.net.find_param("W"));
+  CHECK(x.net.connections[static_cast<std::size_t>(x.net.find_connection("d#2"))].param == x.net.find_param("d"));
+  const auto users = ir::param_users(x.net);
+  CHECK(users[static_cast<std::size_t>(x.net.find_param("U"))] == std::vector<int>{x.net.find_group("h1"), x.net.find_group("h2")});
+  CHECK(users[static_cast<std::size_t>(x.net.find_param("b_h"))] == std::vector<int>{x.net.find_group("h1"), x.net.find_group("h2")});
+  // h1 and h2 are one loop each (h2 reads h1, not back); U and b_h reach both states, W only h2.
+  REQUIRE(x.a.loops.size() == 2);
+  CHECK(block_params(x, "h1") == std::set<std::string>{"W_x", "U", "b_h"});
+  CHECK(block_params(x, "h2") == std::set<std::string>{"W_x", "U", "b_h", "W"});
+  CHECK(x.a.unreachable_params.empty());
+  // Hand-built IR whose shared weights do not fit one of their connections is refused.
+  auto bad = x.net;
+  bad.params[static_cast<std::size_t>(bad.find_param("W"))].cols = 3;
+  CHECK_THROWS_WITH_AS(analysis::analyse(bad), doctest::Contains("connection 'W' uses parameter 'W' of shape 4 x 3, and needs 4 x 4"),
+                       std::invalid_argument);
+}
+
 TEST_CASE("multi-loop network: three loops, a terminating branch, a skip and a sparse connection") {
   auto x = analysed(testing::multi_loop_network());
   // classes

@@ -39,6 +39,7 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_losses", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::losses_network()))},
       {"k_long_delay", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::long_delay_network()))},
       {"k_expression_sources", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::expression_sources_network()))},
+      {"k_shared_weights", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::shared_weights_network()))},
       {"k_indrnn", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::indrnn_network<3, 5, 2>()))},
       {"k_min_gru", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<3, 5, 2>()))},
       {"k_min_lstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<3, 5, 2>()))},

@@ -20,7 +20,11 @@ constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + x * delay(h)), o
 constexpr auto net = network<"bad">(h = tanh(diagonal<"w_xh">(x) + dense<"W_hh">(delay(h))),
                                     output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_NAME_USED_TWICE)
+constexpr auto net = network<"bad">(h = tanh(dense<"W">(x) + diagonal<"W">(delay(h))), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_SHARED_SHAPE)
 constexpr auto net = network<"bad">(h = tanh(dense<"W">(x) + dense<"W">(delay(h))), output(y = dense<"W_hy">(h), mse));
+#elif defined(LOOPGRAD_CASE_SHARED_SOURCE)
+constexpr auto net = network<"bad">(h = tanh(dense<"W">(delay(h)) + dense<"W">(delay(h) * delay(h))), output(y = dense<"W_hy">(h), mse));
 #elif defined(LOOPGRAD_CASE_GROUP_NAME_TWICE)
 constexpr auto h2 = neuron<"h", 2>;
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x)), h2 = tanh(dense<"W_hh2">(h)),
@@ -48,7 +52,7 @@ constexpr auto net = network<"bad">(w_in = tanh(dense<"V">(x)), h = tanh(dense<"
 #elif defined(LOOPGRAD_CASE_SOURCE_WITHOUT_SIZE)
 constexpr auto net = network<"bad">(h = tanh(dense<"W_xh">(x) + dense<"W_bh", 4>(2.0 * bias<"b">)), output(y = dense<"W_hy">(h), mse));
 #else
-constexpr auto net = network<"good">(h = tanh(dense<"W_xh">(x) + diagonal<"w_hh">(delay(h)) +
+constexpr auto net = network<"good">(h = tanh(dense<"W_xh">(x) + diagonal<"w_hh">(delay(h)) + diagonal<"w_hh">(delay(h)) +
                                               sparse<"S", mask{link{0, 0}, link{3, 2}}>(x) + bias<"b_h">),
                                      output(y = dense<"W_hy">(h * 2.0 + param<"c", 4>), mse));
 #endif

@@ -132,6 +132,8 @@ TEST_CASE("connections reading expressions: RTRL == BPTT == finite differences")
   check_exact(testing::expression_sources_network(), 27);
 }
 
+TEST_CASE("shared weights: RTRL == BPTT == finite differences") { check_exact(testing::shared_weights_network(), 28); }
+
 TEST_CASE("delay<3>(c) is c three steps back, zero before step 4") {
   using namespace dsl;
   constexpr auto x = input<"x", 2>;

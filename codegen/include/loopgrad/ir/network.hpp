@@ -42,6 +42,7 @@ enum class ConnectionKind {
 struct MaskEntry {
   int to = 0;    ///< row in the target group
   int from = 0;  ///< column in the source group
+  friend bool operator==(const MaskEntry&, const MaskEntry&) = default;  ///< the same link
 };
 
 /// A connection carries values from one group (possibly delayed by one step) into the expression
@@ -64,7 +65,9 @@ enum class ParamRole { weight, bias };
 /// The most values one parameter group, and all of them together, may have (the IR counts in int).
 inline constexpr long long max_values = 2147483647;
 
-/// A parameter group: `rows * cols` values, row-major. Dense weights are (to x from); diagonal,
+/// A parameter group: `rows * cols` values, row-major. Connections (or biases) of one name share
+/// one parameter group (weight sharing): `group` and `connection` name the first use,
+/// param_users() all of them. Dense weights are (to x from); diagonal,
 /// sparse (one value per mask entry) and bias vectors are (n x 1).
 struct Param {
   std::string name;  ///< unique in the network; a C++ identifier
@@ -118,6 +121,10 @@ struct Network {
   int find_connection(std::string_view connection_name) const;  ///< index of the connection so named, or -1
   int param_count() const;  ///< sum of all parameter group sizes
 };
+
+/// The groups whose expressions use each parameter group (a connection's weights or a bias), in
+/// op order, each group once: more than one for shared weights.
+std::vector<std::vector<int>> param_users(const Network& net);
 
 /// Checks the invariants the analysis relies on; throws std::invalid_argument naming the group,
 /// connection or op at fault. The DSL produces valid networks; this guards hand-built IR.

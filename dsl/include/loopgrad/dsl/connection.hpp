@@ -3,8 +3,6 @@
 // an input, delay(group) or an element-wise expression of them (`dense<"W">(g * s)`, lowered to an
 // implicit neuron group named after the connection, W_in); its output has the size of the group
 // whose expression holds it.
-#include <boost/hana/concat.hpp>
-#include <boost/hana/tuple.hpp>
 #include <cstddef>
 
 #include "loopgrad/dsl/fixed_string.hpp"
@@ -35,18 +33,6 @@ constexpr void check_connection_source() {
 template <fixed_string Name>
 inline constexpr auto source_group_name = join<Name, "_in">();
 
-/// The parameter and group names a connection named Name, reading Source, brings: its own, and
-/// for an expression source the implicit group's (Name_in) and those the expression uses.
-template <fixed_string Name, class Source>
-constexpr auto connection_names() {
-  if constexpr (is_direct_source<Source>)
-    return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>);
-  else
-    return boost::hana::concat(
-        boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>, boost::hana::type_c<name_t<source_group_name<Name>>>),
-        Source::names());
-}
-
 /// One entry of a sparse mask: the connection carries source neuron `from` into target neuron
 /// `to`, with its own weight.
 struct link {
@@ -72,8 +58,6 @@ struct connection_t : expression {
   static constexpr auto name = Name;  ///< the connection's (and its weights') name
   using source = Source;  ///< the node type it reads: a group, delay(group) or an expression
   Source from{};  ///< the source itself (an expression source holds its numbers)
-  /// The names it brings: its own, and for an expression source Name_in and the expression's.
-  static constexpr auto names() { return connection_names<Name, Source>(); }
 };
 
 /// A sparse connection named Name reading Source, one weight per entry of Mask (what sparse<> returns).
@@ -85,8 +69,6 @@ struct sparse_t : expression {
   static constexpr auto links = Mask;  ///< the mask
   using source = Source;  ///< the node type it reads: a group, delay(group) or an expression
   Source from{};  ///< the source itself (an expression source holds its numbers)
-  /// The names it brings: its own, and for an expression source Name_in and the expression's.
-  static constexpr auto names() { return connection_names<Name, Source>(); }
   /// The largest target index in the mask.
   static constexpr std::size_t max_to() {
     std::size_t m = 0;
@@ -101,8 +83,6 @@ struct bias_t : expression {
   static constexpr node_kind kind = node_kind::bias;  ///< the node's kind, for lowering to the IR
   static constexpr std::size_t size = N;  ///< the number of values
   static constexpr auto name = Name;  ///< the bias's name
-  /// The parameter names it uses: its own.
-  static constexpr auto names() { return boost::hana::make_tuple(boost::hana::type_c<name_t<Name>>); }
 };
 
 /// The function object behind `dense<"W", n>`: called on a source, it returns the connection.

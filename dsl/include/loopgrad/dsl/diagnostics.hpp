@@ -39,9 +39,19 @@ struct a_neuron_group_is_read_but_never_defined;
 /// network<>(h = a, ..., h = b): one group, two definitions.
 template <fixed_string Group>
 struct a_neuron_group_is_defined_twice;
-/// Two groups, inputs, connections or biases of one network share a name.
+/// Two groups, inputs, identity connections, or objects of different kinds (a group and a
+/// connection, a dense and a diagonal connection) of one network share a name.
 template <fixed_string Name>
 struct this_name_is_used_twice;
+/// Two connections (or biases) of one kind named Name share one parameter group, but its shape
+/// would be FirstRows x FirstCols at the first and Rows x Cols at the second (a sparse
+/// connection's columns are its links; two masks must be the same).
+template <fixed_string Name, std::size_t FirstRows, std::size_t FirstCols, std::size_t Rows, std::size_t Cols>
+struct a_shared_parameter_is_used_with_another_shape;
+/// Two connections named Name share their weights and one of them reads an expression
+/// (`dense<"W">(g * h)`): define the expression as a neuron group and connect from it.
+template <fixed_string Name>
+struct a_connection_that_shares_its_weights_reads_a_group_not_an_expression;
 /// output(y = expr) with no loss.
 template <fixed_string Output>
 struct an_output_has_no_loss_give_it_one_as_in_output_y_equals_expr_comma_mse;

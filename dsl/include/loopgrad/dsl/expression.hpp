@@ -1,7 +1,5 @@
 #pragma once
 // Element-wise arithmetic (+, -, *), numbers and activations inside a group's expression.
-#include <boost/hana/concat.hpp>
-#include <boost/hana/tuple.hpp>
 
 #include "loopgrad/dsl/node.hpp"
 #include "loopgrad/dsl/diagnostics.hpp"
@@ -14,7 +12,6 @@ struct constant_t : expression {
   static constexpr node_kind kind = node_kind::constant;  ///< the node's kind, for lowering to the IR
   static constexpr std::size_t size = 0;  ///< 0: a number fits any size
   double value = 0;  ///< the number
-  static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 };
 
 /// The element-wise operations between two expressions.
@@ -30,8 +27,6 @@ struct binary_t : expression {
   using right_type = R;  ///< the right operand's node type
   L left;  ///< the left operand
   R right;  ///< the right operand
-  /// The parameter names both operands use.
-  static constexpr auto names() { return boost::hana::concat(L::names(), R::names()); }
 };
 
 /// An activation applied element-wise to an expression: tanh(e), sigmoid(e), relu(e).
@@ -42,7 +37,6 @@ struct activation_t : expression {
   static constexpr std::size_t size = E::size;  ///< the argument's size
   using arg_type = E;  ///< the argument's node type
   E arg;  ///< the argument
-  static constexpr auto names() { return E::names(); }  ///< the parameter names the argument uses
 };
 
 namespace detail {

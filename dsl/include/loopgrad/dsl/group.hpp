@@ -1,6 +1,5 @@
 #pragma once
 // Neuron groups, inputs, delay() and definitions (h = expr).
-#include <boost/hana/tuple.hpp>
 
 #include "loopgrad/dsl/fixed_string.hpp"
 #include "loopgrad/dsl/node.hpp"
@@ -22,7 +21,6 @@ struct group_t : expression {
   static constexpr std::size_t size = N;  ///< the number of neurons or inputs
   static constexpr auto name = Name;  ///< the group's name
   static constexpr group_role role = Role;  ///< input or neuron
-  static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 
   /// `h = expr` defines neuron group h as expr. Sizes are checked here, at the user's line.
   template <Expression E>
@@ -61,7 +59,6 @@ struct delayed_t : expression {
   static constexpr std::size_t size = G::size;  ///< the group's size
   static constexpr std::size_t steps = K;       ///< how many steps back
   using group = G;  ///< the delayed group's type
-  static constexpr auto names() { return boost::hana::make_tuple(); }  ///< the parameter names it uses: none
 };
 
 /// delay(h): the value h had at the previous step (zero before the first step). Every recurrence

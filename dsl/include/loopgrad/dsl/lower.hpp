@@ -148,8 +148,19 @@ class lowering {
     return static_cast<int>(net_.connections.size()) - 1;
   }
 
+  /// The parameter group so named: a new one, or the one an earlier connection or bias of that
+  /// name added (shared weights; the DSL has checked that the shapes agree, this checks again).
   int add_param(std::string_view name, ir::ParamRole role, int rows, int cols, int owner,
                 int connection) {
+    if (const int shared = net_.find_param(name); shared >= 0) {
+      const auto& p = net_.params[static_cast<std::size_t>(shared)];
+      if (p.role != role || p.rows != rows || p.cols != cols)
+        throw std::invalid_argument("network '" + net_.name + "': parameter '" + std::string(name) + "' is shared by " +
+                                    "two uses of different shapes (" + std::to_string(p.rows) + " x " +
+                                    std::to_string(p.cols) + " and " + std::to_string(rows) + " x " +
+                                    std::to_string(cols) + "); give each its own name");
+      return shared;
+    }
     ir::Param p;
     p.name = name;
     p.role = role;
@@ -201,7 +212,9 @@ class lowering {
       else  // an expression: the connection reads the implicit group that holds it
         source = read(owner, source_group(e), false, static_cast<int>(S::size), false);
       ir::Connection c;
+      // A second connection of one name shares the first one's weights: it is named W#2 (W#3, ...).
       c.name = E::name.view();
+      for (int k = 2; net_.find_connection(c.name) >= 0; ++k) c.name = std::string(E::name.view()) + "#" + std::to_string(k);
       c.from = net_.ops[static_cast<std::size_t>(source)].group;
       c.to = owner;
       c.delayed = S::kind == node_kind::delayed;
@@ -219,6 +232,11 @@ class lowering {
           c.mask.push_back({static_cast<int>(l.to), static_cast<int>(l.from)});
         c.param = add_param(E::name.view(), ir::ParamRole::weight,
                             static_cast<int>(c.mask.size()), 1, owner, conn);
+        // Shared sparse weights need one mask (the DSL compares the masks by a hash; this exactly).
+        const int first = net_.params[static_cast<std::size_t>(c.param)].connection;
+        if (first != conn && net_.connections[static_cast<std::size_t>(first)].mask != c.mask)
+          throw std::invalid_argument("network '" + net_.name + "': sparse connections named '" +
+                                      std::string(E::name.view()) + "' share their weights but not their mask; give each its own name");
       } else {
         c.kind = ir::ConnectionKind::identity;
       }

@@ -1,7 +1,7 @@
 #pragma once
 // network<"name">(components...): gathers definitions, outputs, declared inputs and cells into one
-// compile-time network and checks it as a whole: names unique, every group read defined, and
-// defined once (output() checks its loss, `h = expr` its sizes; diagnostics.hpp).
+// compile-time network and checks it as a whole: names unique (a connection or bias named twice
+// shares one parameter group, of one shape), every group read defined, and defined once (output() checks its loss, `h = expr` its sizes; diagnostics.hpp).
 #include <array>
 #include <boost/hana/any_of.hpp>
 #include <boost/hana/append.hpp>
@@ -63,6 +63,102 @@ constexpr auto reads_of() {
   } else {
     return hana::make_tuple();
   }
+}
+
+/// One use of a name, for the checks of names and of shared parameters: what carries it (a group,
+/// or a connection or bias of this kind), its shape (rows x cols; a sparse connection's mask as
+/// a number) and whether it reads an expression.
+template <fixed_string Name, node_kind Kind, std::size_t Rows, std::size_t Cols, std::size_t Mask = 0,
+          bool ExpressionSource = false>
+struct use_t {
+  static constexpr auto fixed = Name;  ///< the name, for a diagnostic's type
+};
+
+/// What the checks compare of a use.
+struct use_info {
+  std::string_view name;
+  node_kind kind;
+  std::size_t rows, cols, mask;
+  bool expression_source;
+};
+
+template <fixed_string Name, node_kind Kind, std::size_t Rows, std::size_t Cols, std::size_t Mask, bool Expr>
+constexpr use_info info_of(hana::basic_type<use_t<Name, Kind, Rows, Cols, Mask, Expr>>) {
+  return {Name.view(), Kind, Rows, Cols, Mask, Expr};
+}
+
+/// A sparse mask as one number (FNV-1a over its links), to tell masks apart.
+template <auto Mask>
+constexpr std::size_t mask_number() {
+  std::size_t h = 14695981039346656037ull;
+  for (const auto& l : Mask.links)
+    for (std::size_t v : {l.to, l.from}) h = (h ^ v) * 1099511628211ull;
+  return h;
+}
+
+/// The names an expression brings, each with its shape, inside the definition of a group of N
+/// values: connections, biases, and the implicit groups of expression sources (Name_in).
+template <class E, std::size_t N>
+constexpr auto uses_of() {
+  if constexpr (E::kind == node_kind::dense || E::kind == node_kind::diagonal || E::kind == node_kind::identity ||
+                E::kind == node_kind::sparse) {
+    using S = typename E::source;
+    constexpr std::size_t rows = E::size != 0 ? E::size : N;
+    constexpr bool sparse = E::kind == node_kind::sparse;
+    constexpr std::size_t cols = [] {
+      if constexpr (sparse) return sizeof(E::links.links) / sizeof(link);
+      else if constexpr (E::kind == node_kind::dense) return S::size;
+      else return std::size_t(1);
+    }();
+    constexpr std::size_t mask = [] {
+      if constexpr (sparse) return mask_number<E::links>();
+      else return std::size_t(0);
+    }();
+    constexpr auto own = hana::make_tuple(hana::type_c<use_t<E::name, E::kind, rows, cols, mask, !is_direct_source<S>>>);
+    if constexpr (is_direct_source<S>)
+      return own;
+    else
+      return hana::concat(hana::append(own, hana::type_c<use_t<source_group_name<E::name>, node_kind::group, S::size, 0>>),
+                          uses_of<S, S::size>());
+  } else if constexpr (E::kind == node_kind::bias) {
+    return hana::make_tuple(hana::type_c<use_t<E::name, node_kind::bias, E::size != 0 ? E::size : N, 1>>);
+  } else if constexpr (E::kind == node_kind::binary) {
+    return hana::concat(uses_of<typename E::left_type, N>(), uses_of<typename E::right_type, N>());
+  } else if constexpr (E::kind == node_kind::activation) {
+    return uses_of<typename E::arg_type, N>();
+  } else {
+    return hana::make_tuple();
+  }
+}
+
+/// How two uses of one name conflict.
+enum class name_conflict {
+  none,            ///< no two uses conflict
+  twice,           ///< two objects that cannot share a name (groups, identity connections, kinds that differ)
+  shape,           ///< a shared parameter used with another shape (or another sparse mask)
+  shared_source,   ///< a shared connection that reads an expression
+};
+
+/// The first use i that conflicts with an earlier use j of its name, and how. Connections of one
+/// kind and biases share their parameters when the shapes agree.
+struct first_conflict_t {
+  std::size_t i = 0, j = 0;
+  name_conflict kind = name_conflict::none;
+};
+template <std::size_t K>
+constexpr first_conflict_t first_conflict(const std::array<use_info, K>& uses) {
+  for (std::size_t i = 0; i < K; ++i)
+    for (std::size_t j = 0; j < i; ++j) {
+      const auto& a = uses[j];
+      const auto& b = uses[i];
+      if (a.name != b.name) continue;
+      const bool shareable = a.kind == b.kind && (a.kind == node_kind::dense || a.kind == node_kind::diagonal ||
+                                                  a.kind == node_kind::sparse || a.kind == node_kind::bias);
+      if (!shareable) return {i, j, name_conflict::twice};
+      if (a.rows != b.rows || a.cols != b.cols || a.mask != b.mask) return {i, j, name_conflict::shape};
+      if (a.expression_source || b.expression_source) return {i, j, name_conflict::shared_source};
+    }
+  return {K, K, name_conflict::none};
 }
 
 template <class Xs>
@@ -148,31 +244,43 @@ constexpr auto diagnose() {
     using G = typename decltype(t)::type;
     return hana::bool_c<G::role == group_role::neuron && !decltype(hana::contains(defined, t))::value>;
   });
-  // Names are unique over groups (each group once) and parameterised or named connections.
-  // The first mistake found, in this order, is the one reported.
+  // Names are unique over groups (each group once) and connections and biases, except that
+  // connections of one kind and biases with one name share one parameter group, which needs one
+  // shape. The first mistake found, in this order, is the one reported.
   constexpr auto groups = unique_types(hana::concat(defined, reads));
-  constexpr auto group_names = hana::transform(groups, [](auto t) {
-    return hana::type_c<name_t<decltype(t)::type::name>>;
+  constexpr auto group_uses = hana::transform(groups, [](auto t) {
+    using G = typename decltype(t)::type;
+    return hana::type_c<use_t<G::name, node_kind::group, G::size, 0>>;
   });
-  constexpr auto connection_names = hana::flatten(hana::transform(cs, [](auto c) {
+  constexpr auto expression_uses = hana::flatten(hana::transform(cs, [](auto c) {
     using C = decltype(c);
     if constexpr (is_group<C>) {
       return hana::make_tuple();
     } else {
-      return component_traits<C>::expr::names();
+      return uses_of<typename component_traits<C>::expr, component_traits<C>::defined::size>();
     }
   }));
-  using Names = std::remove_cv_t<decltype(hana::concat(group_names, connection_names))>;
-  constexpr std::size_t dup = first_duplicate<Names>();
+  using Uses = std::remove_cv_t<decltype(hana::concat(group_uses, expression_uses))>;
+  constexpr auto conflict = first_conflict(hana::unpack(Uses{}, [](auto... u) {
+    return std::array<use_info, sizeof...(u)>{info_of(u)...};
+  }));
   if constexpr (twice < decltype(hana::length(defined))::value) {
     using G = typename std::remove_cvref_t<decltype(hana::at_c<twice>(defined))>::type;
     return hana::type_c<error::a_neuron_group_is_defined_twice<G::name>>;
   } else if constexpr (!hana::is_empty(undefined)) {
     using G = typename std::remove_cvref_t<decltype(hana::front(undefined))>::type;
     return hana::type_c<error::a_neuron_group_is_read_but_never_defined<G::name>>;
-  } else if constexpr (dup < decltype(hana::length(Names{}))::value) {
-    using N = typename std::remove_cvref_t<decltype(hana::at_c<dup>(Names{}))>::type;
-    return hana::type_c<error::this_name_is_used_twice<N::fixed>>;
+  } else if constexpr (conflict.kind != name_conflict::none) {
+    using A = typename std::remove_cvref_t<decltype(hana::at_c<conflict.j>(Uses{}))>::type;
+    using B = typename std::remove_cvref_t<decltype(hana::at_c<conflict.i>(Uses{}))>::type;
+    constexpr auto a = info_of(hana::type_c<A>);
+    constexpr auto b = info_of(hana::type_c<B>);
+    if constexpr (conflict.kind == name_conflict::twice)
+      return hana::type_c<error::this_name_is_used_twice<B::fixed>>;
+    else if constexpr (conflict.kind == name_conflict::shape)
+      return hana::type_c<error::a_shared_parameter_is_used_with_another_shape<B::fixed, a.rows, a.cols, b.rows, b.cols>>;
+    else
+      return hana::type_c<error::a_connection_that_shares_its_weights_reads_a_group_not_an_expression<B::fixed>>;
   } else {
     return hana::type_c<void>;
   }
