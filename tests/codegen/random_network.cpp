@@ -28,6 +28,10 @@ class Builder {
   }
   void end() { net_.groups[static_cast<std::size_t>(owner_)].op_end = static_cast<int>(net_.ops.size()); }
   int size(int g) const { return net_.groups[static_cast<std::size_t>(g)].size; }
+  void set_loss(int g, ir::Loss loss, double weight) {
+    net_.groups[static_cast<std::size_t>(g)].loss = loss;
+    net_.groups[static_cast<std::size_t>(g)].loss_weight = weight;
+  }
   int owner_size() const { return size(owner_); }
 
   // A group read inside the expression: an implicit identity connection (sizes must match).
@@ -77,6 +81,35 @@ class Builder {
     net_.connections.push_back(c);
     return c.op;
   }
+  // A dense connection that shares the weights of an earlier dense connection of the same shape
+  // (n x m), or a new one when there is none. Not one on the same source in the same group: W x - W x
+  // is zero, and its gradient rounding noise that no relative tolerance can judge.
+  int shared_dense(int g, bool delayed, std::mt19937& rng) {
+    const int n = owner_size(), m = size(g);
+    for (const auto& c : net_.connections) {
+      if (c.kind != ir::ConnectionKind::dense || (c.to == owner_ && c.from == g && c.delayed == delayed)) continue;
+      const auto& p = net_.params[static_cast<std::size_t>(c.param)];
+      if (p.rows != n || p.cols != m) continue;
+      const int source = read_op(g, delayed);
+      ir::Connection shared;
+      shared.name = fmt::format("c{}", net_.connections.size());
+      shared.kind = ir::ConnectionKind::dense;
+      shared.from = g;
+      shared.to = owner_;
+      shared.delayed = delayed;
+      shared.param = c.param;
+      ir::Op op;
+      op.code = ir::OpCode::connect;
+      op.size = n;
+      op.a = source;
+      op.connection = static_cast<int>(net_.connections.size());
+      op.owner = owner_;
+      shared.op = push(op);
+      net_.connections.push_back(shared);
+      return shared.op;
+    }
+    return connect(ir::ConnectionKind::dense, g, delayed, rng);
+  }
   int bias() {
     ir::Op op;
     op.code = ir::OpCode::bias;
@@ -111,6 +144,7 @@ class Builder {
     op.owner = owner_;
     return push(op);
   }
+  const ir::Group& group(int g) const { return net_.groups[static_cast<std::size_t>(g)]; }
   ir::Network take() { return std::move(net_); }
 
  private:
@@ -157,6 +191,12 @@ ir::Network random_network(unsigned seed) {
   std::mt19937 rng(seed * 7919u + 17u);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   auto chance = [&](int percent) { return pick(100) < percent; };
+  // The second corpus's draws come from a generator of their own, so that the first corpus's
+  // networks stay what they were.
+  const bool extended = seed > random_first_corpus;
+  std::mt19937 ext_rng(seed * 104729u + 3u);
+  auto ext_pick = [&](int n) { return static_cast<int>(ext_rng() % static_cast<unsigned>(n)); };
+  auto ext_chance = [&](int percent) { return extended && ext_pick(100) < percent; };
   Builder b(fmt::format("random_{}", seed));
 
   std::vector<int> inputs;
@@ -180,6 +220,25 @@ ir::Network random_network(unsigned seed) {
   states.resize(static_cast<std::size_t>(1 + pick(std::min<int>(5, static_cast<int>(neurons.size())))));
   std::vector<std::vector<int>> delayed_reads(neurons.size());
   for (int s : states) delayed_reads[static_cast<std::size_t>(pick(static_cast<int>(neurons.size())))].push_back(s);
+  // delay<2>(s) (second corpus): a copy c = delay(s), defined after the others, read through
+  // delay(c) by a chosen group.
+  std::vector<std::pair<int, int>> copies;  // (copy, state)
+  if (ext_chance(40)) {
+    const int s = states[static_cast<std::size_t>(ext_pick(static_cast<int>(states.size())))];
+    const int copy = b.neuron(b.size(s), ir::Loss::none);
+    copies.emplace_back(copy, s);
+    delayed_reads[static_cast<std::size_t>(ext_pick(static_cast<int>(neurons.size())))].push_back(copy);
+  }
+  // The second corpus's outputs: every loss, some weighted.
+  if (extended)
+    for (int g : neurons) {
+      const auto& group = b.group(g);
+      if (!group.is_output()) continue;
+      const ir::Loss losses[] = {ir::Loss::mse, ir::Loss::softmax_cross_entropy, ir::Loss::sum_of_squares,
+                                 ir::Loss::half_sum_of_squares, ir::Loss::bce_with_logits};
+      const double weights[] = {1.0, 0.5, 2.0};
+      b.set_loss(g, losses[ext_pick(5)], weights[ext_pick(3)]);
+    }
 
   const ir::Activation activations[] = {ir::Activation::tanh, ir::Activation::sigmoid, ir::Activation::relu,
                                         ir::Activation::identity};
@@ -196,6 +255,7 @@ ir::Network random_network(unsigned seed) {
       if (same && r < 35) return b.connect(ir::ConnectionKind::diagonal, source, delayed, rng);
       if (same && r < 45) return b.connect(ir::ConnectionKind::identity, source, delayed, rng);
       if (r < 65) return b.connect(ir::ConnectionKind::sparse, source, delayed, rng);
+      if (ext_chance(50)) return b.shared_dense(source, delayed, rng);  // weight sharing
       return b.connect(ir::ConnectionKind::dense, source, delayed, rng);
     };
     std::vector<int> terms;
@@ -223,7 +283,37 @@ ir::Network random_network(unsigned seed) {
     }
     if (chance(15)) expr = b.binary(ir::OpCode::mul, b.constant(0.5 + pick(3)), expr);
     if (chance(15)) expr = b.binary(ir::OpCode::sub, b.constant(1.0), expr);
-    if (chance(85)) expr = b.activate(activations[pick(4)], expr);
+    // Second corpus: a parameter vector as a factor, a division, and every element-wise function,
+    // each where its argument stays in its domain and the states stay bounded.
+    if (ext_chance(30)) expr = b.binary(ir::OpCode::mul, b.bias(), expr);
+    if (ext_chance(30))
+      expr = b.binary(ir::OpCode::div, expr,
+                      b.binary(ir::OpCode::add, b.constant(1.5), b.activate(ir::Activation::square, b.bias())));
+    const bool plain = chance(85);
+    if (extended && plain) {
+      switch (ext_pick(8)) {
+        case 0: expr = b.activate(ir::Activation::exp, b.activate(ir::Activation::tanh, expr)); break;
+        case 1:
+          expr = b.activate(ir::Activation::log,
+                            b.binary(ir::OpCode::add, b.constant(1.5), b.activate(ir::Activation::square, expr)));
+          break;
+        case 2:
+          expr = b.activate(ir::Activation::sqrt,
+                            b.binary(ir::OpCode::add, b.constant(0.5), b.activate(ir::Activation::softplus, expr)));
+          break;
+        case 3: expr = b.activate(ir::Activation::silu, b.activate(ir::Activation::tanh, expr)); break;
+        case 4: expr = b.activate(ir::Activation::square, b.activate(ir::Activation::tanh, expr)); break;
+        case 5: expr = b.activate(ir::Activation::softplus, b.activate(ir::Activation::tanh, expr)); break;
+        default: expr = b.activate(activations[pick(4)], expr); break;
+      }
+    } else if (plain) {
+      expr = b.activate(activations[pick(4)], expr);
+    }
+    b.end();
+  }
+  for (const auto& [copy, state] : copies) {
+    b.begin(copy);
+    b.read(state, true);
     b.end();
   }
   return b.take();

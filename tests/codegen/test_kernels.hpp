@@ -22,7 +22,7 @@ struct TestKernel {
 };
 
 // Seeds of the random-network corpus; printed by every failing check.
-inline constexpr unsigned random_network_count = 60;
+inline constexpr unsigned random_network_count = 80;  // both corpora (random_network.hpp)
 inline constexpr unsigned random_float_count = 10;
 
 inline std::vector<TestKernel> test_kernels() {
