@@ -11,11 +11,12 @@
 // (emitted_macs_per_step), and the test suite checks it against the analysis's macs_per_step.
 #include <fmt/format.h>
 
-
 #include <algorithm>
 #include <array>
 #include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "kernel_plan.hpp"
 #include "record_loop.hpp"
@@ -52,6 +53,9 @@ struct LeafWriter {
   // Blocks (k, p) of Delta_(N-1) whose gradient term (Eqn. 5) a dense product's packing has taken
   // on: the pass that packs a whole block also adds prev_state_adjoint^T times it into grad.
   std::set<std::pair<int, int>>* fused = nullptr;
+  // For a read of a group: the later reads of the same group that join its pass
+  // (analysis::merged_read_leaf), their coefficients added to its own.
+  std::vector<const Leaf*> joined = {};
 
   // Whether the leaf's cross term is a dense product that writes every stored entry of T with
   // register tiles or CBLAS, so that it can come first and overwrite T: that saves zeroing T and
@@ -82,6 +86,11 @@ struct LeafWriter {
   std::string times(std::string_view row, const std::string& factor) const {
     if (scaled()) return coefficient(row) + " * " + factor;
     return leaf.sign < 0 ? "-" + factor : factor;
+  }
+  // A read's coefficient at `row` as a term of a sum: coef<op>[row], or +-1.
+  static std::string term(const Leaf& l, std::string_view row) {
+    if (!l.constant_coefficient) return fmt::format("coef{}[{}]", l.op, row);
+    return l.sign < 0 ? "Scalar(-1)" : "Scalar(1)";
   }
   // `+=` or `-=` for an unscaled leaf.
   const char* accumulate() const { return leaf.sign < 0 ? "-=" : "+="; }
@@ -383,6 +392,16 @@ struct LeafWriter {
                  plan.param(p).name);
         else
           w.line("// {} <- {}", plan.group(g).name, plan.group(op.group).name);
+        if (!joined.empty()) {
+          // One pass for every read of the group, with the sum of their coefficients.
+          w.line("// (its {} reads in {}, in one pass: the coefficients added)", joined.size() + 1, plan.group(g).name);
+          rowwise(op.group, src, [&](const std::string& r) {
+            std::string sum = term(leaf, r);
+            for (const Leaf* l : joined) sum += " + " + term(*l, r);
+            return sum;
+          });
+          break;
+        }
         rowwise(op.group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); });
         break;
       }
@@ -543,8 +562,15 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
         });
         if (lead != leaves.end()) LeafWriter{plan, s, body, macs, tables, g, *lead, pi, true, &fused}.emit();
         else if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
-        for (auto leaf = leaves.begin(); leaf != leaves.end(); ++leaf)
-          if (leaf != lead) LeafWriter{plan, s, body, macs, tables, g, *leaf, pi, false, &fused}.emit();
+        for (std::size_t i = 0; i < leaves.size(); ++i) {
+          if (leaves.begin() + static_cast<std::ptrdiff_t>(i) == lead) continue;
+          // A read that joins an earlier read's pass is formed there.
+          if (analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
+          std::vector<const Leaf*> joined;
+          for (std::size_t j = i + 1; j < leaves.size(); ++j)
+            if (analysis::merged_read_leaf(plan.net, leaves, j) == i) joined.push_back(&leaves[j]);
+          LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi, false, &fused, std::move(joined)}.emit();
+        }
       }
       body.close();
     }

@@ -89,6 +89,28 @@ void collect_leaves(const ir::Network& net, int op, int sign, std::vector<int>& 
   path.erase(path.begin());
 }
 
+}  // namespace
+
+std::size_t merged_read_leaf(const ir::Network& net, const std::vector<Leaf>& leaves, std::size_t i) {
+  const auto& o = net.ops[static_cast<std::size_t>(leaves[i].op)];
+  if (o.code != ir::OpCode::read && o.code != ir::OpCode::read_delayed) return i;
+  auto same = [&](const Leaf& leaf) {
+    const auto& other = net.ops[static_cast<std::size_t>(leaf.op)];
+    return other.code == o.code && other.group == o.group;
+  };
+  std::size_t first = leaves.size(), members = 0;
+  bool scaled = false;
+  for (std::size_t j = 0; j < leaves.size(); ++j)
+    if (same(leaves[j])) {
+      first = std::min(first, j);
+      ++members;
+      scaled = scaled || !leaves[j].constant_coefficient;
+    }
+  return members > 1 && scaled ? first : i;
+}
+
+namespace {
+
 // The entries of tangent blocks as count_macs sees them: all of them (nothing pruned at neuron
 // level) or the patterns'.
 struct SourceEntries {
@@ -130,7 +152,9 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
       const auto& group = net.groups[static_cast<std::size_t>(g)];
       // A block with no entries is not formed.
       if (t[static_cast<std::size_t>(group.value_op())].count(pi) == 0 || entries.group(g, pi) == 0) continue;
-      for (const auto& leaf : a.leaves[static_cast<std::size_t>(g)]) {
+      const auto& leaves = a.leaves[static_cast<std::size_t>(g)];
+      for (std::size_t i = 0; i < leaves.size(); ++i) {
+        const auto& leaf = leaves[i];
         const auto& op = net.ops[static_cast<std::size_t>(leaf.op)];
         const std::int64_t n = op.size;
         const bool coef = !leaf.constant_coefficient;
@@ -160,7 +184,12 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
         } else if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) {
           const std::int64_t src = t[static_cast<std::size_t>(leaf.op)].count(pi) > 0 ? entries.carried(leaf.op, pi) : 0;
           contributes = src > 0;
-          macs += coef ? src : 0;
+          // Reads of one group share one weighted pass (merged_read_leaf), counted at the first.
+          if (merged_read_leaf(net, leaves, i) == i) {
+            bool joined = false;  // later reads of the group join this pass, which is then weighted
+            for (std::size_t j = i + 1; j < leaves.size(); ++j) joined = joined || merged_read_leaf(net, leaves, j) == i;
+            macs += coef || joined ? src : 0;
+          }
         }
         if (contributes && coef) used.insert(leaf.op);
       }

@@ -219,6 +219,13 @@ struct AnalysisOptions {
 /// carries none. A sparse connection carries its links' source rows.
 std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param);
 
+/// The leaf of `leaves` (one group's) whose sensitivity-update pass leaf i joins. Reads of one
+/// group (at this step, or delayed) carry the same tangent block, so the update forms them in one
+/// pass with their coefficients summed (minGRU's h = (1 - z) * h' + z * c reads z twice: one pass
+/// with coefficient c - h'), when at least one of them has a coefficient other than +-1. Returns
+/// the first such read for every member of a set, and i for every other leaf.
+std::size_t merged_read_leaf(const ir::Network& net, const std::vector<Leaf>& leaves, std::size_t i);
+
 /// Multiply-adds per step of the blocked exact algorithm at block length h >= 1, and its cost
 /// (ExactCost).
 std::int64_t blocked_macs_per_step(const Analysis& a, int block_length);
