@@ -120,8 +120,8 @@ inline constexpr auto long_delay_network() {
       output(y = dense<"W_hy">(h) + dense<"W_2y">(delay<2>(h)), mse));
 }
 
-// The element-wise cells stacked two deep: IndRNN under minLSTM, and minGRU under the RG-LRU
-// (which reads a group of its own width).
+// The element-wise cells stacked two deep: IndRNN under minLSTM, eLSTM under IndRNN, and minGRU
+// under the RG-LRU (which reads a group of its own width).
 inline constexpr auto indrnn_min_lstm_stack() {
   using namespace dsl;
   constexpr auto x = input<"x", 3>;
@@ -129,6 +129,14 @@ inline constexpr auto indrnn_min_lstm_stack() {
   constexpr auto l2 = cells::min_lstm<"l2", 3>(l1.h);
   constexpr auto y = neuron<"y", 2>;
   return network<"indrnn_min_lstm">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
+}
+inline constexpr auto elstm_indrnn_stack() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto l1 = cells::elstm<"l1", 4>(x);
+  constexpr auto l2 = cells::indrnn<"l2", 3>(l1.h);
+  constexpr auto y = neuron<"y", 2>;
+  return network<"elstm_indrnn">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
 }
 inline constexpr auto min_gru_rg_lru_stack() {
   using namespace dsl;

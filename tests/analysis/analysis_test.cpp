@@ -198,6 +198,16 @@ TEST_CASE("element-wise cells store the structural minimum: each parameter reach
     CHECK(x.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
     for (const auto& loop : x.a.loops) CHECK(loop.states.size() == 1);
   }
+  // The eLSTM: only c recurs; its Delta holds W_z's and W_f's rows (2 H In) and w_z, w_f, b_z, b_f
+  // (4 H), one unit each. The output gate (W_ox, W_oc, b_o) reads c but reaches no state.
+  constexpr long In = 5, H = 7;
+  const auto e = analysed(cells::elstm_network<In, H, 2>());
+  CHECK(e.a.sensitivity_values == 2 * H * In + 4 * H);
+  REQUIRE(e.a.loops.size() == 1);
+  CHECK(loop_states(e, 0) == std::vector<std::string>{"elstm_c"});
+  CHECK(block_params(e, "elstm_c") ==
+        std::set<std::string>{"elstm_W_z", "elstm_W_f", "elstm_w_z", "elstm_w_f", "elstm_b_z", "elstm_b_f"});
+  CHECK(e.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
 }
 
 TEST_CASE("a connection reading an expression reads an implicit group named after it") {

@@ -3,6 +3,7 @@
 // its groups as members, e.g. lstm<"l0", 32>(x).h) and a small reference network for reports.
 #include "loopgrad/cells/diagonal_rnn.hpp"
 #include "loopgrad/cells/elman.hpp"
+#include "loopgrad/cells/elstm.hpp"
 #include "loopgrad/cells/gru.hpp"
 #include "loopgrad/cells/indrnn.hpp"
 #include "loopgrad/cells/lstm.hpp"
