@@ -567,8 +567,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
           // A read that joins an earlier read's pass is formed there.
           if (analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
           std::vector<const Leaf*> joined;
-          for (std::size_t j = i + 1; j < leaves.size(); ++j)
-            if (analysis::merged_read_leaf(plan.net, leaves, j) == i) joined.push_back(&leaves[j]);
+          for (std::size_t j : analysis::reads_joining(plan.net, leaves, i)) joined.push_back(&leaves[j]);
           LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi, false, &fused, std::move(joined)}.emit();
         }
       }

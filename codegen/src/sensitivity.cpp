@@ -109,6 +109,14 @@ std::size_t merged_read_leaf(const ir::Network& net, const std::vector<Leaf>& le
   return members > 1 && scaled ? first : i;
 }
 
+std::vector<std::size_t> reads_joining(const ir::Network& net, const std::vector<Leaf>& leaves, std::size_t i) {
+  std::vector<std::size_t> out;
+  if (merged_read_leaf(net, leaves, i) != i) return out;
+  for (std::size_t j = i + 1; j < leaves.size(); ++j)
+    if (merged_read_leaf(net, leaves, j) == i) out.push_back(j);
+  return out;
+}
+
 namespace {
 
 // The entries of tangent blocks as count_macs sees them: all of them (nothing pruned at neuron
@@ -185,11 +193,8 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
           const std::int64_t src = t[static_cast<std::size_t>(leaf.op)].count(pi) > 0 ? entries.carried(leaf.op, pi) : 0;
           contributes = src > 0;
           // Reads of one group share one weighted pass (merged_read_leaf), counted at the first.
-          if (merged_read_leaf(net, leaves, i) == i) {
-            bool joined = false;  // later reads of the group join this pass, which is then weighted
-            for (std::size_t j = i + 1; j < leaves.size(); ++j) joined = joined || merged_read_leaf(net, leaves, j) == i;
-            macs += coef || joined ? src : 0;
-          }
+          // (a pass that later reads join is weighted by their summed coefficients)
+          if (merged_read_leaf(net, leaves, i) == i) macs += coef || !reads_joining(net, leaves, i).empty() ? src : 0;
         }
         if (contributes && coef) used.insert(leaf.op);
       }

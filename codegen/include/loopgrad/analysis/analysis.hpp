@@ -225,6 +225,9 @@ std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, 
 /// with coefficient c - h'), when at least one of them has a coefficient other than +-1. Returns
 /// the first such read for every member of a set, and i for every other leaf.
 std::size_t merged_read_leaf(const ir::Network& net, const std::vector<Leaf>& leaves, std::size_t i);
+/// The later leaves whose reads join leaf i's pass (merged_read_leaf of each is i): empty unless
+/// leaf i heads a merged set.
+std::vector<std::size_t> reads_joining(const ir::Network& net, const std::vector<Leaf>& leaves, std::size_t i);
 
 /// Multiply-adds per step of the blocked exact algorithm at block length h >= 1, and its cost
 /// (ExactCost).
