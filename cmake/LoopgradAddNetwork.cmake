@@ -1,7 +1,8 @@
 # loopgrad_add_network(<target> SPEC <file.cpp>
 #                      [NAMESPACE <name>] [SCALAR float|double]
 #                      [OUTPUT_DIR <dir>] [REPORT_DIR <dir>] [BLAS_MIN_FLOPS <n>] [PORTABLE]
-#                      [COMPILE_DEFINITIONS <def>...] [INCLUDE_DIRECTORIES <dir>...])
+#                      [COMPILE_DEFINITIONS <def>...] [INCLUDE_DIRECTORIES <dir>...]
+#                      [LAYER_LOCAL <state>... | "*"])
 #
 # Builds the generator from SPEC (a source that declares a network with the DSL and ends with
 # LOOPGRAD_GENERATOR(net)), runs it at build time, and makes <target> an INTERFACE library whose
@@ -14,6 +15,10 @@
 # can generate several networks (e.g. COMPILE_DEFINITIONS HIDDEN=128 with a spec that reads HIDDEN).
 # The analysis's warnings (parameters that reach no loss, Recurrency-Abstraction violations) print
 # at build time, one line each.
+#
+# LAYER_LOCAL names states (or "*" for all) whose Delta keeps only its own loop's parameters: the
+# layer_local approximation, NOT exact, for comparing with the exact kernel (docs/guide.md); the
+# header's first lines and the report's "approximation" say what it dropped.
 #
 # BLAS_MIN_FLOPS n makes every dense product of at least n flops a CBLAS call (the kernel then
 # needs OpenBLAS, which <target> links); without it the header needs nothing but the standard
@@ -29,7 +34,7 @@ option(LOOPGRAD_PORTABLE "Compile code that links a generated kernel for any CPU
 check_cxx_compiler_flag(-march=native LOOPGRAD_HAVE_MARCH_NATIVE)
 function(loopgrad_add_network target)
   cmake_parse_arguments(ARG "PORTABLE" "SPEC;NAMESPACE;SCALAR;OUTPUT_DIR;REPORT_DIR;BLAS_MIN_FLOPS"
-                        "COMPILE_DEFINITIONS;INCLUDE_DIRECTORIES" ${ARGN})
+                        "COMPILE_DEFINITIONS;INCLUDE_DIRECTORIES;LAYER_LOCAL" ${ARGN})
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "loopgrad_add_network(${target}): unknown arguments ${ARG_UNPARSED_ARGUMENTS}")
   endif()
@@ -65,6 +70,12 @@ function(loopgrad_add_network target)
     set(blas_option --blas-min-flops ${ARG_BLAS_MIN_FLOPS})
   endif()
 
+  set(layer_local_option)
+  if(ARG_LAYER_LOCAL)
+    list(JOIN ARG_LAYER_LOCAL "," layer_local)
+    set(layer_local_option --layer-local ${layer_local})
+  endif()
+
   set(generator ${target}_generator)
   add_executable(${generator} ${spec})
   target_link_libraries(${generator} PRIVATE loopgrad::dsl loopgrad::codegen)
@@ -82,7 +93,7 @@ function(loopgrad_add_network target)
   add_custom_command(
     OUTPUT ${header} ${dot} ${json}
     COMMAND ${generator} --header ${header} --dot ${dot} --json ${json}
-            --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} ${blas_option} --quiet
+            --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} ${blas_option} ${layer_local_option} --quiet
     DEPENDS ${generator}
     COMMENT "loopgrad: generating ${target}.hpp from ${ARG_SPEC}"
     VERBATIM)

@@ -201,7 +201,9 @@ void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights
   }
   c.blocked_cost = best;
   c.blocked_macs = blocked_macs_per_step(a, c.block_length);
-  c.choice = c.sensitivity_rows > 0 && c.blocked_cost < c.rtrl_cost ? ExactAlgorithm::blocked : ExactAlgorithm::rtrl;
+  // The blocked algorithm's sweeps are exact: an approximation (layer_local) runs on RTRL alone.
+  c.choice = a.exact() && c.sensitivity_rows > 0 && c.blocked_cost < c.rtrl_cost ? ExactAlgorithm::blocked
+                                                                                 : ExactAlgorithm::rtrl;
 }
 
 }  // namespace loopgrad::analysis

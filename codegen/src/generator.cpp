@@ -29,14 +29,17 @@ struct Options {
   emit::ScalarType scalar = emit::ScalarType::float64;
   bool quiet = false;
   long long blas_min_flops = 0;
+  std::vector<std::string> layer_local;
 };
 
 constexpr std::string_view usage =
     "usage: {0} [--out-dir DIR] [--header PATH] [--dot PATH] [--json PATH]\n"
-    "       {1:{2}} [--namespace NAME] [--scalar float|double] [--blas-min-flops N] [--quiet]\n"
+    "       {1:{2}} [--namespace NAME] [--scalar float|double] [--blas-min-flops N] [--layer-local STATES] [--quiet]\n"
     "Writes the exact-gradient kernel of network '{3}' as a self-contained C++ header, its graph\n"
     "(Graphviz DOT) and its analysis report (JSON). --out-dir DIR names them DIR/{3}.hpp, .dot, .json.\n"
-    "--blas-min-flops N: dense products of at least N flops call CBLAS (the header then needs it).\n";
+    "--blas-min-flops N: dense products of at least N flops call CBLAS (the header then needs it).\n"
+    "--layer-local STATES: the layer_local approximation (NOT exact) for the comma-separated states, or '*'\n"
+    "for all: each keeps only its own loop's parameters in Delta (for comparisons; see docs/guide.md).\n";
 
 struct UsageError {
   std::string message;
@@ -74,6 +77,14 @@ Options parse(int argc, char** argv) {
       const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), o.blas_min_flops);
       if (v.empty() || v[0] == '-' || error != std::errc() || end != v.data() + v.size())
         throw UsageError{fmt::format("--blas-min-flops needs a non-negative whole number of flops, not '{}'", v)};
+    } else if (arg == "--layer-local") {
+      const std::string v = value();
+      for (std::size_t begin = 0; begin <= v.size();) {
+        const auto end = std::min(v.find(',', begin), v.size());
+        if (end == begin) throw UsageError{fmt::format("--layer-local needs state names separated by commas, not '{}'", v)};
+        o.layer_local.push_back(v.substr(begin, end - begin));
+        begin = end + 1;
+      }
     } else if (arg == "--quiet") {
       o.quiet = true;
     } else {
@@ -101,7 +112,9 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
     }
     if (!o.header && !o.dot && !o.json) throw UsageError{"nothing to write: give --out-dir, --header, --dot or --json"};
 
-    const auto analysis = analysis::analyse(net);
+    analysis::AnalysisOptions analysis_options;
+    analysis_options.layer_local = o.layer_local;
+    const auto analysis = analysis::analyse(net, analysis_options);
     emit::KernelOptions kernel_options;
     kernel_options.namespace_name = o.namespace_name;
     kernel_options.scalar = o.scalar;
@@ -109,9 +122,10 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
     // The command names only what shapes the text, so that the header does not depend on where
     // the build tree is.
     kernel_options.regenerate_command =
-        fmt::format("{} --namespace {} --scalar {}{}{}", program, o.namespace_name.empty() ? net.name : o.namespace_name,
+        fmt::format("{} --namespace {} --scalar {}{}{}{}", program, o.namespace_name.empty() ? net.name : o.namespace_name,
                     emit::to_string(o.scalar),
                     o.blas_min_flops > 0 ? fmt::format(" --blas-min-flops {}", o.blas_min_flops) : "",
+                    o.layer_local.empty() ? "" : fmt::format(" --layer-local '{}'", fmt::join(o.layer_local, ",")),
                     o.header ? " --header " + o.header->filename().string() : "");
     // Everything is rendered before anything is written.
     const std::string header = o.header ? emit::emit_kernel(net, analysis, kernel_options) : "";

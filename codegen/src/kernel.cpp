@@ -153,16 +153,17 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
              ? "// Do not edit: change the network's spec and rebuild. Needs the C++20 standard library and CBLAS.\n"
              : "// Do not edit: change the network's spec and rebuild. Needs only the C++20 standard library.\n";
   out += fmt::format(
-      "//\n// The exact forward sensitivity recurrence (real-time recurrent learning) for this network alone:\n"
+      "//\n// The {}forward sensitivity recurrence (real-time recurrent learning) for this network alone:\n"
       "// {} loops, {} of {} cross terms nonzero, {} sensitivity values stored ({} if nothing were pruned),\n"
       "// {} multiply-adds per step in the sensitivity update ({} if nothing were pruned).\n",
-      a.loops.size(), [&] {
+      a.exact() ? "exact " : "approximate (see below) ", a.loops.size(), [&] {
         std::size_t n = 0;
         for (const auto& t : a.cross_terms) n += t.nonzero ? 1 : 0;
         return n;
       }(),
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
   out += fmt::format("// {}.\n", exact_choice(a));
+  if (!a.exact()) out += "//\n// " + approximation_note(net, a, "\n// ") + "\n";
   out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
          "#include <span>\n#include <stdexcept>\n#include <string>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
@@ -213,6 +214,13 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("  // follows it): 0 for RTRL, otherwise the block length of the blocked algorithm.");
   head.line("  static constexpr int recommended_block_length() {{ return {}; }}",
             a.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a.exact_cost.block_length : 0);
+  if (a.exact()) {
+    head.line("  // true: RTRL on this kernel gives the exact gradient.");
+  } else {
+    head.line("  // false: the analysis dropped blocks of Delta (the layer_local approximation, see the header's");
+    head.line("  // first lines); RTRL gives the approximation's gradient and BlockedRtrl refuses the kernel.");
+  }
+  head.line("  static constexpr bool exact_gradient() {{ return {}; }}", a.exact() ? "true" : "false");
   std::string offsets;
   for (auto o : plan.param_offset) offsets += (offsets.empty() ? "" : ", ") + std::to_string(o);
   std::string groups;

@@ -57,9 +57,10 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
   }
   out += fmt::format(
       "  legend [shape=note, label=\"solid: feed-forward\\ndashed: feed-back\\ndotted: terminating\\n"
-      "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\\n{}\"];\n",
+      "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\\n{}{}\"];\n",
       a.cross_terms.empty() || pruned_cross_terms(net, a, ", ").empty() ? "none" : pruned_cross_terms(net, a, ", "),
-      a.macs_per_step, a.dense_macs_per_step, exact_choice(a));
+      a.macs_per_step, a.dense_macs_per_step, exact_choice(a),
+      a.exact() ? "" : "\\n" + approximation_note(net, a, "\\n"));
   out += "}\n";
   return out;
 }
@@ -149,6 +150,15 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
                      {"rtrl_macs_per_step", c.rtrl_macs},    {"blocked_macs_per_step", c.blocked_macs},
                      {"rtrl_cost_per_step", c.rtrl_cost},    {"blocked_cost_per_step", c.blocked_cost},
                      {"block_length", c.block_length},       {"choice", analysis::to_string(c.choice)}};
+  // null: the gradient is exact.
+  j["approximation"] = nullptr;
+  if (!a.layer_local_states.empty()) {
+    json states = json::array(), dropped = json::array();
+    for (int g : a.layer_local_states) states.push_back(group_name(net, g));
+    for (const auto& [g, p] : a.dropped_blocks)
+      dropped.push_back({{"state", group_name(net, g)}, {"param", net.params[static_cast<std::size_t>(p)].name}});
+    j["approximation"] = {{"kind", "layer_local"}, {"states", states}, {"dropped_blocks", dropped}, {"exact", a.exact()}};
+  }
   return j;
 }
 
@@ -159,6 +169,24 @@ std::string exact_choice(const analysis::Analysis& a) {
       "MACs, cost {:.3g})",
       c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", c.rtrl_macs, c.rtrl_cost, c.block_length,
       c.blocked_macs, c.blocked_cost);
+}
+
+std::string approximation_note(const ir::Network& net, const analysis::Analysis& a, std::string_view separator) {
+  if (a.exact()) return {};
+  std::string states;
+  for (int g : a.layer_local_states) states += (states.empty() ? "" : ", ") + group_name(net, g);
+  std::string out = fmt::format("APPROXIMATE GRADIENT: layer_local on {} drops {} block{} of Delta:", states,
+                                a.dropped_blocks.size(), a.dropped_blocks.size() == 1 ? "" : "s");
+  for (std::size_t i = 0; i < a.dropped_blocks.size(); ++i) {
+    const auto& [g, p] = a.dropped_blocks[i];
+    out += fmt::format("{}{}Delta({}, {})", i % 6 == 0 ? std::string(separator) : std::string(), i % 6 == 0 ? "  " : ", ",
+                       group_name(net, g), net.params[static_cast<std::size_t>(p)].name);
+  }
+  out += fmt::format(
+      ".{}The gradient keeps every path within a step, not the history those blocks carry; without layer_local it is "
+      "exact.",
+      separator);
+  return out;
 }
 
 std::string summary(const ir::Network& net, const analysis::Analysis& a) {
@@ -194,6 +222,7 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
                      a.sensitivity_values, a.dense_sensitivity_values, a.sensitivity_block_values,
                      a.sensitivity_block_values - a.sensitivity_values);
   out += exact_choice(a) + "\n";
+  if (!a.exact()) out += approximation_note(net, a, "\n") + "\n";
   return out;
 }
 

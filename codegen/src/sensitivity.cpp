@@ -363,6 +363,60 @@ void compute_patterns(const ir::Network& net, Analysis& a, bool prune) {
   }
 }
 
+// The parameter groups each state must not hold under the layer_local approximation
+// (AnalysisOptions::layer_local): for a named state, those that do not belong to its loop. A
+// parameter group belongs to loop L when a group that uses it reaches a state of L within one step
+// along a path on which no group is a state of another loop.
+std::vector<ParamSet> layer_local_exclusions(const ir::Network& net, const Analysis& a,
+                                             const std::vector<std::string>& names,
+                                             const std::vector<std::vector<int>>& users) {
+  const auto K = a.states.size();
+  std::vector<ParamSet> excluded(K);
+  if (names.empty()) return excluded;
+  std::vector<bool> named(K, false);
+  for (const auto& name : names) {
+    if (name == "*") {
+      named.assign(K, true);
+      continue;
+    }
+    const int g = net.find_group(name);
+    if (g < 0 || a.state_index[static_cast<std::size_t>(g)] < 0) {
+      std::string states;
+      for (int s : a.states) states += (states.empty() ? "" : ", ") + net.groups[static_cast<std::size_t>(s)].name;
+      throw AnalysisError(fmt::format(
+          "network '{}': layer_local names '{}', which is {}; name states (groups read through delay(): {}) or '*'",
+          net.name, name, g < 0 ? "no group of the network" : "not a recurrent state",
+          states.empty() ? "none" : states));
+    }
+    named[static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(g)])] = true;
+  }
+  std::vector<int> loop_of(net.groups.size(), -1);
+  for (std::size_t L = 0; L < a.loops.size(); ++L)
+    for (int s : a.loops[L].states) loop_of[static_cast<std::size_t>(s)] = static_cast<int>(L);
+  for (std::size_t L = 0; L < a.loops.size(); ++L) {
+    // reach[g]: g reaches a state of loop L within one step without passing another loop's state;
+    // filled in reverse evaluation order, so that every successor is done.
+    std::vector<bool> reach(net.groups.size(), false);
+    for (auto it = a.group_order.rbegin(); it != a.group_order.rend(); ++it) {
+      const auto g = static_cast<std::size_t>(*it);
+      if (loop_of[g] == static_cast<int>(L)) {
+        reach[g] = true;
+      } else if (loop_of[g] < 0) {
+        for (const auto& c : net.connections)
+          if (!c.delayed && c.from == static_cast<int>(g) && reach[static_cast<std::size_t>(c.to)]) reach[g] = true;
+      }
+    }
+    for (int s : a.loops[L].states) {
+      const auto k = static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(s)]);
+      if (!named[k]) continue;
+      for (std::size_t p = 0; p < users.size(); ++p)
+        if (std::none_of(users[p].begin(), users[p].end(), [&](int g) { return reach[static_cast<std::size_t>(g)]; }))
+          excluded[k].insert(static_cast<int>(p));
+    }
+  }
+  return excluded;
+}
+
 }  // namespace
 
 std::int64_t carried_entries(const ir::Network& net, const Analysis& a, int op, int param) {
@@ -419,18 +473,35 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
           S[k].insert(static_cast<int>(p));
 
   // The fixed point, loop by loop in evaluation order: earlier loops are final when a later one
-  // reads them; inside a loop the members feed each other until nothing changes.
-  for (const auto& loop : a.loops) {
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (int kg : loop.states) {
-        const auto k = static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(kg)]);
-        for (std::size_t l = 0; l < K; ++l)
-          if (a.cross_term(kg, a.states[l]))
-            for (int p : S[l]) changed |= S[k].insert(p).second;
+  // reads them; inside a loop the members feed each other until nothing changes. `excluded[k]`:
+  // parameter groups state k never holds (the layer_local approximation), zero blocks however the
+  // others feed it.
+  auto fixed_point = [&](std::vector<ParamSet> s, const std::vector<ParamSet>& excluded) {
+    for (std::size_t k = 0; k < K; ++k)
+      for (int p : excluded[k]) s[k].erase(p);
+    for (const auto& loop : a.loops) {
+      for (bool changed = true; changed;) {
+        changed = false;
+        for (int kg : loop.states) {
+          const auto k = static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(kg)]);
+          for (std::size_t l = 0; l < K; ++l)
+            if (a.cross_term(kg, a.states[l]))
+              for (int p : s[l])
+                if (excluded[k].count(p) == 0) changed |= s[k].insert(p).second;
+        }
       }
     }
-  }
+    return s;
+  };
+  const auto excluded = layer_local_exclusions(net, a, options.layer_local, users);
+  a.layer_local_states.clear();
+  for (std::size_t k = 0; k < K; ++k)
+    if (!options.layer_local.empty() && (std::find(options.layer_local.begin(), options.layer_local.end(), "*") != options.layer_local.end() ||
+                                         std::find(options.layer_local.begin(), options.layer_local.end(),
+                                                   net.groups[static_cast<std::size_t>(a.states[k])].name) != options.layer_local.end()))
+      a.layer_local_states.push_back(a.states[k]);
+  const auto exact = fixed_point(S, std::vector<ParamSet>(K));
+  S = fixed_point(S, excluded);
 
   // Without pruning every state keeps every parameter group.
   if (!options.prune)
@@ -439,6 +510,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
 
   // A state's Delta is stored only if the state can influence a loss.
   a.state_params.assign(K, {});
+  a.dropped_blocks.clear();
   a.sensitivity_blocks.clear();
   a.sensitivity_block_values = 0;
   a.dense_sensitivity_values = 0;
@@ -454,6 +526,8 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
         a.state_params[k].push_back(static_cast<int>(p));
         a.sensitivity_block_values += n * net.params[p].size();
       }
+      if (stored && !nonzero && exact[k].count(static_cast<int>(p)) > 0)
+        a.dropped_blocks.emplace_back(a.states[k], static_cast<int>(p));
     }
   }
 
@@ -472,6 +546,20 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
         return ParamSet(params.begin(), params.end());
       },
       [&](int g) { return reaches_stored_state(g, !options.prune); });
+  // A group carries block p only as far as a state that stores it: with blocks dropped
+  // (layer_local), a lower layer's tangent stops at the layer above.
+  for (int g : a.group_order) {
+    const auto& group = net.groups[static_cast<std::size_t>(g)];
+    auto keeps = [&](int p) {
+      for (std::size_t k = 0; k < K; ++k)
+        if (a.reaches_within_step[static_cast<std::size_t>(g)][static_cast<std::size_t>(a.states[k])] &&
+            std::binary_search(a.state_params[k].begin(), a.state_params[k].end(), p))
+          return true;
+      return false;
+    };
+    for (int i = group.op_begin; i < group.op_end; ++i)
+      std::erase_if(pruned[static_cast<std::size_t>(i)], [&](int p) { return !keeps(p); });
+  }
   ParamSet all;
   for (std::size_t p = 0; p < P; ++p) all.insert(static_cast<int>(p));
   if (!options.prune)
@@ -480,6 +568,18 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   for (std::size_t k = 0; k < K && options.prune; ++k) {
     const auto& g = net.groups[static_cast<std::size_t>(a.states[k])];
     const auto& got = pruned[static_cast<std::size_t>(g.value_op())];
+    if (a.influences_loss[static_cast<std::size_t>(a.states[k])] && !excluded[k].empty())
+      for (int p : got)
+        if (excluded[k].count(p) > 0)
+          for (std::size_t k2 = 0; k2 < K; ++k2)
+            if (k2 != k && excluded[k2].count(p) == 0 &&
+                a.reaches_within_step[static_cast<std::size_t>(a.states[k])][static_cast<std::size_t>(a.states[k2])] &&
+                std::binary_search(a.state_params[k2].begin(), a.state_params[k2].end(), p))
+              throw AnalysisError(fmt::format(
+                  "network '{0}': layer_local names the state '{1}' but not '{2}', which reads '{1}' within a step "
+                  "and keeps parameter '{3}' that '{1}' drops; name '{2}' too (or '*')",
+                  net.name, g.name, net.groups[static_cast<std::size_t>(a.states[k2])].name,
+                  net.params[static_cast<std::size_t>(p)].name));
     if (a.influences_loss[static_cast<std::size_t>(a.states[k])] &&
         !std::equal(got.begin(), got.end(), a.state_params[k].begin(), a.state_params[k].end()))
       throw std::logic_error(fmt::format(

@@ -31,10 +31,19 @@ int main(int argc, char** argv) {
       options.scalar = k.scalar == "float" ? loopgrad::emit::ScalarType::float32 : loopgrad::emit::ScalarType::float64;
       options.regenerate_command = "the test build (tests/codegen/generate_test_kernels.cpp)";
       options.blas_min_flops = k.blas_min_flops;
-      loopgrad::emit::write_file_atomically(dir + "/" + k.name + ".hpp",
-                                            loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net), options));
-      (k.blas_min_flops > 0 ? blas_inc : inc[i % inc.size()]) += fmt::format("#include \"{}.hpp\"\nLOOPGRAD_CHECK_KERNEL({}, {}, {})\n", k.name, k.name,
-                                         k.scalar, k.expression);
+      loopgrad::analysis::AnalysisOptions analysis_options;
+      analysis_options.layer_local = k.layer_local;
+      loopgrad::emit::write_file_atomically(
+          dir + "/" + k.name + ".hpp",
+          loopgrad::emit::emit_kernel(net, loopgrad::analysis::analyse(net, analysis_options), options));
+      // The check analyses the network with the same options.
+      std::string check_options;
+      if (!k.layer_local.empty())
+        check_options = fmt::format(", loopgrad::analysis::AnalysisOptions{{.layer_local = {{\"{}\"}}}}",
+                                    fmt::join(k.layer_local, "\", \""));
+      (k.blas_min_flops > 0 ? blas_inc : inc[i % inc.size()]) +=
+          fmt::format("#include \"{}.hpp\"\nLOOPGRAD_CHECK_KERNEL({}, {}, {}{})\n", k.name, k.name, k.scalar, k.expression,
+                      check_options);
     }
     loopgrad::emit::write_file_atomically(dir + "/shard_blas.inc", blas_inc);
     for (int s = 0; s < shards; ++s)

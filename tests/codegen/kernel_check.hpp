@@ -33,10 +33,16 @@ struct EmittedMacs {
 };
 
 template <class Kernel, class T>
-void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& emitted) {
+void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& emitted,
+                  const analysis::AnalysisOptions& options = {}) {
   const double tolerance = std::is_same_v<T, double> ? 1e-12 : 1e-4;
   INFO("kernel " << std::string(name) << " (network '" << net.name << "'), tolerance " << tolerance);
-  const runtime::Interpreter<T> interpreter(net);
+  const runtime::Interpreter<T> interpreter(net, analysis::analyse(net, options));
+  // An approximation (layer_local) is generated as analysed: the header says so, and RTRL on it
+  // gives the interpreter's approximate gradient (its own test checks that against a BPTT with the
+  // same paths cut); BPTT's exact gradient and the blocked learner do not apply.
+  const bool exact = interpreter.exact_gradient();
+  CHECK(Kernel::exact_gradient() == exact);
   const Kernel kernel;
   REQUIRE(kernel.param_count() == interpreter.param_count());
   REQUIRE(kernel.input_size() == interpreter.input_size());
@@ -94,7 +100,7 @@ void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& e
     const std::string summary = std::string(name) + (online ? " online" : " fixed") +
                                 ": worst relative difference to the interpreter " + fmt_double(worst);
     MESSAGE(summary);
-    if (!online && std::is_same_v<T, double>) {
+    if (!online && std::is_same_v<T, double> && exact) {
       const auto bptt = runtime::bptt_gradient(interpreter, params, seq);
       CHECK(relative_difference(summed.data(), bptt.gradient.data(), summed.size()) <= 1e-10);
       // The BPTT-style learners run on the generated kernel as on the interpreter.
@@ -137,6 +143,10 @@ void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& e
   // step, RTRL's Delta at every block end.
   static_assert(runtime::BlockedRtrl<Kernel, T>::column_reverse,
                 "a generated kernel has reverse_columns and dense_gradients, so these checks cover them");
+  if (!exact) {
+    CHECK_THROWS_AS((runtime::BlockedRtrl<Kernel, T>(kernel, 2)), std::invalid_argument);
+    return;
+  }
   runtime::Sequence<T> head;
   head.inputs.assign(seq.inputs.begin(), seq.inputs.begin() + 30);
   head.targets.assign(seq.targets.begin(), seq.targets.begin() + 30);
@@ -149,10 +159,11 @@ void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& e
 
 }  // namespace loopgrad::testing
 
-#define LOOPGRAD_CHECK_KERNEL(ns, scalar, expression)                      \
+// `...`: the analysis options the kernel was generated with (test_kernels.hpp), if any.
+#define LOOPGRAD_CHECK_KERNEL(ns, scalar, expression, ...)                 \
   TEST_CASE("generated kernel " #ns " equals the interpreter (" #expression ")") { \
     loopgrad::testing::check_kernel<ns::Kernel, scalar>(                                     \
         #ns, expression,                                                                     \
         {ns::emitted_macs_per_step, ns::emitted_reverse_macs_per_step, ns::emitted_column_macs_per_column, \
-         ns::emitted_column_macs_per_call});                                                 \
+         ns::emitted_column_macs_per_call} __VA_OPT__(, __VA_ARGS__));                       \
   }

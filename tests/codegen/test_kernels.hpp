@@ -19,6 +19,7 @@ struct TestKernel {
   std::string expression;  // C++ that builds the network's IR, for the test's own copy
   std::function<ir::Network()> make;
   long long blas_min_flops = 0;  // > 0: dense products call CBLAS (the kernel's shard is shard_blas)
+  std::vector<std::string> layer_local = {};  // the layer_local approximation's states (AnalysisOptions)
 };
 
 // Seeds of the random-network corpus; printed by every failing check.
@@ -54,6 +55,12 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},
       {"k_all_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::all_ops_network()))},
       {"k_elementwise_ops_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::elementwise_ops_network()))},
+      // The layer_local approximation, generated as analysed: every layer of the stack, and the
+      // multi-loop network's third loop alone (c keeps its own weights, drops a's and b's).
+      {"k_stacked_layer_local", "double",
+       LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::stacked_rnn_network<3, 4, 5, 3>())), 0, {"*"}},
+      {"k_multi_loop_layer_local", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network())),
+       0, {"c"}},
   };
   // Every dense product through CBLAS: the generation option of issue 5, checked like the rest.
   for (const auto& blas : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},

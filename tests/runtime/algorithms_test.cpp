@@ -2,13 +2,16 @@
 // to full BPTT where they should, truncated BPTT equals finite differences of the hand-unrolled,
 // detached computation, the random-truncation estimate is unbiased, attenuation 0 is the
 // 1st-order approximation, exploding sensitivities are caught, and the optimizers and clipping
-// follow their closed forms.
+// follow their closed forms; the layer_local approximation equals a BPTT with the same paths cut.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "../networks.hpp"
+#include "loopgrad/runtime/blocked_rtrl.hpp"
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/clipping.hpp"
 #include "loopgrad/runtime/init.hpp"
@@ -229,4 +232,155 @@ TEST_CASE("clipping by global norm and by value") {
   std::vector<double> h = {3.0, -4.0, 0.5};
   CHECK(runtime::clip_by_value(h, 1.0) == 2);
   CHECK(h == std::vector<double>{1.0, -1.0, 0.5});
+}
+
+namespace {
+
+// BPTT with the adjoint paths that the layer_local approximation cuts, written from its
+// definition and not from the analysis's blocks: parameter group p's gradient flows back across a
+// step boundary only through the states `keeps(state name, parameter name)` allows; within a
+// step every path is kept.
+template <class Keeps>
+std::vector<double> cut_bptt_gradient(const Kernel& k, const std::vector<double>& params,
+                                      const runtime::Sequence<double>& seq, Keeps keeps) {
+  const auto& net = k.network();
+  const auto& states = k.analysis().states;
+  std::vector<Kernel::Step> steps(seq.size());
+  std::vector<double> state(k.state_size(), 0.0);
+  for (std::size_t t = 0; t < seq.size(); ++t) {
+    k.forward(params.data(), state.data(), seq.inputs[t].data(), steps[t]);
+    k.next_state(steps[t], state.data());
+  }
+  std::vector<double> gradient(k.param_count(), 0.0);
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    const std::size_t begin = k.param_offset(int(p)), end = begin + std::size_t(net.params[p].size());
+    std::vector<double> adjoint(k.state_size(), 0.0), prev(k.state_size()), step_gradient(k.param_count());
+    for (std::size_t t = seq.size(); t-- > 0;) {
+      std::fill(step_gradient.begin(), step_gradient.end(), 0.0);
+      k.reverse(params.data(), steps[t], seq.target(t), adjoint.data(), step_gradient.data(), prev.data());
+      for (std::size_t i = begin; i < end; ++i) gradient[i] += step_gradient[i];
+      for (std::size_t s = 0; s < states.size(); ++s) {
+        const auto& group = net.groups[std::size_t(states[s])];
+        const bool kept = keeps(group.name, net.params[p].name);
+        for (std::size_t i = 0; i < std::size_t(group.size); ++i)
+          adjoint[k.state_offset(s) + i] = kept ? prev[k.state_offset(s) + i] : 0.0;
+      }
+    }
+  }
+  return gradient;
+}
+
+// Largest |a_i - b_i| over parameter group p, relative to the largest |b_i| of the whole vector.
+double group_difference(const Kernel& k, int p, const std::vector<double>& a, const std::vector<double>& b) {
+  const std::size_t begin = k.param_offset(p), end = begin + std::size_t(k.network().params[std::size_t(p)].size());
+  double m = 0;
+  for (std::size_t i = begin; i < end; ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m / max_abs(b);
+}
+
+analysis::AnalysisOptions layer_local(std::vector<std::string> states) {
+  analysis::AnalysisOptions options;
+  options.layer_local = std::move(states);
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("layer_local drops exactly the cross-layer blocks, and RTRL on it equals BPTT with those paths cut") {
+  const auto net = dsl::lower(cells::stacked_rnn_network<3, 4, 5, 3>());
+  const Kernel exact(net);
+  const Kernel approx(net, analysis::analyse(net, layer_local({"*"})));
+  const auto& a = approx.analysis();
+  auto param = [&](const char* name) { return net.find_param(name); };
+  const int h1 = net.find_group("stack_h1"), h2 = net.find_group("stack_h2");
+
+  // By hand: h1 keeps its three parameter groups; h2 drops layer 1's (it read them through h1) and
+  // keeps its own three; nothing else changes. Dense blocks: 5 x (4 x 3 + 4 x 4 + 4) = 160 values.
+  CHECK(exact.analysis().exact());
+  CHECK_FALSE(a.exact());
+  CHECK(a.layer_local_states == std::vector<int>{h1, h2});
+  const std::vector<std::pair<int, int>> dropped = {
+      {h2, param("stack_W_xh1")}, {h2, param("stack_W_h1h1")}, {h2, param("stack_b_h1")}};
+  CHECK(a.dropped_blocks == dropped);
+  CHECK(a.state_params[0] == exact.analysis().state_params[0]);
+  CHECK(a.state_params[1] == std::vector<int>{param("stack_W_h1h2"), param("stack_W_h2h2"), param("stack_b_h2")});
+  CHECK(exact.analysis().sensitivity_values - a.sensitivity_values == 160);
+  CHECK(a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
+  CHECK_THROWS_AS((runtime::BlockedRtrl<Kernel, double>(approx, 3)), std::invalid_argument);
+
+  const auto params = runtime::initial_params<double>(net, 3, 0.9);
+  const auto seq = sequence(approx, 50, 7);
+  runtime::ExactRtrl<Kernel, double> rtrl(approx);
+  const auto got = summed_gradient(rtrl, params, seq);
+  // A parameter group of layer l crosses a step boundary only through layer l's state.
+  auto layer = [](const std::string& name) { return name.ends_with("h1") ? 1 : name.ends_with("h2") ? 2 : 0; };
+  const auto want = cut_bptt_gradient(approx, params, seq, [&](const std::string& state, const std::string& p) {
+    return layer(p) == 0 || layer(p) == layer(state);
+  });
+  CHECK(max_abs_difference(got, want) <= 1e-10 * max_abs(want));
+  // Layer 2's and the readout's gradients are exact (no block of theirs was dropped); layer 1's
+  // are not: the approximation is not the exact gradient under another name.
+  const auto full = runtime::bptt_gradient(exact, params, seq).gradient;
+  for (const char* name : {"stack_W_h1h2", "stack_W_h2h2", "stack_b_h2", "W_h2a", "b_a"})
+    CHECK_MESSAGE(group_difference(exact, param(name), got, full) <= 1e-10, name);
+  for (const char* name : {"stack_W_xh1", "stack_W_h1h1", "stack_b_h1"})
+    CHECK_MESSAGE(group_difference(exact, param(name), got, full) > 1e-4, name);
+}
+
+TEST_CASE("layer_local on one state of the multi-loop network: c drops the loop {a, b}'s parameters") {
+  const auto net = dsl::lower(testing::multi_loop_network());
+  const Kernel approx(net, analysis::analyse(net, layer_local({"c"})));
+  const auto& a = approx.analysis();
+  // c's loop owns W_bc, W_cc and W_xc; a's and b's weights reach c only through b, a state of the
+  // loop {a, b}. d reaches no loss, so it stores nothing and drops nothing.
+  const std::vector<std::string> foreign = {"W_xa", "W_aa", "W_ba", "b_a", "S_ab", "w_bb", "b_b"};
+  const int c = net.find_group("c");
+  std::vector<std::pair<int, int>> dropped;
+  for (const auto& name : foreign) dropped.emplace_back(c, net.find_param(name));
+  std::sort(dropped.begin(), dropped.end());
+  auto got_dropped = a.dropped_blocks;
+  std::sort(got_dropped.begin(), got_dropped.end());
+  CHECK(got_dropped == dropped);
+  CHECK(a.layer_local_states == std::vector<int>{c});
+
+  const auto params = runtime::initial_params<double>(net, 4, 0.9);
+  const auto seq = sequence(approx, 50, 8);
+  runtime::ExactRtrl<Kernel, double> rtrl(approx);
+  const auto got = summed_gradient(rtrl, params, seq);
+  const auto want = cut_bptt_gradient(approx, params, seq, [&](const std::string& state, const std::string& p) {
+    return state != "c" || std::find(foreign.begin(), foreign.end(), p) == foreign.end();
+  });
+  CHECK(max_abs_difference(got, want) <= 1e-10 * max_abs(want));
+}
+
+TEST_CASE("layer_local: names that are not states, and a named state that an unnamed one reads, are refused") {
+  using namespace dsl;
+  const auto stacked = dsl::lower(cells::stacked_rnn_network<3, 4, 5, 3>());
+  auto message = [](const ir::Network& net, std::vector<std::string> states) {
+    try {
+      (void)analysis::analyse(net, layer_local(std::move(states)));
+    } catch (const analysis::AnalysisError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message(stacked, {"h9"}) ==
+        "network 'stacked_rnn': layer_local names 'h9', which is no group of the network; name states (groups read "
+        "through delay(): stack_h1, stack_h2) or '*'");
+  CHECK(message(stacked, {"a"}).find("names 'a', which is not a recurrent state") != std::string::npos);
+  // Naming the bottom layer alone drops nothing: every block it holds is its own.
+  CHECK(analysis::analyse(stacked, layer_local({"stack_h1"})).exact());
+
+  constexpr auto x = input<"x", 2>;
+  constexpr auto h1 = neuron<"h1", 3>;
+  constexpr auto h2 = neuron<"h2", 3>;
+  constexpr auto h3 = neuron<"h3", 3>;
+  constexpr auto y = neuron<"y", 1>;
+  const auto three = dsl::lower(network<"three">(
+      x, h1 = tanh(dense<"A">(x) + dense<"U1">(delay(h1))), h2 = tanh(dense<"B">(h1) + dense<"U2">(delay(h2))),
+      h3 = tanh(dense<"C">(h2) + dense<"U3">(delay(h3))), output(y = dense<"D">(h3), mse)));
+  CHECK(message(three, {"h2"}) ==
+        "network 'three': layer_local names the state 'h2' but not 'h3', which reads 'h2' within a step and keeps "
+        "parameter 'A' that 'h2' drops; name 'h3' too (or '*')");
+  CHECK(message(three, {"h2", "h3"}) == "no error");
 }

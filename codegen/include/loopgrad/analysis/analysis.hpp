@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loopgrad/ir/network.hpp"
@@ -190,6 +191,12 @@ struct Analysis {
   std::int64_t dense_sensitivity_values = 0;  ///< sum_k n_k |P|
   std::int64_t gradient_macs_per_step = 0;    ///< sum_k (dC/dR^k) Delta^k in Eqn. 5, pruned
 
+  /// The layer_local approximation (AnalysisOptions::layer_local): the states it was asked for
+  /// (group indices) and the blocks of Delta it dropped as (state group, parameter group). Both
+  /// empty unless asked for; `dropped_blocks` empty means the gradient is exact.
+  std::vector<int> layer_local_states;
+  std::vector<std::pair<int, int>> dropped_blocks;  ///< (state group, parameter group)
+
   /// plan_exact_cost
   ExactCost exact_cost;
 
@@ -200,6 +207,8 @@ struct Analysis {
   std::vector<Pattern> patterns;
   std::vector<std::vector<int>> pattern_index;  ///< [g][p]: index into `patterns`, or -1
 
+  /// true unless an approximation dropped blocks of Delta: then RTRL's gradient is exact.
+  bool exact() const { return dropped_blocks.empty(); }
   bool cross_term(int to_state, int from_state) const;  ///< by group index
   bool has_tangent(int op, int param) const;             ///< param in op_tangent[op]
   /// The pattern of d group / d P_param; throws std::logic_error if the analysis formed none.
@@ -212,6 +221,18 @@ struct AnalysisOptions {
   /// every tangent that depends on anything (dense RTRL). For comparisons only: the kernel is still
   /// exact, it just multiplies structural zeros.
   bool prune = true;
+  /// The layer_local approximation, for comparisons only (never the default; the gradient is then
+  /// not exact): names of states (groups read through delay(); "*" names every state) whose Delta
+  /// keeps only the parameter groups of the state's own loop. A parameter group belongs to a loop
+  /// when a group that uses it reaches a state of the loop within one step without passing a state
+  /// of another loop: in a stack, each layer's weights belong to that layer. The other blocks of
+  /// a named state (Delta(h_2, P_1): how the lower layer's weights moved the upper layer's past)
+  /// are dropped; the gradient keeps every path inside the current step (the error backpropagated
+  /// from the upper layer into the lower layer's state and its own Delta), which is the
+  /// approximation of Zucchet et al.'s online LRU and of SnAp-1-style methods across layers.
+  /// analyse() throws AnalysisError for a name that is not a state. Only RTRL evaluates it: the
+  /// cost model then picks RTRL, and runtime::BlockedRtrl refuses such a network.
+  std::vector<std::string> layer_local = {};
 };
 
 /// Entries of the tangent block of parameter group `param` that the leaf `op` (a connection, or a

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "loopgrad/analysis/analysis.hpp"
 #include "loopgrad/ir/network.hpp"
@@ -16,6 +17,11 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a);
 
 /// One line: the exact algorithm the cost model picks (analysis::ExactCost), with its figures.
 std::string exact_choice(const analysis::Analysis& a);
+
+/// Empty when the gradient is exact; otherwise what the approximation (layer_local) dropped, in
+/// sentences joined by `separator` (a header comment passes "\n// "): the states named, each
+/// dropped block Delta(state, parameter group), and that the gradient is not exact.
+std::string approximation_note(const ir::Network& net, const analysis::Analysis& a, std::string_view separator);
 
 /// The JSON report (fields documented in README.md, "Reports").
 nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a);

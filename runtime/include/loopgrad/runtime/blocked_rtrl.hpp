@@ -103,6 +103,10 @@ class BlockedRtrl {
         sum_(k.param_count(), T(0)) {
     if (block_length < 1)
       throw std::invalid_argument("BlockedRtrl: the block length must be at least 1, not " + std::to_string(block_length));
+    if (!k.exact_gradient())
+      throw std::invalid_argument(
+          "BlockedRtrl: this network's analysis drops blocks of Delta (the layer_local approximation), which only RTRL "
+          "evaluates; use ExactRtrl, or analyse without layer_local for the exact gradient");
     h_ = static_cast<std::size_t>(block_length);
     entries_.resize(schedule == BlockSchedule::real_time ? 2 * h_ : h_);
     plan_block_end();

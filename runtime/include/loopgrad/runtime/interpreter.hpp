@@ -113,6 +113,9 @@ class Interpreter {
     return sens_offset_[static_cast<std::size_t>(k)][static_cast<std::size_t>(it - params.begin())];
   }
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);  ///< sensitivity_offset() of a block not stored
+  /// false when the analysis approximates (AnalysisOptions::layer_local dropped blocks of Delta):
+  /// RTRL then gives the approximation's gradient, and BlockedRtrl refuses the network.
+  bool exact_gradient() const { return a_.exact(); }
   /// The exact algorithm the analysis's cost model picks (runtime::ExactOnline follows it): 0 for
   /// RTRL, otherwise the block length of the blocked algorithm.
   int recommended_block_length() const {
