@@ -1,12 +1,13 @@
 // loopgrad_bench's rows for the element-wise cells (bench_networks.hpp, elementwise_networks()):
-// IndRNN, minGRU, minLSTM and the RG-LRU at 1024 units, minGRU stacks of 2 and 4 layers at 256
+// IndRNN, minGRU, minLSTM, the RG-LRU and the eLSTM at 1024 units, the LRU at 1024 complex units, minGRU stacks of 2 and 4 layers at 256
 // units, and the dense LSTMs of about the stacks' parameter counts. For each, side by side in the
 // same run:
 //   forward/<net>         the forward pass alone (forward and next_state)
 //   rtrl/<net>/pruned     one exact RTRL step on the generated kernel, with the counters
 //                         stored (Delta's values, Kernel::sensitivity_size()), recurrent_params
 //                         (the values of the parameter groups that reach a recurrent state: the
-//                         structural minimum of a single element-wise layer), params, macs (as
+//                         structural minimum of a single element-wise layer; the LRU's is twice
+//                         that, each unit's parameters reaching both halves), params, macs (as
 //                         emitted) and min_macs (the analysis's count)
 // docs/benchmarks.md, "Element-wise cells", divides the two rows' ns_per_step.
 #include <benchmark/benchmark.h>

@@ -99,6 +99,8 @@ inline std::vector<ExactNetwork> elementwise_networks() {
       {"min_gru1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<32, 1024, 8>()))},
       {"min_lstm1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<32, 1024, 8>()))},
       {"rg_lru1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::rg_lru_network<1024, 8>()))},
+      {"elstm1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elstm_network<32, 1024, 8>()))},
+      {"lru1024", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lru_network<32, 1024, 8>()))},
       {"min_gru_stack2x256", BENCH_NETWORK(loopgrad::dsl::lower(bench::min_gru_stack2<32, 256, 8>()))},
       {"min_gru_stack4x256", BENCH_NETWORK(loopgrad::dsl::lower(bench::min_gru_stack4<32, 256, 8>()))},
       {"lstm177", BENCH_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<32, 177, 8>()))},

@@ -147,4 +147,15 @@ inline constexpr auto min_gru_rg_lru_stack() {
   return network<"min_gru_rg_lru">(x, l1, l2, output(y = dense<"W_hy">(l2.h) + bias<"b_y">, mse));
 }
 
+// Two LRUs stacked (the setting of Zucchet et al.'s online LRU, here with exact cross-layer
+// blocks): the second reads the first's output.
+inline constexpr auto lru_stack() {
+  using namespace dsl;
+  constexpr auto x = input<"x", 3>;
+  constexpr auto l1 = cells::lru<"l1", 4>(x);
+  constexpr auto l2 = cells::lru<"l2", 2>(l1.y);
+  constexpr auto y = neuron<"y", 2>;
+  return network<"lru_stack">(x, l1, l2, output(y = dense<"W_hy">(l2.y) + bias<"b_y">, mse));
+}
+
 }  // namespace loopgrad::testing

@@ -210,6 +210,36 @@ TEST_CASE("element-wise cells store the structural minimum: each parameter reach
   CHECK(e.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
 }
 
+TEST_CASE("LRU: the rotation pair is one loop, and each unit's parameters reach both halves of the unit, twice |P|") {
+  constexpr long In = 5, H = 7;
+  const auto x = analysed(cells::lru_network<In, H, 2>());
+  // h_re reads h_im' and h_im reads h_re' (the 2 x 2 rotation): one loop, all four cross terms,
+  // and the Recurrency-Abstraction prediction fails for the pair.
+  REQUIRE(x.a.loops.size() == 1);
+  CHECK(loop_states(x, 0) == std::vector<std::string>{"lru_h_re", "lru_h_im"});
+  for (const char* to : {"lru_h_re", "lru_h_im"})
+    for (const char* from : {"lru_h_re", "lru_h_im"}) CHECK(cross(x, to, from));
+  CHECK(x.a.recurrency_abstraction_violations.size() == 1);
+  // a_re, a_im and g are computed from parameters alone; the readout C, D reaches no state.
+  const std::set<std::string> recurrent = {"lru_nu_log", "lru_theta_log", "lru_gamma_log", "lru_B_re", "lru_B_im"};
+  CHECK(block_params(x, "lru_h_re") == recurrent);
+  CHECK(block_params(x, "lru_h_im") == recurrent);
+  // Unit r's rows in both halves: its row of B_re and of B_im, its own nu, theta and gamma.
+  CHECK(x.a.sensitivity_values == 2 * (3 * H + 2 * H * In));
+  for (const char* state : {"lru_h_re", "lru_h_im"}) {
+    const int g = x.net.find_group(state);
+    for (const char* matrix : {"lru_B_re", "lru_B_im"}) {
+      const auto& p = x.a.pattern(g, x.net.find_param(matrix));
+      for (long r = 0; r < H; ++r) CHECK(p.rows[std::size_t(r)] == std::vector<analysis::Run>{{r * In, r * In + In}});
+    }
+    for (const char* vector : {"lru_nu_log", "lru_theta_log", "lru_gamma_log"}) {
+      const auto& p = x.a.pattern(g, x.net.find_param(vector));
+      for (long r = 0; r < H; ++r) CHECK(p.rows[std::size_t(r)] == std::vector<analysis::Run>{{r, r + 1}});
+    }
+  }
+  CHECK(x.a.exact_cost.choice == analysis::ExactAlgorithm::rtrl);
+}
+
 TEST_CASE("a connection reading an expression reads an implicit group named after it") {
   auto x = analysed(testing::expression_sources_network());
   const auto group = [&](const char* name) {

@@ -291,7 +291,7 @@ ir::Network random_network(unsigned seed) {
                       b.binary(ir::OpCode::add, b.constant(1.5), b.activate(ir::Activation::square, b.bias())));
     const bool plain = chance(85);
     if (extended && plain) {
-      switch (ext_pick(8)) {
+      switch (ext_pick(10)) {
         case 0: expr = b.activate(ir::Activation::exp, b.activate(ir::Activation::tanh, expr)); break;
         case 1:
           expr = b.activate(ir::Activation::log,
@@ -304,6 +304,8 @@ ir::Network random_network(unsigned seed) {
         case 3: expr = b.activate(ir::Activation::silu, b.activate(ir::Activation::tanh, expr)); break;
         case 4: expr = b.activate(ir::Activation::square, b.activate(ir::Activation::tanh, expr)); break;
         case 5: expr = b.activate(ir::Activation::softplus, b.activate(ir::Activation::tanh, expr)); break;
+        case 6: expr = b.activate(ir::Activation::cos, expr); break;
+        case 7: expr = b.activate(ir::Activation::sin, expr); break;
         default: expr = b.activate(activations[pick(4)], expr); break;
       }
     } else if (plain) {

@@ -3,7 +3,7 @@
 // diagonal, sparse and identity connections, delays, skip connections, terminating branches,
 // products of groups, tanh, sigmoid, relu and linear, MSE and softmax outputs. Seeds above
 // random_first_corpus (the second corpus) also draw shared dense weights, parameter vectors as
-// factors, divisions, exp, log, softplus, sqrt, silu and square (inside their domains),
+// factors, divisions, exp, log, softplus, sqrt, silu, square, cos and sin (inside their domains),
 // delay<2> through a copy group, every loss and loss weights. The same seed always gives the
 // same network.
 #include "loopgrad/ir/network.hpp"

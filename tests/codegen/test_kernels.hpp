@@ -45,6 +45,7 @@ inline std::vector<TestKernel> test_kernels() {
       {"k_min_gru", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_gru_network<3, 5, 2>()))},
       {"k_min_lstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::min_lstm_network<3, 5, 2>()))},
       {"k_elstm", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elstm_network<3, 5, 2>()))},
+      {"k_lru_stack", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::lru_stack()))},
       {"k_rg_lru_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::rg_lru_network<5, 2>()))},
       // 26 units: dense products with packed source tiles, two column tiles of W_hh's 676
       // columns, and two rows past the register-tiled ones.

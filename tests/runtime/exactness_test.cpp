@@ -123,10 +123,14 @@ TEST_CASE("every loss (mean, sum and half sum of squares, BCE with logits, softm
   check_exact(testing::losses_network(), 23);
 }
 TEST_CASE("eLSTM: RTRL == BPTT == finite differences") { check_exact(cells::elstm_network<3, 5, 2>(), 29); }
+TEST_CASE("LRU (real form, cos and sin of the phase): RTRL == BPTT == finite differences") {
+  check_exact(cells::lru_network<3, 4, 2>(), 31);
+}
 TEST_CASE("two-layer stacks of the element-wise cells: RTRL == BPTT == finite differences") {
   check_exact(testing::indrnn_min_lstm_stack(), 25);
   check_exact(testing::min_gru_rg_lru_stack(), 26);
   check_exact(testing::elstm_indrnn_stack(), 30);
+  check_exact(testing::lru_stack(), 32);
 }
 TEST_CASE("delay<K>: RTRL == BPTT == finite differences") { check_exact(testing::long_delay_network(), 24); }
 

@@ -6,6 +6,7 @@
 #include "loopgrad/cells/elstm.hpp"
 #include "loopgrad/cells/gru.hpp"
 #include "loopgrad/cells/indrnn.hpp"
+#include "loopgrad/cells/lru.hpp"
 #include "loopgrad/cells/lstm.hpp"
 #include "loopgrad/cells/min_gru.hpp"
 #include "loopgrad/cells/rg_lru.hpp"

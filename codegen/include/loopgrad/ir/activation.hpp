@@ -21,6 +21,8 @@ enum class Activation {
   sqrt,      ///< y = sqrt(z), for z > 0
   silu,      ///< y = z * sigmoid(z) (also called swish)
   square,    ///< y = z * z
+  cos,       ///< y = cos(z)
+  sin,       ///< y = sin(z)
 };
 
 /// An activation's value and derivative as C++ source, side by side: the one definition the kernel
@@ -59,6 +61,8 @@ constexpr ActivationRule rule(Activation a) {
     case Activation::silu:
       return {"silu", "{z} / (Scalar(1) + std::exp(-{z}))", "(Scalar(1) + {z} - {y}) / (Scalar(1) + std::exp(-{z}))"};
     case Activation::square: return {"square", "{z} * {z}", "(Scalar(2) * {z})"};
+    case Activation::cos: return {"cos", "std::cos({z})", "(-std::sin({z}))"};
+    case Activation::sin: return {"sin", "std::sin({z})", "std::cos({z})"};
   }
   return {"?", "{z}", ""};
 }
@@ -77,6 +81,8 @@ T activation_value(Activation a, T z) {
     case Activation::sqrt: return std::sqrt(z);
     case Activation::silu: return z / (T(1) + std::exp(-z));
     case Activation::square: return z * z;
+    case Activation::cos: return std::cos(z);
+    case Activation::sin: return std::sin(z);
   }
   return z;
 }
@@ -95,6 +101,8 @@ T activation_derivative(Activation a, T y, T z) {
     case Activation::sqrt: return T(0.5) / y;
     case Activation::silu: return (T(1) + z - y) / (T(1) + std::exp(-z));
     case Activation::square: return T(2) * z;
+    case Activation::cos: return -std::sin(z);
+    case Activation::sin: return std::cos(z);
   }
   return T(1);
 }

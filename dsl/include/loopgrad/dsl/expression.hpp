@@ -147,5 +147,15 @@ template <Expression E>
 constexpr auto square(const E& e) {
   return activation_t<ir::Activation::square, E>{{}, e};
 }
+/// cos(e), element by element (the LRU's rotation in real form).
+template <Expression E>
+constexpr auto cos(const E& e) {
+  return activation_t<ir::Activation::cos, E>{{}, e};
+}
+/// sin(e), element by element.
+template <Expression E>
+constexpr auto sin(const E& e) {
+  return activation_t<ir::Activation::sin, E>{{}, e};
+}
 
 }  // namespace loopgrad::dsl

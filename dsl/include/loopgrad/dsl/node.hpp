@@ -19,7 +19,7 @@ enum class node_kind {
   bias,          ///< bias<"b">
   constant,      ///< a number in an expression
   binary,        ///< a + b, a - b, a * b, a / b
-  activation,    ///< tanh, sigmoid, relu, linear, exp, log, softplus, sqrt, silu, square of e
+  activation,    ///< tanh, sigmoid, relu, linear, exp, log, softplus, sqrt, silu, square, cos, sin of e
 };
 
 /// The base of every expression node type (a group, delay(), a connection, a bias, a number,
