@@ -5,7 +5,10 @@
 // depends on p, in evaluation order, each the sum over its expression's leaves of
 //   coefficient[r] * (the leaf's Jacobian times its source's block, plus its immediate block).
 // The coefficients are evaluated once per step. A state's block is written straight into Delta_N;
-// other groups' blocks live in a workspace that every block reuses.
+// other groups' blocks live in a workspace that every block reuses. A leaf whose pass writes every
+// stored entry of a block comes first and overwrites it (no zeroing); the gradient's term of a
+// block of Delta_(N-1) (Eqn. 5) is added by the first pass that reads the whole block (a dense
+// product's packing, a read or a diagonal connection of a delayed state), or at the end.
 //
 // The emitter counts the multiplications of every loop it writes; the header states the total
 // (emitted_macs_per_step), and the test suite checks it against the analysis's macs_per_step.
@@ -48,7 +51,7 @@ struct LeafWriter {
   int g;
   const Leaf& leaf;
   int p;
-  // The leaf comes first and its dense product overwrites T (which is then not zeroed first).
+  // The leaf comes first and its pass overwrites T (which is then not zeroed first).
   bool overwrite = false;
   // Blocks (k, p) of Delta_(N-1) whose gradient term (Eqn. 5) a dense product's packing has taken
   // on: the pass that packs a whole block also adds prev_state_adjoint^T times it into grad.
@@ -57,13 +60,38 @@ struct LeafWriter {
   // (analysis::merged_read_leaf), their coefficients added to its own.
   std::vector<const Leaf*> joined = {};
 
-  // Whether the leaf's cross term is a dense product that writes every stored entry of T with
-  // register tiles or CBLAS, so that it can come first and overwrite T: that saves zeroing T and
-  // reading it back, two of the passes over Delta_N.
+  // Whether row r of T's pattern is the single run [r * width, r * width + width) for every r:
+  // what an immediate block of a dense (width m) or diagonal (width 1) connection, or of a bias,
+  // writes.
+  bool immediate_covers_T(std::int64_t width) const {
+    const auto& rows = plan.pattern(g, p).rows;
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      const auto begin = static_cast<std::int64_t>(r) * width;
+      if (rows[r] != std::vector<analysis::Run>{{begin, begin + width}}) return false;
+    }
+    return true;
+  }
+
+  // Whether the leaf's pass writes every stored entry of T exactly once, so that it can come first
+  // and overwrite T: that saves zeroing T and reading it back, two passes over the block. So do a
+  // dense product with register tiles or CBLAS whose source rows share T's columns; a read, a
+  // diagonal or an identity connection whose source has T's pattern; and an immediate block alone
+  // (a bias, or a connection from a group that carries nothing of p) that fills T's pattern.
   bool writes_all_of_T() const {
     const auto& op = plan.op(leaf.op);
-    if (op.code != ir::OpCode::connect || plan.carried(leaf.op, p) == 0) return false;
+    const bool carries = plan.carried(leaf.op, p) > 0;
+    if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed)
+      return carries && plan.pattern(op.group, p).rows == plan.pattern(g, p).rows;
+    if (op.code == ir::OpCode::bias) return op.param == p && immediate_covers_T(1);
+    if (op.code != ir::OpCode::connect) return false;
     const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+    if (!carries) {
+      if (c.param != p) return false;
+      if (c.kind == ir::ConnectionKind::dense) return immediate_covers_T(plan.op(op.a).size);
+      return c.kind == ir::ConnectionKind::diagonal && immediate_covers_T(1);
+    }
+    if (c.kind == ir::ConnectionKind::diagonal || c.kind == ir::ConnectionKind::identity)
+      return plan.pattern(plan.op(op.a).group, p).rows == plan.pattern(g, p).rows;
     if (c.kind != ir::ConnectionKind::dense) return false;
     const int from = plan.op(op.a).group;
     const auto& S = plan.pattern(from, p);
@@ -79,6 +107,13 @@ struct LeafWriter {
     return plan.options.blas_min_flops > 0 && flops >= plan.options.blas_min_flops;
   }
 
+  // The state whose whole block of Delta_(N-1) a read op passes over: its state index for a
+  // delayed read, -1 otherwise.
+  int delayed_state(int read_op) const {
+    const auto& op = plan.op(read_op);
+    return op.code == ir::OpCode::read_delayed ? plan.state_of(op.group) : -1;
+  }
+
   bool scaled() const { return !leaf.constant_coefficient; }
   // The leaf's coefficient at `row` (sign included), for a leaf whose coefficient is not +-1.
   std::string coefficient(std::string_view row) const { return fmt::format("coef{}[{}]", leaf.op, row); }
@@ -92,31 +127,55 @@ struct LeafWriter {
     if (!l.constant_coefficient) return fmt::format("coef{}[{}]", l.op, row);
     return l.sign < 0 ? "Scalar(-1)" : "Scalar(1)";
   }
-  // `+=` or `-=` for an unscaled leaf.
-  const char* accumulate() const { return leaf.sign < 0 ? "-=" : "+="; }
+  // `+=` or `-=` for an unscaled leaf, `= ` or `= -` when it overwrites T.
+  const char* accumulate() const {
+    if (overwrite) return leaf.sign < 0 ? "= -" : "=";
+    return leaf.sign < 0 ? "-=" : "+=";
+  }
+  // `+=`, or `=` when the leaf overwrites T.
+  const char* add() const { return overwrite ? "=" : "+="; }
   std::string T() const { return "T_" + plan.group(g).name; }
   std::string table() { return fmt::format("runs{}", tables++); }
   std::string scaled_weights() const { return fmt::format("step.tangent.data() + {}", plan.scaled_weights_offset); }
 
   // T[row r] += weight(r) * src[row r] entry by entry over the source's runs, every row r of the
   // source group `from` (weight "" for +-1): one multiply per source entry when weighted.
+  // `state` >= 0: the source is the whole block (state, p) of Delta_(N-1), and the pass also adds
+  // its gradient term (Eqn. 5) while the run is in cache, unless another pass already does (`fused`).
   template <class Weight>
-  void rowwise(int from, const std::string& src, Weight weight) {
+  void rowwise(int from, const std::string& src, Weight weight, int state = -1) {
     const auto& S = plan.pattern(from, p);
-    RecordLoop loop({"row", "to", "from", "length"});
+    const bool gradient = state >= 0 && fused != nullptr && !fused->contains({state, p});
+    RecordLoop loop(gradient ? std::vector<std::string>{"row", "to", "from", "column", "length"}
+                             : std::vector<std::string>{"row", "to", "from", "length"});
     for (std::size_t r = 0; r < S.rows.size(); ++r)
-      for (const auto& run : S.rows[r])
-        loop.add_run({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
-                      static_cast<std::int64_t>(plan.position(from, p, r, run.begin)), run.end - run.begin});
+      for (const auto& run : S.rows[r]) {
+        std::vector<std::int64_t> record = {static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, run.begin)),
+                                            static_cast<std::int64_t>(plan.position(from, p, r, run.begin))};
+        if (gradient) record.push_back(run.begin);
+        record.push_back(run.end - run.begin);
+        loop.add_run(std::move(record));
+      }
     if (loop.empty()) return;
+    if (gradient) fused->insert({state, p});
     const auto f = loop.open(w, table());
+    const std::string& length = f.back();
     const std::string factor = weight(f[0]);
     if (!factor.empty()) {
       w.line("const Scalar w = {};", factor);
-      for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] += w * {}[{}{}]", T(), f[1], j, src, f[2], j); });
+      for_run(w, length, [&](const std::string& j) { return fmt::format("{}[{}{}] {} w * {}[{}{}]", T(), f[1], j, add(), src, f[2], j); });
       macs += S.nonzeros;
     } else {
-      for_run(w, f[3], [&](const std::string& j) { return fmt::format("{}[{}{}] {} {}[{}{}]", T(), f[1], j, accumulate(), src, f[2], j); });
+      for_run(w, length, [&](const std::string& j) { return fmt::format("{}[{}{}] {} {}[{}{}]", T(), f[1], j, accumulate(), src, f[2], j); });
+    }
+    if (gradient) {
+      // The gradient's term of this run of Delta_(N-1) (Eqn. 5), while it is in cache.
+      w.open("if (grad != nullptr)");
+      w.line("const Scalar a = prev_state_adjoint[{} + {}];", plan.state_offset[static_cast<std::size_t>(state)], f[0]);
+      for_run(w, length, [&](const std::string& j) {
+        return fmt::format("grad[{} + {}{}] += a * {}[{}{}]", plan.param_offset[static_cast<std::size_t>(p)], f[3], j, src, f[2], j);
+      });
+      w.close();
     }
     w.close();
   }
@@ -279,15 +338,17 @@ struct LeafWriter {
             w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
             w.line("for (std::size_t r = 0; r < {}; ++r) wc[r] = {} * {}[r];", n, coefficient("r"), W);
             macs += static_cast<std::int64_t>(n);
-            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("wc[{}]", r); });
+            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("wc[{}]", r); }, delayed_state(op.a));
             w.close();
           } else {
-            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("{}{}[{}]", leaf.sign < 0 ? "-" : "", W, r); });
+            rowwise(from_group, src, [&](const std::string& r) { return fmt::format("{}{}[{}]", leaf.sign < 0 ? "-" : "", W, r); },
+                    delayed_state(op.a));
           }
           break;
         }
         case ir::ConnectionKind::identity:
-          rowwise(from_group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); });
+          rowwise(from_group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); },
+                  delayed_state(op.a));
           break;
         case ir::ConnectionKind::sparse: {
           const auto& S = plan.pattern(from_group, p);
@@ -322,6 +383,8 @@ struct LeafWriter {
       }
     }
     if (c.param != p) return;
+    // Only an immediate block alone overwrites T; after a product it adds.
+    if (!src.empty()) overwrite = false;
     w.line("// immediate block d {} / d {}: the connection's input", plan.group(g).name, plan.param(p).name);
     switch (c.kind) {
       case ir::ConnectionKind::dense: {
@@ -331,7 +394,7 @@ struct LeafWriter {
         const auto f = rows.open(w, table());
         if (scaled()) {
           w.line("const Scalar c = {};", coefficient(f[0]));
-          w.line("for (std::size_t s = 0; s < {}; ++s) {}[{} + s] += c * {};", m, T(), f[1], s.ref(op.a, "s"));
+          w.line("for (std::size_t s = 0; s < {}; ++s) {}[{} + s] {} c * {};", m, T(), f[1], add(), s.ref(op.a, "s"));
           macs += static_cast<std::int64_t>(n * m);
         } else {
           w.line("for (std::size_t s = 0; s < {}; ++s) {}[{} + s] {} {};", m, T(), f[1], accumulate(), s.ref(op.a, "s"));
@@ -344,7 +407,7 @@ struct LeafWriter {
         for (std::size_t r = 0; r < n; ++r)
           rows.add({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, static_cast<std::int64_t>(r)))});
         const auto f = rows.open(w, table());
-        w.line("{}[{}] += {};", T(), f[1], times(f[0], s.ref(op.a, f[0])));
+        w.line("{}[{}] {} {};", T(), f[1], add(), times(f[0], s.ref(op.a, f[0])));
         w.close();
         macs += static_cast<std::int64_t>(scaled() ? n : 0);
         break;
@@ -377,7 +440,7 @@ struct LeafWriter {
           rows.add({static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, static_cast<std::int64_t>(r)))});
         const auto f = rows.open(w, table());
         if (scaled())
-          w.line("{}[{}] += {};", T(), f[1], coefficient(f[0]));
+          w.line("{}[{}] {} {};", T(), f[1], add(), coefficient(f[0]));
         else
           w.line("{}[{}] {} Scalar(1);", T(), f[1], accumulate());
         w.close();
@@ -395,14 +458,18 @@ struct LeafWriter {
         if (!joined.empty()) {
           // One pass for every read of the group, with the sum of their coefficients.
           w.line("// (its {} reads in {}, in one pass: the coefficients added)", joined.size() + 1, plan.group(g).name);
-          rowwise(op.group, src, [&](const std::string& r) {
-            std::string sum = term(leaf, r);
-            for (const Leaf* l : joined) sum += " + " + term(*l, r);
-            return sum;
-          });
+          rowwise(
+              op.group, src,
+              [&](const std::string& r) {
+                std::string sum = term(leaf, r);
+                for (const Leaf* l : joined) sum += " + " + term(*l, r);
+                return sum;
+              },
+              delayed_state(leaf.op));
           break;
         }
-        rowwise(op.group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); });
+        rowwise(op.group, src, [&](const std::string& r) { return scaled() ? coefficient(r) : std::string(); },
+                delayed_state(leaf.op));
         break;
       }
       default: break;
@@ -555,20 +622,24 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
                     param.name, stored);
           work += size;
         }
-        // A dense product that writes all of T goes first and overwrites it; otherwise T starts at zero.
+        // A leaf whose pass writes all of T goes first and overwrites it; otherwise T starts at zero.
+        // A read that joins an earlier read's pass (analysis::merged_read_leaf) is formed there.
         const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
-        const auto lead = size == 0 ? leaves.end() : std::find_if(leaves.begin(), leaves.end(), [&](const Leaf& leaf) {
-          return LeafWriter{plan, s, body, macs, tables, g, leaf, pi}.writes_all_of_T();
-        });
-        if (lead != leaves.end()) LeafWriter{plan, s, body, macs, tables, g, *lead, pi, true, &fused}.emit();
+        auto joined = [&](std::size_t i) {
+          std::vector<const Leaf*> reads;
+          for (std::size_t j : analysis::reads_joining(plan.net, leaves, i)) reads.push_back(&leaves[j]);
+          return reads;
+        };
+        std::size_t lead = leaves.size();
+        for (std::size_t i = 0; i < leaves.size() && size > 0 && lead == leaves.size(); ++i)
+          if (analysis::merged_read_leaf(plan.net, leaves, i) == i &&
+              LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi}.writes_all_of_T())
+            lead = i;
+        if (lead < leaves.size()) LeafWriter{plan, s, body, macs, tables, g, leaves[lead], pi, true, &fused, joined(lead)}.emit();
         else if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
         for (std::size_t i = 0; i < leaves.size(); ++i) {
-          if (leaves.begin() + static_cast<std::ptrdiff_t>(i) == lead) continue;
-          // A read that joins an earlier read's pass is formed there.
-          if (analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
-          std::vector<const Leaf*> joined;
-          for (std::size_t j : analysis::reads_joining(plan.net, leaves, i)) joined.push_back(&leaves[j]);
-          LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi, false, &fused, std::move(joined)}.emit();
+          if (i == lead || analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
+          LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi, false, &fused, joined(i)}.emit();
         }
       }
       body.close();
