@@ -363,20 +363,13 @@ void compute_patterns(const ir::Network& net, Analysis& a, bool prune) {
   }
 }
 
-// The parameter groups each state must not hold under the layer_local approximation
-// (AnalysisOptions::layer_local): for a named state, those that do not belong to its loop. A
-// parameter group belongs to loop L when a group that uses it reaches a state of L within one step
-// along a path on which no group is a state of another loop.
-std::vector<ParamSet> layer_local_exclusions(const ir::Network& net, const Analysis& a,
-                                             const std::vector<std::string>& names,
-                                             const std::vector<std::vector<int>>& users) {
-  const auto K = a.states.size();
-  std::vector<ParamSet> excluded(K);
-  if (names.empty()) return excluded;
-  std::vector<bool> named(K, false);
+// The states AnalysisOptions::layer_local names, by state index ("*": all); throws AnalysisError
+// for a name that is not a state, listing the states.
+std::vector<bool> layer_local_named(const ir::Network& net, const Analysis& a, const std::vector<std::string>& names) {
+  std::vector<bool> named(a.states.size(), false);
   for (const auto& name : names) {
     if (name == "*") {
-      named.assign(K, true);
+      named.assign(a.states.size(), true);
       continue;
     }
     const int g = net.find_group(name);
@@ -390,6 +383,17 @@ std::vector<ParamSet> layer_local_exclusions(const ir::Network& net, const Analy
     }
     named[static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(g)])] = true;
   }
+  return named;
+}
+
+// The parameter groups each state must not hold under the layer_local approximation: for a named
+// state, those that do not belong to its loop. A parameter group belongs to loop L when a group
+// that uses it reaches a state of L within one step along a path on which no group is a state of
+// another loop.
+std::vector<ParamSet> layer_local_exclusions(const ir::Network& net, const Analysis& a, const std::vector<bool>& named,
+                                             const std::vector<std::vector<int>>& users) {
+  std::vector<ParamSet> excluded(a.states.size());
+  if (std::none_of(named.begin(), named.end(), [](bool b) { return b; })) return excluded;
   std::vector<int> loop_of(net.groups.size(), -1);
   for (std::size_t L = 0; L < a.loops.size(); ++L)
     for (int s : a.loops[L].states) loop_of[static_cast<std::size_t>(s)] = static_cast<int>(L);
@@ -415,6 +419,23 @@ std::vector<ParamSet> layer_local_exclusions(const ir::Network& net, const Analy
     }
   }
   return excluded;
+}
+
+// State k drops parameter group p, yet its tangent must carry p within the step: a state that
+// reads k within the step keeps p. layer_local must name that state too: throws AnalysisError.
+void refuse_unnamed_reader(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& excluded,
+                           std::size_t k, int p) {
+  for (std::size_t k2 = 0; k2 < a.states.size(); ++k2) {
+    const auto reader = static_cast<std::size_t>(a.states[k2]);
+    if (k2 == k || excluded[k2].count(p) > 0 || !a.reaches_within_step[static_cast<std::size_t>(a.states[k])][reader] ||
+        !std::binary_search(a.state_params[k2].begin(), a.state_params[k2].end(), p))
+      continue;
+    throw AnalysisError(fmt::format(
+        "network '{0}': layer_local names the state '{1}' but not '{2}', which reads '{1}' within a step and keeps "
+        "parameter '{3}' that '{1}' drops; name '{2}' too (or '*')",
+        net.name, net.groups[static_cast<std::size_t>(a.states[k])].name, net.groups[reader].name,
+        net.params[static_cast<std::size_t>(p)].name));
+  }
 }
 
 }  // namespace
@@ -493,13 +514,11 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
     }
     return s;
   };
-  const auto excluded = layer_local_exclusions(net, a, options.layer_local, users);
+  const auto named = layer_local_named(net, a, options.layer_local);
+  const auto excluded = layer_local_exclusions(net, a, named, users);
   a.layer_local_states.clear();
   for (std::size_t k = 0; k < K; ++k)
-    if (!options.layer_local.empty() && (std::find(options.layer_local.begin(), options.layer_local.end(), "*") != options.layer_local.end() ||
-                                         std::find(options.layer_local.begin(), options.layer_local.end(),
-                                                   net.groups[static_cast<std::size_t>(a.states[k])].name) != options.layer_local.end()))
-      a.layer_local_states.push_back(a.states[k]);
+    if (named[k]) a.layer_local_states.push_back(a.states[k]);
   const auto exact = fixed_point(S, std::vector<ParamSet>(K));
   S = fixed_point(S, excluded);
 
@@ -549,16 +568,13 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   // A group carries block p only as far as a state that stores it: with blocks dropped
   // (layer_local), a lower layer's tangent stops at the layer above.
   for (int g : a.group_order) {
+    ParamSet kept;  // the blocks of the states g reaches within a step
+    for (std::size_t k = 0; k < K; ++k)
+      if (a.reaches_within_step[static_cast<std::size_t>(g)][static_cast<std::size_t>(a.states[k])])
+        kept.insert(a.state_params[k].begin(), a.state_params[k].end());
     const auto& group = net.groups[static_cast<std::size_t>(g)];
-    auto keeps = [&](int p) {
-      for (std::size_t k = 0; k < K; ++k)
-        if (a.reaches_within_step[static_cast<std::size_t>(g)][static_cast<std::size_t>(a.states[k])] &&
-            std::binary_search(a.state_params[k].begin(), a.state_params[k].end(), p))
-          return true;
-      return false;
-    };
     for (int i = group.op_begin; i < group.op_end; ++i)
-      std::erase_if(pruned[static_cast<std::size_t>(i)], [&](int p) { return !keeps(p); });
+      std::erase_if(pruned[static_cast<std::size_t>(i)], [&](int p) { return kept.count(p) == 0; });
   }
   ParamSet all;
   for (std::size_t p = 0; p < P; ++p) all.insert(static_cast<int>(p));
@@ -568,18 +584,9 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   for (std::size_t k = 0; k < K && options.prune; ++k) {
     const auto& g = net.groups[static_cast<std::size_t>(a.states[k])];
     const auto& got = pruned[static_cast<std::size_t>(g.value_op())];
-    if (a.influences_loss[static_cast<std::size_t>(a.states[k])] && !excluded[k].empty())
+    if (a.influences_loss[static_cast<std::size_t>(a.states[k])])
       for (int p : got)
-        if (excluded[k].count(p) > 0)
-          for (std::size_t k2 = 0; k2 < K; ++k2)
-            if (k2 != k && excluded[k2].count(p) == 0 &&
-                a.reaches_within_step[static_cast<std::size_t>(a.states[k])][static_cast<std::size_t>(a.states[k2])] &&
-                std::binary_search(a.state_params[k2].begin(), a.state_params[k2].end(), p))
-              throw AnalysisError(fmt::format(
-                  "network '{0}': layer_local names the state '{1}' but not '{2}', which reads '{1}' within a step "
-                  "and keeps parameter '{3}' that '{1}' drops; name '{2}' too (or '*')",
-                  net.name, g.name, net.groups[static_cast<std::size_t>(a.states[k2])].name,
-                  net.params[static_cast<std::size_t>(p)].name));
+        if (excluded[k].count(p) > 0) refuse_unnamed_reader(net, a, excluded, k, p);
     if (a.influences_loss[static_cast<std::size_t>(a.states[k])] &&
         !std::equal(got.begin(), got.end(), a.state_params[k].begin(), a.state_params[k].end()))
       throw std::logic_error(fmt::format(
