@@ -477,6 +477,215 @@ struct LeafWriter {
   }
 };
 
+// Row-local fusion. When every tangent block of parameter group p stores row r as the one run
+// [r * width, (r + 1) * width) (an element-wise layer's own parameters: its gates' and candidates'
+// weights and biases), row r of each block depends only on rows r of the blocks before it and of
+// Delta_(N-1). One pass over the rows then forms them all: each intermediate group's row lives in
+// a local array instead of the workspace, and each block of Delta_N and Delta_(N-1) is passed over
+// once, the gradient's term (Eqn. 5) included. The multiplications are those of the passes it
+// replaces, counted the same way.
+
+// Whether `leaf` of group g touches only row r of its sources' blocks for p, given that every
+// block of p is row-local of `width`.
+bool row_local_leaf(const KernelPlan& plan, int g, const Leaf& leaf, int p, std::int64_t width) {
+  const auto& op = plan.op(leaf.op);
+  const bool carries = plan.carried(leaf.op, p) > 0;
+  switch (op.code) {
+    case ir::OpCode::read:
+    case ir::OpCode::read_delayed: return !carries || plan.pattern(op.group, p).rows == plan.pattern(g, p).rows;
+    case ir::OpCode::bias: return op.param != p || width == 1;
+    case ir::OpCode::connect: {
+      const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+      if (carries && ((c.kind != ir::ConnectionKind::diagonal && c.kind != ir::ConnectionKind::identity) ||
+                      plan.pattern(plan.op(op.a).group, p).rows != plan.pattern(g, p).rows))
+        return false;
+      if (c.param != p) return true;
+      if (c.kind == ir::ConnectionKind::dense) return !carries && plan.op(op.a).size == width;
+      return c.kind == ir::ConnectionKind::diagonal && width == 1;
+    }
+    default: return true;
+  }
+}
+
+// The common row width of p's tangent blocks when the whole block of p can be formed row by row
+// (above); 0 when it cannot.
+std::int64_t row_local_width(const KernelPlan& plan, const std::vector<int>& groups, int p) {
+  std::int64_t width = 0;
+  std::size_t rows = 0;
+  for (int g : groups) {
+    const auto& pattern = plan.pattern(g, p);
+    if (pattern.rows.empty() || pattern.rows.front().size() != 1 || pattern.rows.front().front().begin != 0) return 0;
+    const auto w = pattern.rows.front().front().end;
+    if ((width != 0 && w != width) || (rows != 0 && pattern.rows.size() != rows)) return 0;
+    width = w, rows = pattern.rows.size();
+    for (std::size_t r = 0; r < rows; ++r) {
+      const auto begin = static_cast<std::int64_t>(r) * w;
+      if (pattern.rows[r] != std::vector<analysis::Run>{{begin, begin + w}} ||
+          plan.position(g, p, r, begin) != static_cast<std::size_t>(begin))
+        return 0;
+    }
+  }
+  for (int g : groups)
+    for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
+      if (!row_local_leaf(plan, g, leaf, p, width)) return 0;
+  return width;
+}
+
+// Block p formed row by row (row_local_width > 0): one loop over the rows e, in it every group's
+// row in evaluation order, a state's written straight into Delta_N.
+void emit_row_local_block(const KernelPlan& plan, Scope& s, CodeWriter& w, std::int64_t& macs,
+                          std::set<std::pair<int, int>>& fused, const std::vector<int>& groups, int p, std::int64_t width) {
+  const auto n = plan.pattern(groups.front(), p).rows.size();
+  const auto cols = static_cast<std::size_t>(plan.param(p).size());
+  const std::string& name = plan.param(p).name;
+  if (width == 1)
+    w.line("// row-local: every block of {} stores row e as its column e alone, so one pass over the rows", name);
+  else
+    w.line("// row-local: every block of {} stores row e as columns {} e to {} e + {}, so one pass over the rows",
+           name, width, width, width - 1);
+  w.line("// forms them all, the intermediate groups' rows in local arrays");
+  for (int g : groups) {
+    const int k = plan.state_of(g);
+    if (k >= 0 && plan.sensitivity_block(k, p) != static_cast<std::size_t>(-1))
+      w.line("Scalar* const D_{} = {};  // d {} / d {}, {} of {} x {} entries, written into Delta_N", plan.group(g).name,
+             s.delta_next(k, p), plan.group(g).name, name, n * static_cast<std::size_t>(width), plan.group(g).size, cols);
+  }
+  w.open("for (std::size_t e = 0; e < {}; ++e)", n);
+  // One statement over the row's entries j (`stmt` formats them from j's expression).
+  auto over_row = [&](auto stmt) {
+    if (width == 1) w.line("{};", stmt("0"));
+    else w.line("for (std::size_t j = 0; j < {}; ++j) {};", width, stmt("j"));
+  };
+  // Row e of a block of Delta_(N-1) (P_<state>, declared at its first use), or the row of an
+  // earlier group in this pass (T_<group>); "" when the leaf carries nothing of p.
+  std::set<int> previous_rows;
+  auto source_row = [&](int leaf_op, int read_op) -> std::string {
+    const auto& op = plan.op(read_op);
+    if (plan.carried(leaf_op, p) == 0) return "";
+    if (op.code != ir::OpCode::read_delayed) return "T_" + plan.group(op.group).name;
+    const std::string row = "P_" + plan.group(op.group).name;
+    if (previous_rows.insert(op.group).second)
+      w.line("const Scalar* const {} = {} + e * {};  // row e of d {} / d {} at the previous step", row,
+             s.delta_prev(plan.state_of(op.group), p), width, plan.group(op.group).name, name);
+    return row;
+  };
+  for (int g : groups) {
+    const auto& group = plan.group(g);
+    const int k = plan.state_of(g);
+    const std::string T = "T_" + group.name;
+    if (k >= 0 && plan.sensitivity_block(k, p) != static_cast<std::size_t>(-1))
+      w.line("Scalar* const {} = D_{} + e * {};  // row e of d {} / d {}", T, group.name, width, group.name, name);
+    else
+      w.line("Scalar {}[{}];  // row e of d {} / d {}", T, width, group.name, name);
+    bool first = true;  // the first term of the row overwrites it
+    auto assign = [&](int sign) {
+      const char* op = first ? (sign < 0 ? "= -" : "=") : (sign < 0 ? "-=" : "+=");
+      first = false;
+      return op;
+    };
+    // T's row (op)= weight * src's row; weight "" for +-1 (the sign in the assignment).
+    auto row_pass = [&](const std::string& weight, int sign, const std::string& src) {
+      if (weight.empty()) {
+        const char* op = assign(sign);
+        over_row([&](const std::string& j) { return fmt::format("{}[{}] {} {}[{}]", T, j, op, src, j); });
+        return;
+      }
+      w.open("");
+      w.line("const Scalar wt = {};", weight);
+      const char* op = assign(1);
+      over_row([&](const std::string& j) { return fmt::format("{}[{}] {} wt * {}[{}]", T, j, op, src, j); });
+      w.close();
+      macs += static_cast<std::int64_t>(n) * width;
+    };
+    // The gradient's term (Eqn. 5) of row e of the block of Delta_(N-1) that `src` is, once per block.
+    auto gradient = [&](int read_op, const std::string& src) {
+      const auto& op = plan.op(read_op);
+      if (op.code != ir::OpCode::read_delayed) return;
+      const int state = plan.state_of(op.group);
+      if (!fused.insert({state, p}).second) return;
+      w.open("if (grad != nullptr)");
+      w.line("const Scalar a = prev_state_adjoint[{} + e];", plan.state_offset[static_cast<std::size_t>(state)]);
+      w.line("Scalar* const gp = grad + {} + e * {};  // row e's columns of the gradient of {}",
+             plan.param_offset[static_cast<std::size_t>(p)], width, name);
+      over_row([&](const std::string& j) { return fmt::format("gp[{}] += a * {}[{}]", j, src, j); });
+      w.close();
+    };
+    const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+      const Leaf& leaf = leaves[i];
+      const auto& op = plan.op(leaf.op);
+      const bool scaled = !leaf.constant_coefficient;
+      const std::string coefficient = fmt::format("coef{}[e]", leaf.op);
+      switch (op.code) {
+        case ir::OpCode::read:
+        case ir::OpCode::read_delayed: {
+          if (analysis::merged_read_leaf(plan.net, leaves, i) != i) break;
+          const std::string src = source_row(leaf.op, leaf.op);
+          if (src.empty()) break;
+          const auto joined = analysis::reads_joining(plan.net, leaves, i);
+          const std::string reads = joined.empty() ? "" : fmt::format(" (its {} reads, coefficients added)", joined.size() + 1);
+          if (op.code == ir::OpCode::read_delayed)
+            w.line("// cross term D[{}, {}]: d {} / d {}{}", group.name, plan.group(op.group).name, describe(plan, leaf.op),
+                   name, reads);
+          else
+            w.line("// {} <- {}{}", group.name, plan.group(op.group).name, reads);
+          auto term = [](const Leaf& l) {
+            if (!l.constant_coefficient) return fmt::format("coef{}[e]", l.op);
+            return std::string(l.sign < 0 ? "Scalar(-1)" : "Scalar(1)");
+          };
+          std::string weight = joined.empty() ? (scaled ? coefficient : "") : term(leaf);
+          for (std::size_t j : joined) weight += " + " + term(leaves[j]);
+          row_pass(weight, leaf.sign, src);
+          gradient(leaf.op, src);
+          break;
+        }
+        case ir::OpCode::bias:
+          if (op.param != p) break;
+          w.line("// immediate block d {} / d {}", group.name, name);
+          w.line("{}[0] {} {};", T, assign(scaled ? 1 : leaf.sign), scaled ? coefficient : "Scalar(1)");
+          break;
+        case ir::OpCode::connect: {
+          const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+          const std::string src = source_row(leaf.op, op.a);
+          if (!src.empty()) {
+            w.line("// {} <- {} through {}", group.name, delayed_name(plan, plan.op(op.a)), c.name);
+            if (c.kind == ir::ConnectionKind::diagonal) {
+              const std::string W = fmt::format("{}[e]", s.param(c.param));
+              if (scaled) macs += static_cast<std::int64_t>(n);
+              row_pass(scaled ? coefficient + " * " + W : (leaf.sign < 0 ? "-" : "") + W, 1, src);
+            } else {
+              row_pass(scaled ? coefficient : "", leaf.sign, src);
+            }
+            gradient(op.a, src);
+          }
+          if (c.param != p) break;
+          w.line("// immediate block d {} / d {}: the connection's input", group.name, name);
+          if (c.kind == ir::ConnectionKind::dense) {
+            const auto m = static_cast<std::size_t>(plan.op(op.a).size);
+            if (scaled) {
+              w.open("");
+              w.line("const Scalar c = {};", coefficient);
+              w.line("for (std::size_t s = 0; s < {}; ++s) {}[s] {} c * {};", m, T, assign(1), s.ref(op.a, "s"));
+              w.close();
+              macs += static_cast<std::int64_t>(n * m);
+            } else {
+              w.line("for (std::size_t s = 0; s < {}; ++s) {}[s] {} {};", m, T, assign(leaf.sign), s.ref(op.a, "s"));
+            }
+          } else {
+            w.line("{}[0] {} {};", T, assign(scaled ? 1 : leaf.sign),
+                   scaled ? coefficient + " * " + s.ref(op.a, "e") : s.ref(op.a, "e"));
+            if (scaled) macs += static_cast<std::int64_t>(n);
+          }
+          break;
+        }
+        default: break;
+      }
+    }
+    if (first) over_row([&](const std::string& j) { return fmt::format("{}[{}] = 0", T, j); });
+  }
+  w.close();
+}
+
 // One record per run of a stored block's pattern: (row, column, where it is stored, length).
 RecordLoop block_runs(const KernelPlan& plan, int k, int p) {
   const int g = plan.a.states[static_cast<std::size_t>(k)];
@@ -604,6 +813,11 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
         if (plan.state_of(g) >= 0) states += (states.empty() ? "" : ", ") + plan.group(g).name;
       body.line("// ---- block {} ({} columns): Delta of {}", param.name, cols, states);
       body.open("");
+      if (const auto width = row_local_width(plan, groups, pi); width > 0) {
+        emit_row_local_block(plan, s, body, macs, fused, groups, pi, width);
+        body.close();
+        continue;
+      }
       std::size_t work = 0;
       int tables = 0;
       for (int g : groups) {
