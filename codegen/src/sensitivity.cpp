@@ -514,6 +514,10 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
     }
     return s;
   };
+  if (!options.prune && !options.layer_local.empty())
+    throw AnalysisError(fmt::format(
+        "network '{}': layer_local drops sensitivity blocks and prune = false keeps every block; ask for one of them",
+        net.name));
   const auto named = layer_local_named(net, a, options.layer_local);
   const auto excluded = layer_local_exclusions(net, a, named, users);
   a.layer_local_states.clear();

@@ -370,6 +370,13 @@ TEST_CASE("layer_local: names that are not states, and a named state that an unn
   CHECK(message(stacked, {"a"}).find("names 'a', which is not a recurrent state") != std::string::npos);
   // Naming the bottom layer alone drops nothing: every block it holds is its own.
   CHECK(analysis::analyse(stacked, layer_local({"stack_h1"})).exact());
+  // Without pruning every block is kept, so the two options contradict each other.
+  auto unpruned = layer_local({"*"});
+  unpruned.prune = false;
+  CHECK_THROWS_WITH_AS((void)analysis::analyse(stacked, unpruned),
+                       "network 'stacked_rnn': layer_local drops sensitivity blocks and prune = false keeps every "
+                       "block; ask for one of them",
+                       analysis::AnalysisError);
 
   constexpr auto x = input<"x", 2>;
   constexpr auto h1 = neuron<"h1", 3>;
