@@ -483,7 +483,10 @@ struct LeafWriter {
 // Delta_(N-1). One pass over the rows then forms them all: each intermediate group's row lives in
 // a local array instead of the workspace, and each block of Delta_N and Delta_(N-1) is passed over
 // once, the gradient's term (Eqn. 5) included. The multiplications are those of the passes it
-// replaces, counted the same way.
+// replaces, counted the same way. Only where an intermediate group (one without a block of Delta)
+// carries p: its block is then no longer written to the workspace and read back. Where every group
+// is a state, the separate passes already pass over each block once, and they vectorise across the
+// rows where the fused loop does not (measured: IndRNN and the LRU 5-6% slower fused).
 
 // Whether `leaf` of group g touches only row r of its sources' blocks for p, given that every
 // block of p is row-local of `width`.
@@ -525,6 +528,11 @@ std::int64_t row_local_width(const KernelPlan& plan, const std::vector<int>& gro
         return 0;
     }
   }
+  const bool intermediate = std::any_of(groups.begin(), groups.end(), [&](int g) {
+    const int k = plan.state_of(g);
+    return k < 0 || plan.sensitivity_block(k, p) == static_cast<std::size_t>(-1);
+  });
+  if (!intermediate) return 0;
   for (int g : groups)
     for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
       if (!row_local_leaf(plan, g, leaf, p, width)) return 0;
