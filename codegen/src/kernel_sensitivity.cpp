@@ -37,6 +37,22 @@ std::string source_tangent(const KernelPlan& plan, Scope& s, int leaf_op, int re
   return "T_" + plan.group(op.group).name;
 }
 
+// Whether group g's tangent block for p is a block of Delta (written into Delta_N): g is a state
+// that keeps p. Otherwise the block is an intermediate one, in the workspace.
+bool in_delta(const KernelPlan& plan, int g, int p) {
+  const int k = plan.state_of(g);
+  return k >= 0 && plan.sensitivity_block(k, p) != static_cast<std::size_t>(-1);
+}
+
+// Whether row r of `pattern` is the single run [r * width, r * width + width) for every r.
+bool rows_of_width(const analysis::Pattern& pattern, std::int64_t width) {
+  for (std::size_t r = 0; r < pattern.rows.size(); ++r) {
+    const auto begin = static_cast<std::int64_t>(r) * width;
+    if (pattern.rows[r] != std::vector<analysis::Run>{{begin, begin + width}}) return false;
+  }
+  return true;
+}
+
 std::string delayed_name(const KernelPlan& plan, const ir::Op& read) {
   return read.code == ir::OpCode::read_delayed ? fmt::format("delay({})", plan.group(read.group).name)
                                                : plan.group(read.group).name;
@@ -63,14 +79,7 @@ struct LeafWriter {
   // Whether row r of T's pattern is the single run [r * width, r * width + width) for every r:
   // what an immediate block of a dense (width m) or diagonal (width 1) connection, or of a bias,
   // writes.
-  bool immediate_covers_T(std::int64_t width) const {
-    const auto& rows = plan.pattern(g, p).rows;
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      const auto begin = static_cast<std::int64_t>(r) * width;
-      if (rows[r] != std::vector<analysis::Run>{{begin, begin + width}}) return false;
-    }
-    return true;
-  }
+  bool immediate_covers_T(std::int64_t width) const { return rows_of_width(plan.pattern(g, p), width); }
 
   // Whether the leaf's pass writes every stored entry of T exactly once, so that it can come first
   // and overwrite T: that saves zeroing T and reading it back, two passes over the block. So do a
@@ -521,18 +530,11 @@ std::int64_t row_local_width(const KernelPlan& plan, const std::vector<int>& gro
     const auto w = pattern.rows.front().front().end;
     if ((width != 0 && w != width) || (rows != 0 && pattern.rows.size() != rows)) return 0;
     width = w, rows = pattern.rows.size();
-    for (std::size_t r = 0; r < rows; ++r) {
-      const auto begin = static_cast<std::int64_t>(r) * w;
-      if (pattern.rows[r] != std::vector<analysis::Run>{{begin, begin + w}} ||
-          plan.position(g, p, r, begin) != static_cast<std::size_t>(begin))
-        return 0;
-    }
+    if (!rows_of_width(pattern, w)) return 0;
+    for (std::size_t r = 0; r < rows; ++r)
+      if (plan.position(g, p, r, static_cast<std::int64_t>(r) * w) != r * static_cast<std::size_t>(w)) return 0;
   }
-  const bool intermediate = std::any_of(groups.begin(), groups.end(), [&](int g) {
-    const int k = plan.state_of(g);
-    return k < 0 || plan.sensitivity_block(k, p) == static_cast<std::size_t>(-1);
-  });
-  if (!intermediate) return 0;
+  if (std::all_of(groups.begin(), groups.end(), [&](int g) { return in_delta(plan, g, p); })) return 0;
   for (int g : groups)
     for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)])
       if (!row_local_leaf(plan, g, leaf, p, width)) return 0;
@@ -552,12 +554,11 @@ void emit_row_local_block(const KernelPlan& plan, Scope& s, CodeWriter& w, std::
     w.line("// row-local: every block of {} stores row e as columns {} e to {} e + {}, so one pass over the rows",
            name, width, width, width - 1);
   w.line("// forms them all, the intermediate groups' rows in local arrays");
-  for (int g : groups) {
-    const int k = plan.state_of(g);
-    if (k >= 0 && plan.sensitivity_block(k, p) != static_cast<std::size_t>(-1))
+  for (int g : groups)
+    if (in_delta(plan, g, p))
       w.line("Scalar* const D_{} = {};  // d {} / d {}, {} of {} x {} entries, written into Delta_N", plan.group(g).name,
-             s.delta_next(k, p), plan.group(g).name, name, n * static_cast<std::size_t>(width), plan.group(g).size, cols);
-  }
+             s.delta_next(plan.state_of(g), p), plan.group(g).name, name, n * static_cast<std::size_t>(width),
+             plan.group(g).size, cols);
   w.open("for (std::size_t e = 0; e < {}; ++e)", n);
   // One statement over the row's entries j (`stmt` formats them from j's expression).
   auto over_row = [&](auto stmt) {
@@ -579,9 +580,8 @@ void emit_row_local_block(const KernelPlan& plan, Scope& s, CodeWriter& w, std::
   };
   for (int g : groups) {
     const auto& group = plan.group(g);
-    const int k = plan.state_of(g);
     const std::string T = "T_" + group.name;
-    if (k >= 0 && plan.sensitivity_block(k, p) != static_cast<std::size_t>(-1))
+    if (in_delta(plan, g, p))
       w.line("Scalar* const {} = D_{} + e * {};  // row e of d {} / d {}", T, group.name, width, group.name, name);
     else
       w.line("Scalar {}[{}];  // row e of d {} / d {}", T, width, group.name, name);
@@ -637,12 +637,8 @@ void emit_row_local_block(const KernelPlan& plan, Scope& s, CodeWriter& w, std::
                    name, reads);
           else
             w.line("// {} <- {}{}", group.name, plan.group(op.group).name, reads);
-          auto term = [](const Leaf& l) {
-            if (!l.constant_coefficient) return fmt::format("coef{}[e]", l.op);
-            return std::string(l.sign < 0 ? "Scalar(-1)" : "Scalar(1)");
-          };
-          std::string weight = joined.empty() ? (scaled ? coefficient : "") : term(leaf);
-          for (std::size_t j : joined) weight += " + " + term(leaves[j]);
+          std::string weight = joined.empty() ? (scaled ? coefficient : "") : LeafWriter::term(leaf, "e");
+          for (std::size_t j : joined) weight += " + " + LeafWriter::term(leaves[j], "e");
           row_pass(weight, leaf.sign, src);
           gradient(leaf.op, src);
           break;
@@ -836,7 +832,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
         const std::string stored =
             pattern.full() ? std::string()
                            : fmt::format(", {} of {} x {} entries (row-sparse)", pattern.nonzeros, group.size, cols);
-        if (k >= 0 && plan.sensitivity_block(k, pi) != static_cast<std::size_t>(-1)) {
+        if (in_delta(plan, g, pi)) {
           body.line("Scalar* const T_{} = {};  // d {} / d {}{}, written into Delta_N", group.name, s.delta_next(k, pi),
                     group.name, param.name, stored);
         } else {
