@@ -7,9 +7,11 @@
 # Builds the generator from SPEC (a source that declares a network with the DSL and ends with
 # LOOPGRAD_GENERATOR(net)), runs it at build time, and makes <target> an INTERFACE library whose
 # include directory holds the emitted kernel header <target>.hpp. The generator reruns whenever the
-# spec or loopgrad changes. The graph and report go to REPORT_DIR (default: OUTPUT_DIR) as
-# <target>.dot and <target>.json. The target's properties LOOPGRAD_HEADER, LOOPGRAD_DOT and
-# LOOPGRAD_JSON hold the three paths.
+# spec or loopgrad changes. The graph, the report and the inspector page go to REPORT_DIR (default:
+# OUTPUT_DIR) as <target>.dot, <target>.json and <target>.html (the page draws the graph with
+# Graphviz's dot when it is on the PATH at build time). The target's properties LOOPGRAD_HEADER,
+# LOOPGRAD_DOT, LOOPGRAD_JSON and LOOPGRAD_HTML hold the four paths. A file whose text did not
+# change is not rewritten, so nothing that includes the header rebuilds after a comment-only edit.
 #
 # COMPILE_DEFINITIONS and INCLUDE_DIRECTORIES go to the spec's compilation, so that one spec file
 # can generate several networks (e.g. COMPILE_DEFINITIONS HIDDEN=128 with a spec that reads HIDDEN).
@@ -90,14 +92,15 @@ function(loopgrad_add_network target)
   set(header ${ARG_OUTPUT_DIR}/${target}.hpp)
   set(dot ${ARG_REPORT_DIR}/${target}.dot)
   set(json ${ARG_REPORT_DIR}/${target}.json)
+  set(html ${ARG_REPORT_DIR}/${target}.html)
   add_custom_command(
-    OUTPUT ${header} ${dot} ${json}
-    COMMAND ${generator} --header ${header} --dot ${dot} --json ${json}
+    OUTPUT ${header} ${dot} ${json} ${html}
+    COMMAND ${generator} --header ${header} --dot ${dot} --json ${json} --html ${html}
             --namespace ${ARG_NAMESPACE} --scalar ${ARG_SCALAR} ${blas_option} ${layer_local_option} --quiet
     DEPENDS ${generator}
     COMMENT "loopgrad: generating ${target}.hpp from ${ARG_SPEC}"
     VERBATIM)
-  add_custom_target(${target}_generate DEPENDS ${header} ${dot} ${json})
+  add_custom_target(${target}_generate DEPENDS ${header} ${dot} ${json} ${html})
 
   add_library(${target} INTERFACE)
   target_include_directories(${target} INTERFACE ${ARG_OUTPUT_DIR})
@@ -109,5 +112,6 @@ function(loopgrad_add_network target)
   if(NOT ARG_PORTABLE AND NOT LOOPGRAD_PORTABLE AND LOOPGRAD_HAVE_MARCH_NATIVE)
     target_compile_options(${target} INTERFACE -march=native)
   endif()
-  set_target_properties(${target} PROPERTIES LOOPGRAD_HEADER ${header} LOOPGRAD_DOT ${dot} LOOPGRAD_JSON ${json})
+  set_target_properties(${target} PROPERTIES LOOPGRAD_HEADER ${header} LOOPGRAD_DOT ${dot} LOOPGRAD_JSON ${json}
+                                             LOOPGRAD_HTML ${html})
 endfunction()

@@ -3,7 +3,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(LOOPGRAD_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/loopgrad)
-install(TARGETS loopgrad_codegen loopgrad_dsl loopgrad_runtime EXPORT loopgradTargets
+install(TARGETS loopgrad_codegen loopgrad_dsl loopgrad_runtime loopgrad_kernel_io EXPORT loopgradTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/codegen/include/ ${PROJECT_SOURCE_DIR}/dsl/include/

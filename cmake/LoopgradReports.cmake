@@ -1,6 +1,7 @@
 # loopgrad_add_reports(<target> SOURCES <files>...)
 # Builds <target> from SOURCES (a main() that hands networks to loopgrad::emit::report_main) and
-# runs it at build time, writing <network>.dot and <network>.json into ${LOOPGRAD_REPORT_DIR}.
+# runs it at build time, writing <network>.dot, <network>.json and <network>.html (the inspector)
+# into ${LOOPGRAD_REPORT_DIR}.
 set(LOOPGRAD_REPORT_DIR ${CMAKE_BINARY_DIR}/reports CACHE PATH "Where the build writes network reports")
 function(loopgrad_add_reports target)
   cmake_parse_arguments(ARG "" "" "SOURCES" ${ARGN})

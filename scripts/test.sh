@@ -6,10 +6,12 @@
 # (scripts/fuzz.sh). All must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-torch clang-14 doxygen  # PyTorch: the interop tests' oracle; clang: UBSan and libFuzzer; Doxygen: the documentation check
+# PyTorch: the interop tests' oracle; clang: UBSan and libFuzzer; Doxygen: the documentation check;
+# chromium and Graphviz: the inspector page, drawn and opened in a real browser.
+bash scripts/deps.sh python3-torch clang-14 doxygen chromium graphviz
 jobs="$(nproc)"
 echo "== loopgrad: Release build and tests"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLOOPGRAD_REQUIRE_DOXYGEN=ON
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DLOOPGRAD_REQUIRE_DOXYGEN=ON -DLOOPGRAD_REQUIRE_BROWSER=ON
 cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs"
 echo "== loopgrad: Debug build with AddressSanitizer + UndefinedBehaviorSanitizer and tests"

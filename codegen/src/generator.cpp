@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/emit/inspector.hpp"
 #include "loopgrad/emit/kernel.hpp"
 #include "loopgrad/emit/report.hpp"
 #include "loopgrad/emit/write_file.hpp"
@@ -24,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Options {
-  std::optional<fs::path> header, dot, json, out_dir;
+  std::optional<fs::path> header, dot, json, html, out_dir;
   std::string namespace_name;
   emit::ScalarType scalar = emit::ScalarType::float64;
   bool quiet = false;
@@ -33,10 +34,11 @@ struct Options {
 };
 
 constexpr std::string_view usage =
-    "usage: {0} [--out-dir DIR] [--header PATH] [--dot PATH] [--json PATH]\n"
+    "usage: {0} [--out-dir DIR] [--header PATH] [--dot PATH] [--json PATH] [--html PATH]\n"
     "       {1:{2}} [--namespace NAME] [--scalar float|double] [--blas-min-flops N] [--layer-local STATES] [--quiet]\n"
     "Writes the exact-gradient kernel of network '{3}' as a self-contained C++ header, its graph\n"
-    "(Graphviz DOT) and its analysis report (JSON). --out-dir DIR names them DIR/{3}.hpp, .dot, .json.\n"
+    "(Graphviz DOT), its analysis report (JSON) and the inspector, an HTML page that shows them (the graph drawn\n"
+    "by Graphviz when it is installed). --out-dir DIR names them DIR/{3}.hpp, .dot, .json, .html.\n"
     "--blas-min-flops N: dense products of at least N flops call CBLAS (the header then needs it).\n"
     "--layer-local STATES: the layer_local approximation (NOT exact) for the comma-separated states, or '*'\n"
     "for all: each keeps only its own loop's parameters in Delta (for comparisons; see docs/guide.md).\n";
@@ -59,6 +61,8 @@ Options parse(int argc, char** argv) {
       o.dot = value();
     } else if (arg == "--json") {
       o.json = value();
+    } else if (arg == "--html") {
+      o.html = value();
     } else if (arg == "--out-dir") {
       o.out_dir = value();
     } else if (arg == "--namespace") {
@@ -109,8 +113,10 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
       if (!o.header) o.header = *o.out_dir / (net.name + ".hpp");
       if (!o.dot) o.dot = *o.out_dir / (net.name + ".dot");
       if (!o.json) o.json = *o.out_dir / (net.name + ".json");
+      if (!o.html) o.html = *o.out_dir / (net.name + ".html");
     }
-    if (!o.header && !o.dot && !o.json) throw UsageError{"nothing to write: give --out-dir, --header, --dot or --json"};
+    if (!o.header && !o.dot && !o.json && !o.html)
+      throw UsageError{"nothing to write: give --out-dir, --header, --dot, --json or --html"};
 
     analysis::AnalysisOptions analysis_options;
     analysis_options.layer_local = o.layer_local;
@@ -131,11 +137,13 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
     const std::string header = o.header ? emit::emit_kernel(net, analysis, kernel_options) : "";
     const std::string dot = o.dot ? emit::to_dot(net, analysis) : "";
     const std::string json = o.json ? emit::to_json(net, analysis).dump(2) + "\n" : "";
+    const std::string html = o.html ? emit::to_html(net, analysis, emit::render_svg(emit::to_dot(net, analysis, false)).value_or("")) : "";
     // All outputs or none: each is written in full before any replaces its destination.
     std::vector<std::pair<fs::path, std::string>> files;
     if (o.header) files.emplace_back(*o.header, header);
     if (o.dot) files.emplace_back(*o.dot, dot);
     if (o.json) files.emplace_back(*o.json, json);
+    if (o.html) files.emplace_back(*o.html, html);
     emit::write_files_atomically(files);
     bool printed = true;
     try {
@@ -144,6 +152,7 @@ int generator_main(int argc, char** argv, const ir::Network& net) {
         if (o.header) fmt::print("kernel header: {}\n", o.header->string());
         if (o.dot) fmt::print("graph: {}\n", o.dot->string());
         if (o.json) fmt::print("report: {}\n", o.json->string());
+        if (o.html) fmt::print("inspector: {}\n", o.html->string());
       }
     } catch (const std::exception&) {
       printed = false;

@@ -235,6 +235,12 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("    constexpr std::array<std::size_t, {}> offsets{{{{{}}}}};", plan.param_offset.size(), offsets);
   head.line("    return offsets[static_cast<std::size_t>(p)];");
   head.line("  }}");
+  head.line("  // The network's name and the tables parameter_groups, torch_tensors and torch_tensor_groups, for");
+  head.line("  // loopgrad/runtime/kernel_io.hpp (parameters, gradients and checkpoints in safetensors files).");
+  head.line("  static constexpr const char* network() {{ return network_name; }}");
+  head.line("  static constexpr std::span<const ParameterGroup> parameter_table() {{ return parameter_groups; }}");
+  head.line("  static constexpr std::span<const TorchTensor> torch_table() {{ return torch_tensors; }}");
+  head.line("  static constexpr std::span<const std::size_t> torch_table_groups() {{ return torch_tensor_groups; }}");
   head.blank();
   out += head.str();
   detail::emit_forward(plan, out);

@@ -54,6 +54,50 @@ std::string describe_pattern(const analysis::Pattern& p) {
                      p.nonzeros, p.cols * static_cast<std::int64_t>(p.rows.size()), runs);
 }
 
+/// The parameter groups as a constexpr table, and the spec's map of PyTorch's tensors onto them
+/// (ir::Network::tensors): what loopgrad/runtime/kernel_io.hpp reads and writes files with.
+void emit_tensor_tables(CodeWriter& w, const ir::Network& net, const KernelPlan& plan) {
+  auto is_matrix = [&](const ir::Param& p) {
+    return p.connection >= 0 && net.connections[static_cast<std::size_t>(p.connection)].kind == ir::ConnectionKind::dense;
+  };
+  w.line("// The parameter groups of Params::flat (and Gradient::flat), in order: loopgrad's name, the first");
+  w.line("// value, the shape (a dense weight is rows x cols = to x from; every other group is a vector, cols");
+  w.line("// 1), and whether files hold it as a 2-D tensor. loopgrad/runtime/kernel_io.hpp reads and writes");
+  w.line("// safetensors files with these tables and nothing else.");
+  w.open("struct ParameterGroup");
+  w.line("const char* name;");
+  w.line("std::size_t offset, rows, cols;");
+  w.line("bool matrix;");
+  w.close("};");
+  w.open("inline constexpr std::array<ParameterGroup, {}> parameter_groups", net.params.size());
+  for (std::size_t p = 0; p < net.params.size(); ++p) {
+    const auto& param = net.params[p];
+    w.line("ParameterGroup{{\"{}\", {}, {}, {}, {}}},", param.name, plan.param_offset[p], param.rows, param.cols,
+           is_matrix(param) ? "true" : "false");
+  }
+  w.close("};");
+  w.line("// PyTorch's tensors as the spec mapped them (LOOPGRAD_GENERATOR's second argument; none if it gave");
+  w.line("// none): each stacks the parameter groups torch_tensor_groups[first, first + count) row-wise. A");
+  w.line("// summed tensor is one of several that PyTorch adds into one group (the RNN's bias_ih and bias_hh).");
+  w.open("struct TorchTensor");
+  w.line("const char* name;");
+  w.line("std::size_t first, count;");
+  w.line("bool summed;");
+  w.close("};");
+  std::vector<std::size_t> parts;
+  w.open("inline constexpr std::array<TorchTensor, {}> torch_tensors", net.tensors.size());
+  for (const auto& m : net.tensors) {
+    const auto shape = ir::tensor_shape(net, m);
+    std::string dims;
+    for (auto d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    w.line("TorchTensor{{\"{}\", {}, {}, {}}},  // [{}]", m.tensor, parts.size(), m.params.size(), m.summed ? "true" : "false", dims);
+    for (const auto& name : m.params) parts.push_back(static_cast<std::size_t>(net.find_param(name)));
+  }
+  w.close("};");
+  w.line("inline constexpr std::array<std::size_t, {}> torch_tensor_groups{{{{{}}}}};", parts.size(), fmt::join(parts, ", "));
+  w.blank();
+}
+
 }  // namespace
 
 void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string& out) {
@@ -144,6 +188,7 @@ void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string
   w.line("using Params = ParameterArray<struct ParamsTag>;");
   w.line("using Gradient = ParameterArray<struct GradientTag>;");
   w.blank();
+  emit_tensor_tables(w, net, plan);
 
   auto group_views = [&](auto keep, auto offset, const char* what) {
     std::vector<View> views;

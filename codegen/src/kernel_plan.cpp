@@ -32,7 +32,8 @@ constexpr std::string_view header_names[] = {
     "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",
     "ParameterArray", "Params", "Gradient", "Input", "Target", "State", "Sensitivity", "Kernel", "Step",
     "SensitivityRun", "forward_step", "rtrl_step", "step_detail", "Stream", "batch_detail", "rtrl_step_batch", "BatchPool",
-    "check_blas_kernels", "values", "tangent", "next_sensitivity"};
+    "check_blas_kernels", "values", "tangent", "next_sensitivity", "ParameterGroup", "parameter_groups", "TorchTensor",
+    "torch_tensors", "torch_tensor_groups"};
 
 void check_identifier(const ir::Network& net, std::string_view what, const std::string& name) {
   bool ok = !name.empty() && name.find("__") == std::string::npos && !(name[0] == '_' && name.size() > 1 && name[1] >= 'A' && name[1] <= 'Z');

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,51 @@ std::vector<std::vector<int>> param_users(const Network& net) {
 }
 
 const char* to_string(Loss loss) { return loss_rule(loss).name.data(); }
+
+namespace {
+
+// Op `i` of `net` as text; `strong`: it stands where + and - must be parenthesised.
+std::string op_text(const Network& net, int i, bool strong) {
+  const auto& op = net.ops[static_cast<std::size_t>(i)];
+  auto group = [&](int g) { return net.groups[static_cast<std::size_t>(g)].name; };
+  switch (op.code) {
+    case OpCode::read: return group(op.group);
+    case OpCode::read_delayed: return "delay(" + group(op.group) + ")";
+    case OpCode::connect: {
+      const auto& c = net.connections[static_cast<std::size_t>(op.connection)];
+      const std::string source = op_text(net, op.a, true);
+      if (c.kind == ConnectionKind::identity) return source;
+      if (c.kind == ConnectionKind::diagonal) return c.name + " * " + source;
+      return c.name + "\u00b7" + source;  // a matrix (dense or sparse) times the source
+    }
+    case OpCode::bias: return net.params[static_cast<std::size_t>(op.param)].name;
+    case OpCode::constant: {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", op.constant);
+      return text;
+    }
+    case OpCode::add:
+    case OpCode::sub: {
+      std::string t = op_text(net, op.a, false) + (op.code == OpCode::add ? " + " : " - ") + op_text(net, op.b, op.code == OpCode::sub);
+      return strong ? "(" + t + ")" : t;
+    }
+    case OpCode::mul:
+    case OpCode::div:
+      return op_text(net, op.a, true) + (op.code == OpCode::mul ? " * " : " / ") + op_text(net, op.b, true);
+    case OpCode::activate:
+      if (op.activation == Activation::identity) return op_text(net, op.a, strong);
+      return std::string(rule(op.activation).name) + "(" + op_text(net, op.a, false) + ")";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string expression(const Network& net, int group) {
+  const auto& g = net.groups[static_cast<std::size_t>(group)];
+  if (g.kind == GroupKind::input || g.op_end <= g.op_begin) return "";
+  return op_text(net, g.value_op(), false);
+}
 
 void validate(const Network& net) {
   // Sizes first: the IR counts values in int, so a parameter group and their total must fit.
@@ -152,6 +198,48 @@ void validate(const Network& net) {
         break;
     }
   }
+  // The spec's PyTorch layout: every tensor names existing groups that stack, each name once, and a
+  // group appears in two tensors only when they are summed into it.
+  std::vector<int> mapped(net.params.size(), 0), summed(net.params.size(), 0);
+  for (std::size_t t = 0; t < net.tensors.size(); ++t) {
+    const auto& m = net.tensors[t];
+    try {
+      tensor_shape(net, m);
+    } catch (const std::invalid_argument& e) {
+      fail(net, e.what());
+    }
+    for (std::size_t u = 0; u < t; ++u)
+      if (net.tensors[u].tensor == m.tensor) fail(net, "tensor '" + m.tensor + "' is mapped twice");
+    for (const auto& name : m.params) {
+      const auto p = static_cast<std::size_t>(net.find_param(name));
+      ++mapped[p];
+      summed[p] += m.summed ? 1 : 0;
+      if (mapped[p] > 1 && summed[p] != mapped[p])
+        fail(net, "parameter '" + name + "' is mapped to several tensors that are not all marked summed (tensor '" + m.tensor + "')");
+    }
+  }
+
+}
+
+std::vector<long long> tensor_shape(const Network& net, const TensorMapping& mapping) {
+  if (mapping.params.empty()) throw std::invalid_argument("tensor '" + mapping.tensor + "' maps no parameter group");
+  long long rows = 0, cols = -1;
+  int matrix = -1;
+  for (const auto& name : mapping.params) {
+    const int p = net.find_param(name);
+    if (p < 0)
+      throw std::invalid_argument("tensor '" + mapping.tensor + "': network '" + net.name + "' has no parameter group '" + name + "'");
+    const auto& param = net.params[static_cast<std::size_t>(p)];
+    const int is_matrix = param.connection >= 0 && net.connections[static_cast<std::size_t>(param.connection)].kind == ConnectionKind::dense;
+    if ((cols >= 0 && cols != param.cols) || (matrix >= 0 && matrix != is_matrix))
+      throw std::invalid_argument("tensor '" + mapping.tensor + "' stacks parameter groups of different column counts or ranks ('" +
+                                  name + "' is " + std::to_string(param.rows) + " x " + std::to_string(param.cols) + ")");
+    cols = param.cols;
+    matrix = is_matrix;
+    rows += param.rows;
+  }
+  if (matrix == 1) return {rows, cols};
+  return {rows};
 }
 
 }  // namespace loopgrad::ir

@@ -1,5 +1,6 @@
 #include "loopgrad/emit/report.hpp"
 
+#include "loopgrad/emit/inspector.hpp"
 #include "loopgrad/emit/write_file.hpp"
 
 #include <fmt/format.h>
@@ -21,7 +22,7 @@ std::string pruned_cross_terms(const ir::Network& net, const analysis::Analysis&
 
 }  // namespace
 
-std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
+std::string to_dot(const ir::Network& net, const analysis::Analysis& a, bool legend) {
   std::string out = fmt::format("// loopgrad graph of network '{}'\ndigraph \"{}\" {{\n", net.name, net.name);
   out += "  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
   auto node = [&](int g) {
@@ -30,7 +31,11 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
                         : group.is_output()                ? ", peripheries=2"
                                                            : "";
     std::string fill = a.state_index[static_cast<std::size_t>(g)] >= 0 ? ", style=\"rounded,filled\", fillcolor=\"#e8f0ff\"" : "";
-    return fmt::format("  \"{}\" [label=\"{}\\n{}{}\"{}{}];\n", group.name, group.name, group.size,
+    // The expression, so that activations and element-wise products show (cut where it gets long).
+    std::string expression = ir::expression(net, g);
+    if (expression.size() > 60) expression = expression.substr(0, 57) + "...";
+    return fmt::format("  \"{}\" [label=\"{}\\n{}{}{}\"{}{}];\n", group.name, group.name, group.size,
+                       expression.empty() ? "" : "\\n= " + expression,
                        group.is_output() ? fmt::format("\\nloss: {}", ir::to_string(group.loss)) : "", shape, fill);
   };
   std::vector<bool> drawn(net.groups.size(), false);
@@ -55,7 +60,8 @@ std::string to_dot(const ir::Network& net, const analysis::Analysis& a) {
                        group_name(net, c.to), c.implicit ? "" : c.name, ir::to_string(c.kind),
                        analysis::to_string(cls), style);
   }
-  out += fmt::format(
+  if (legend)
+    out += fmt::format(
       "  legend [shape=note, label=\"solid: feed-forward\\ndashed: feed-back\\ndotted: terminating\\n"
       "pruned cross terms: {}\\nMACs per step: {} pruned, {} dense\\n{}{}\"];\n",
       a.cross_terms.empty() || pruned_cross_terms(net, a, ", ").empty() ? "none" : pruned_cross_terms(net, a, ", "),
@@ -105,6 +111,10 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
                                {"used_by", used_by},
                                {"reaches_loss", static_cast<bool>(a.param_reaches_loss[p])}});
   }
+  // The spec's map of PyTorch's tensors (empty when it gave none).
+  j["torch_tensors"] = json::array();
+  for (const auto& m : net.tensors)
+    j["torch_tensors"].push_back({{"name", m.tensor}, {"shape", ir::tensor_shape(net, m)}, {"parameters", m.params}, {"summed", m.summed}});
   j["evaluation_order"] = json::array();
   for (int g : a.group_order) j["evaluation_order"].push_back(group_name(net, g));
   j["loops"] = json::array();
@@ -124,7 +134,8 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
     json block = {{"state", group_name(net, b.state)},
                   {"param", net.params[static_cast<std::size_t>(b.param)].name},
                   {"nonzero", b.nonzero},
-                  {"neuron_nonzeros", b.nonzeros}};
+                  {"neuron_nonzeros", b.nonzeros},
+                  {"macs", a.block_macs[static_cast<std::size_t>(b.state)][static_cast<std::size_t>(b.param)]}};
     // A row-sparse block: its entries as [row, first column, end column) runs, as stored.
     if (b.nonzero && !a.pattern(b.state, b.param).full()) {
       json runs = json::array();
@@ -135,6 +146,15 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
     }
     j["sensitivity_blocks"].push_back(std::move(block));
   }
+  // The intermediate groups' tangent blocks (formed within a step) and the coefficients: with the
+  // blocks' "macs" they add up to macs_per_step.
+  j["workspace_blocks"] = json::array();
+  for (int g : a.group_order)
+    if (a.state_index[static_cast<std::size_t>(g)] < 0)
+      for (std::size_t p = 0; p < net.params.size(); ++p)
+        if (const auto macs = a.block_macs[static_cast<std::size_t>(g)][p]; macs > 0)
+          j["workspace_blocks"].push_back({{"group", group_name(net, g)}, {"param", net.params[p].name}, {"macs", macs}});
+  j["coefficient_macs"] = a.coefficient_macs;
   j["unreachable_params"] = json::array();
   for (int p : a.unreachable_params) j["unreachable_params"].push_back(net.params[static_cast<std::size_t>(p)].name);
   j["param_count"] = net.param_count();
@@ -227,9 +247,11 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a) {
 }
 
 ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a, const std::filesystem::path& dir) {
-  ReportPaths paths{dir / (net.name + ".dot"), dir / (net.name + ".json")};
-  write_file_atomically(paths.dot, to_dot(net, a));
-  write_file_atomically(paths.json, to_json(net, a).dump(2) + "\n");
+  ReportPaths paths{dir / (net.name + ".dot"), dir / (net.name + ".json"), dir / (net.name + ".html")};
+  const std::string dot = to_dot(net, a);
+  write_files_atomically({{paths.dot, dot},
+                          {paths.json, to_json(net, a).dump(2) + "\n"},
+                          {paths.html, to_html(net, a, render_svg(to_dot(net, a, false)).value_or(""))}});
   return paths;
 }
 

@@ -17,8 +17,8 @@ int report_main(int argc, char** argv, const std::vector<ir::Network>& networks)
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      fmt::print("usage: {} --out DIR\nWrites DIR/<network>.dot (Graphviz) and DIR/<network>.json (analysis "
-                 "report) for:",
+      fmt::print("usage: {} --out DIR\nWrites DIR/<network>.dot (Graphviz), DIR/<network>.json (analysis "
+                 "report) and DIR/<network>.html (the inspector) for:",
                  program);
       for (const auto& n : networks) fmt::print(" {}", n.name);
       fmt::print("\n");
@@ -38,7 +38,7 @@ int report_main(int argc, char** argv, const std::vector<ir::Network>& networks)
   try {
     for (const auto& net : networks) {
       const auto paths = write_reports(net, analysis::analyse(net), out);
-      fmt::print("{}: wrote {} and {}\n", net.name, paths.dot.string(), paths.json.string());
+      fmt::print("{}: wrote {}, {} and {}\n", net.name, paths.dot.string(), paths.json.string(), paths.html.string());
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", program, e.what());

@@ -150,9 +150,17 @@ struct SourceEntries {
 // coefficient folded into the weights it scales, and the immediate blocks (a multiply only when
 // the coefficient is not +-1); plus, once per step, the coefficients the update uses. Sums and
 // copies are free.
+// When `where` is given, it receives the same count split by block ([g][p]) and the coefficients'
+// share (Analysis::block_macs, coefficient_macs).
+struct MacsByBlock {
+  std::vector<std::vector<std::int64_t>> blocks;
+  std::int64_t coefficients = 0;
+};
+
 std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& t,
-                        const SourceEntries& entries) {
+                        const SourceEntries& entries, MacsByBlock* where = nullptr) {
   std::int64_t macs = 0;
+  if (where) where->blocks.assign(net.groups.size(), std::vector<std::int64_t>(net.params.size(), 0));
   std::set<int> used;  // leaves whose coefficient the update reads
   for (std::size_t p = 0; p < net.params.size(); ++p) {
     const int pi = static_cast<int>(p);
@@ -160,6 +168,7 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
       const auto& group = net.groups[static_cast<std::size_t>(g)];
       // A block with no entries is not formed.
       if (t[static_cast<std::size_t>(group.value_op())].count(pi) == 0 || entries.group(g, pi) == 0) continue;
+      const std::int64_t before = macs;
       const auto& leaves = a.leaves[static_cast<std::size_t>(g)];
       for (std::size_t i = 0; i < leaves.size(); ++i) {
         const auto& leaf = leaves[i];
@@ -198,11 +207,14 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
         }
         if (contributes && coef) used.insert(leaf.op);
       }
+      if (where) where->blocks[static_cast<std::size_t>(g)][p] += macs - before;
     }
   }
+  const std::int64_t blocks = macs;
   for (std::size_t g = 0; g < net.groups.size(); ++g)
     for (const auto& leaf : a.leaves[g])
       if (used.count(leaf.op)) macs += static_cast<std::int64_t>(net.ops[static_cast<std::size_t>(leaf.op)].size) * leaf.coefficient_multiplies;
+  if (where) where->coefficients = macs - blocks;
   return macs;
 }
 
@@ -602,7 +614,10 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   for (std::size_t i = 0; i < net.ops.size(); ++i) a.op_tangent[i].assign(pruned[i].begin(), pruned[i].end());
   compute_patterns(net, a, options.prune);
   a.gradient_macs_per_step = a.sensitivity_values;
-  a.macs_per_step = count_macs(net, a, pruned, SourceEntries{net, &a});
+  MacsByBlock by_block;
+  a.macs_per_step = count_macs(net, a, pruned, SourceEntries{net, &a}, &by_block);
+  a.block_macs = std::move(by_block.blocks);
+  a.coefficient_macs = by_block.coefficients;
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.

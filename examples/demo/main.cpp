@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
   // What the analysis found (the generator printed the same at build time).
   const auto net = loopgrad::dsl::lower(demo::network());
   fmt::print("{}\n", loopgrad::emit::summary(net, loopgrad::analysis::analyse(net)));
-  fmt::print("generated kernel: {}\ngraph: {}\nreport: {}\n\n", LOOPGRAD_DEMO_HEADER, LOOPGRAD_DEMO_DOT,
-             LOOPGRAD_DEMO_JSON);
+  fmt::print("generated kernel: {}\ngraph: {}\nreport: {}\ninspector (open in a browser): {}\n\n", LOOPGRAD_DEMO_HEADER,
+             LOOPGRAD_DEMO_DOT, LOOPGRAD_DEMO_JSON, LOOPGRAD_DEMO_HTML);
 
   // PyTorch's initialisation: uniform in +-1/sqrt(fan_in), fan_in the columns of each weight.
   demo_kernel::Params params;

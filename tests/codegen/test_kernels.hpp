@@ -9,6 +9,7 @@
 
 #include "../networks.hpp"
 #include "loopgrad/ir/network.hpp"
+#include "loopgrad/ir/torch_layout.hpp"
 #include "random_network.hpp"
 
 namespace loopgrad::testing {
@@ -21,6 +22,13 @@ struct TestKernel {
   long long blas_min_flops = 0;  // > 0: dense products call CBLAS (the kernel's shard is shard_blas)
   std::vector<std::string> layer_local = {};  // the layer_local approximation's states (AnalysisOptions)
 };
+
+// `net` (a cell of 3 inputs and 4 units with a linear output y) with the tensors of PyTorch's
+// `cell` module and a torch.nn.Linear `out` (tests/interop/torch_reference.py writes those).
+inline ir::Network torch_network(ir::Network net, const ir::TensorLayout& cell) {
+  net.tensors = ir::join({cell, ir::torch_linear_layout("W_hy", "b_y", "out.")});
+  return net;
+}
 
 // Seeds of the random-network corpus; printed by every failing check.
 inline constexpr unsigned random_network_count = 80;  // both corpora (random_network.hpp)
@@ -62,6 +70,16 @@ inline std::vector<TestKernel> test_kernels() {
        LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::stacked_rnn_network<3, 4, 5, 3>())), 0, {"*"}},
       {"k_multi_loop_layer_local", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network())),
        0, {"c"}},
+      // PyTorch's modules with their tensors' names in the header (kernel_io_test.cpp).
+      {"k_torch_rnn", "double",
+       LOOPGRAD_NETWORK(loopgrad::testing::torch_network(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 4, 1>()),
+                                                         loopgrad::ir::torch_rnn_layout("rnn")))},
+      {"k_torch_lstm", "double",
+       LOOPGRAD_NETWORK(loopgrad::testing::torch_network(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 1>()),
+                                                         loopgrad::ir::torch_lstm_layout("lstm")))},
+      {"k_torch_gru", "double",
+       LOOPGRAD_NETWORK(loopgrad::testing::torch_network(loopgrad::dsl::lower(loopgrad::cells::gru_network<3, 4, 1>()),
+                                                         loopgrad::ir::torch_gru_layout("gru")))},
   };
   // Every dense product through CBLAS: the generation option of issue 5, checked like the rest.
   for (const auto& blas : {std::pair{"k_lstm", "double"}, {"k_stacked", "double"}, {"k_multi_loop", "double"},

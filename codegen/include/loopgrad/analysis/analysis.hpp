@@ -186,6 +186,12 @@ struct Analysis {
   /// coefficient; plus each used coefficient once per step.
   std::int64_t macs_per_step = 0;        ///< the pruned sensitivity update (Eqn. 4)
   std::int64_t dense_macs_per_step = 0;  ///< the same update with nothing pruned
+  /// macs_per_step by where it is spent: block_macs[g][p] forms group g's tangent block for
+  /// parameter group p (a state's block of Delta, or an intermediate group's workspace block), and
+  /// coefficient_macs evaluates the leaves' coefficients the update reads, once per step.
+  /// macs_per_step == coefficient_macs + the sum of block_macs (the inspector shows both).
+  std::vector<std::vector<std::int64_t>> block_macs;
+  std::int64_t coefficient_macs = 0;  ///< see block_macs
   std::int64_t sensitivity_values = 0;   ///< values of Delta stored: the patterns' entries
   std::int64_t sensitivity_block_values = 0;  ///< sum of n_k |P_p| over the stored blocks
   std::int64_t dense_sensitivity_values = 0;  ///< sum_k n_k |P|

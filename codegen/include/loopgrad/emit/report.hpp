@@ -11,9 +11,11 @@
 
 namespace loopgrad::emit {
 
-/// The graph in DOT: one node per group, loops drawn as clusters, feed-forward edges solid,
-/// feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms listed in a note.
-std::string to_dot(const ir::Network& net, const analysis::Analysis& a);
+/// The graph in DOT: one node per group (its size, and for a neuron group its expression,
+/// ir::expression, cut at 60 characters), loops drawn as clusters, feed-forward edges solid,
+/// feed-back edges dashed blue, terminating edges dotted grey; pruned cross terms, the MACs and the
+/// exact algorithm listed in a note (`legend`; the inspector, which has its own, draws it without).
+std::string to_dot(const ir::Network& net, const analysis::Analysis& a, bool legend = true);
 
 /// One line: the exact algorithm the cost model picks (analysis::ExactCost), with its figures.
 std::string exact_choice(const analysis::Analysis& a);
@@ -34,11 +36,12 @@ std::string summary(const ir::Network& net, const analysis::Analysis& a);
 struct ReportPaths {
   std::filesystem::path dot;  ///< the Graphviz graph
   std::filesystem::path json;  ///< the JSON report
+  std::filesystem::path html;  ///< the inspector page (loopgrad/emit/inspector.hpp)
 };
 
-/// Writes `dir/NETWORK.dot` and `dir/NETWORK.json` (NETWORK: the network's name), each through a
-/// temporary file renamed into
-/// place, so a failed write leaves no half file. Throws std::runtime_error naming the path.
+/// Writes `dir/NETWORK.dot`, `dir/NETWORK.json` and `dir/NETWORK.html` (NETWORK: the network's
+/// name; the page's graph drawn by Graphviz when it is installed), all through temporary files
+/// renamed into place, so a failed write leaves no half file. Throws std::runtime_error naming the path.
 ReportPaths write_reports(const ir::Network& net, const analysis::Analysis& a,
                           const std::filesystem::path& dir);
 

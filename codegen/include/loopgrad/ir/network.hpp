@@ -107,6 +107,20 @@ struct Op {
   int owner = -1;       ///< the group whose defining expression holds this op
 };
 
+/// How one tensor of another framework's parameter file (a PyTorch state_dict saved as
+/// safetensors) maps onto parameter groups: the groups, stacked row-wise, make the tensor
+/// (PyTorch stacks an LSTM's four gates into weight_ih_l0). Dense weights make 2-D tensors
+/// [rows, cols]; biases, diagonal and sparse weights 1-D ones [rows]. ir/torch_layout.hpp has the
+/// layouts of torch.nn.RNN, LSTM, GRU and Linear.
+struct TensorMapping {
+  std::string tensor;               ///< the tensor's name in the file ("rnn.weight_ih_l0")
+  std::vector<std::string> params;  ///< parameter groups, stacked row-wise
+  /// One of several tensors summed into one group (PyTorch's RNN has bias_ih and bias_hh where
+  /// loopgrad's Elman layer has one bias): importing adds them; exporting writes a parameter whole
+  /// into the first of them and zeros into the others, and a gradient whole into every one.
+  bool summed = false;
+};
+
 /// The network as plain data: groups, connections, parameter groups and ops. What the DSL lowers to
 /// (dsl::lower), what the analysis and the emitters read.
 struct Network {
@@ -115,6 +129,9 @@ struct Network {
   std::vector<Connection> connections;  ///< declaration order
   std::vector<Param> params;  ///< declaration order: the layout of the parameter vector
   std::vector<Op> ops;  ///< grouped by owner, each group's ops in evaluation order
+  /// The spec's map of a PyTorch state_dict onto the parameter groups (LOOPGRAD_GENERATOR's second
+  /// argument); empty when none is given. The generated header carries it as its torch_tensors table.
+  std::vector<TensorMapping> tensors;
 
   int find_group(std::string_view group_name) const;  ///< index of the group so named, or -1
   int find_param(std::string_view param_name) const;  ///< index of the parameter group so named, or -1
@@ -125,6 +142,16 @@ struct Network {
 /// The groups whose expressions use each parameter group (a connection's weights or a bias), in
 /// op order, each group once: more than one for shared weights.
 std::vector<std::vector<int>> param_users(const Network& net);
+
+/// The shape of `mapping`'s tensor: [rows, cols] for stacked dense weights, [rows] otherwise.
+/// Throws std::invalid_argument naming the tensor when a group does not exist or the stacked groups
+/// do not fit together (different column counts, a matrix stacked with a vector).
+std::vector<long long> tensor_shape(const Network& net, const TensorMapping& mapping);
+
+/// Group `group`'s defining expression as text, in the DSL's words: "tanh(W_xh·x + W_hh·delay(h) + b_h)"
+/// (a dense or sparse connection as W·source, element-wise products as *, activations by name);
+/// empty for an input. What the inspector and the graph's labels print.
+std::string expression(const Network& net, int group);
 
 /// Checks the invariants the analysis relies on; throws std::invalid_argument naming the group,
 /// connection or op at fault. The DSL produces valid networks; this guards hand-built IR.
