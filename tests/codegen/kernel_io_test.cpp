@@ -116,7 +116,10 @@ void check_against_torch(const std::string& cell) {
   const auto torch = runtime::safetensors::read(torch_files() / (cell + "_grads.safetensors"));
   REQUIRE(ours.tensors.size() == torch.tensors.size());
   double worst_relative = 0;
-  for (const auto& [name, tensor] : torch.tensors) {
+  for (const auto& entry : torch.tensors) {
+    // Not a structured binding: clang 14 refuses to capture one in doctest's assertion lambdas.
+    const std::string& name = entry.first;
+    const auto& tensor = entry.second;
     INFO("tensor " << name);
     REQUIRE(ours.tensors.count(name) == 1);
     CHECK(ours.tensors.at(name).shape == tensor.shape);
