@@ -171,10 +171,7 @@ std::string to_html(const ir::Network& net, const analysis::Analysis& a, const s
   for (int k : a.states) {
     put("<tr><th class=\"row\">{}</th>", escape(name_of(net, k)));
     for (int l : a.states) {
-      bool nonzero = false;
-      for (const auto& t : a.cross_terms)
-        if (t.to == k && t.from == l) nonzero = t.nonzero;
-      if (!nonzero)
+      if (!a.cross_term(k, l))
         put("<td class=\"pruned\" title=\"pruned\">&middot;</td>");
       else if (violation(k, l))
         put("<td class=\"violation\" title=\"Recurrency-Abstraction violation\">D!</td>");
@@ -205,16 +202,15 @@ std::string to_html(const ir::Network& net, const analysis::Analysis& a, const s
       const auto pi = static_cast<int>(p);
       const auto macs = a.block_macs[static_cast<std::size_t>(g)][p];
       listed += macs;
-      const analysis::SensitivityBlock* block = nullptr;
-      for (const auto& b : a.sensitivity_blocks)
-        if (b.state == g && b.param == pi) block = &b;
+      // sensitivity_blocks holds every (state, parameter group), states-major.
+      const auto& block = a.sensitivity_blocks[static_cast<std::size_t>(a.state_index[static_cast<std::size_t>(g)]) * net.params.size() + p];
       if (dropped(g, pi))
         put("<td class=\"dropped\" title=\"dropped by layer_local\">dropped</td>");
-      else if (block == nullptr || !block->nonzero)
+      else if (!block.nonzero)
         put("<td class=\"pruned\" title=\"pruned\">&middot;</td>");
       else
         put("<td class=\"nonzero\" title=\"values stored / multiply-adds per step\">{}<small>{} MACs</small></td>",
-            count(block->nonzeros), count(macs));
+            count(block.nonzeros), count(macs));
     }
     put("</tr>\n");
   }
@@ -245,6 +241,7 @@ std::string to_html(const ir::Network& net, const analysis::Analysis& a, const s
 std::optional<std::string> render_svg(const std::string& dot) {
   namespace fs = std::filesystem;
   // The DOT text in a temporary file of this process's own, the SVG beside it.
+  // mkstemp's template: it replaces the six X with characters of its own and creates the file.
   std::string pattern = (fs::temp_directory_path() / "loopgrad_graph_XXXXXX").string();
   const int fd = ::mkstemp(pattern.data());
   if (fd < 0) throw std::runtime_error("cannot create a temporary file for Graphviz: " + std::generic_category().message(errno));

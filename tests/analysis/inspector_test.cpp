@@ -14,17 +14,14 @@
 #include "loopgrad/analysis/analysis.hpp"
 #include "loopgrad/emit/inspector.hpp"
 #include "loopgrad/emit/report.hpp"
+#include "../scratch.hpp"
 
 using namespace loopgrad;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("loopgrad_inspector_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_file("inspector_test", name); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

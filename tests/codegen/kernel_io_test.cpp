@@ -19,6 +19,7 @@
 #include "loopgrad/runtime/kernel_io.hpp"
 #include "loopgrad/runtime/parameter_io.hpp"
 #include "test_kernels.hpp"
+#include "../scratch.hpp"
 
 using namespace loopgrad;
 namespace fs = std::filesystem;
@@ -26,11 +27,7 @@ namespace io = loopgrad::runtime::kernel_io;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("loopgrad_kernel_io_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_file("kernel_io_test", name); }
 
 bool have_torch() { return std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
 

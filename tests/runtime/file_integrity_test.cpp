@@ -25,6 +25,7 @@
 #include "loopgrad/runtime/init.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
 #include "loopgrad/runtime/learners.hpp"
+#include "../scratch.hpp"
 
 using namespace loopgrad;
 namespace fs = std::filesystem;
@@ -32,11 +33,7 @@ namespace st = loopgrad::runtime::safetensors;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("loopgrad_integrity_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_file("integrity_test", name); }
 
 // A safetensors file byte by byte: the 8-byte header length (which may lie), the header, the data.
 fs::path raw_file(const std::string& name, std::uint64_t header_length, const std::string& header, const std::string& data) {

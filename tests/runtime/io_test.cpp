@@ -15,17 +15,14 @@
 #include "loopgrad/runtime/interpreter.hpp"
 #include "loopgrad/runtime/learners.hpp"
 #include "loopgrad/runtime/parameter_io.hpp"
+#include "../scratch.hpp"
 
 using namespace loopgrad;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("loopgrad_io_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_file("io_test", name); }
 
 void truncate_file(const fs::path& path, std::uintmax_t size) { fs::resize_file(path, size); }
 
