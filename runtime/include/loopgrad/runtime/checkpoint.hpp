@@ -11,8 +11,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "loopgrad/runtime/checkpoint_file.hpp"
@@ -83,6 +86,46 @@ void load_optimizer(Adam<T>& o, const safetensors::File& f, const std::string& w
   o = std::move(loaded);
 }
 
+/// A step of loading that has checked everything and only moves values into place: a load reads and
+/// checks every part of a checkpoint first, then runs each part's commit, so that a refused file
+/// changes nothing.
+using Commit = std::function<void()>;
+
+/// Writes an exact RTRL learner's part of a checkpoint into `f`: state, sensitivity, accumulated
+/// gradient (the step count and the ready flag are in the metadata new_checkpoint wrote).
+template <class Kernel, class T>
+void put_learner(safetensors::File& f, const ExactRtrl<Kernel, T>& learner) {
+  detail::put(f, "state", learner.rtrl().state());
+  detail::put(f, "sensitivity", learner.rtrl().sensitivity());
+  detail::put(f, "accumulated_gradient", learner.gradient());
+}
+
+/// Reads and checks what put_learner wrote for `learner` (same kernel), naming `where` in errors;
+/// changes nothing and returns the commit that makes it current.
+template <class Kernel, class T>
+Commit read_learner(const safetensors::File& f, ExactRtrl<Kernel, T>& learner, const std::string& where) {
+  const std::size_t n = learner.gradient().size();
+  auto state = std::make_shared<std::vector<T>>(detail::take<T>(f, "state", learner.rtrl().state().size(), where));
+  auto sensitivity =
+      std::make_shared<std::vector<T>>(detail::take<T>(f, "sensitivity", learner.rtrl().sensitivity().size(), where));
+  auto accumulated = std::make_shared<std::vector<T>>(detail::take<T>(f, "accumulated_gradient", n, where));
+  const auto steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
+  const bool ready = detail::flag(f, "gradient_ready", where);
+  return [&learner, state, sensitivity, accumulated, steps, ready] {
+    learner.rtrl().state() = std::move(*state);
+    learner.rtrl().sensitivity() = std::move(*sensitivity);
+    learner.rtrl().set_steps(steps);
+    learner.accumulated() = std::move(*accumulated);
+    learner.ready_flag() = ready;
+  };
+}
+
+/// The algorithm name a learner's checkpoints carry: "rtrl" or "blocked".
+template <class Kernel, class T>
+std::string algorithm_name(const ExactRtrl<Kernel, T>&) {
+  return "rtrl";
+}
+
 /// Saves an online run with exact RTRL.
 template <class Kernel, class T, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
@@ -90,9 +133,7 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
                      const std::map<std::string, std::string>& user_metadata = {}) {
   auto f = detail::new_checkpoint(user_metadata, network, "rtrl", learner.rtrl().steps(), learner.gradient_ready());
   detail::put(f, "params", params);
-  detail::put(f, "state", learner.rtrl().state());
-  detail::put(f, "sensitivity", learner.rtrl().sensitivity());
-  detail::put(f, "accumulated_gradient", learner.gradient());
+  put_learner(f, learner);
   save_optimizer(optimizer, f);
   detail::write_checkpoint(path, f);
 }
@@ -105,40 +146,28 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   const std::string where = "checkpoint '" + path.string() + "'";
   const auto f = detail::open_checkpoint(path, network, "rtrl", where);
   auto new_params = detail::take<T>(f, "params", params.size(), where);
-  auto state = detail::take<T>(f, "state", learner.rtrl().state().size(), where);
-  auto sensitivity = detail::take<T>(f, "sensitivity", learner.rtrl().sensitivity().size(), where);
-  auto accumulated = detail::take<T>(f, "accumulated_gradient", params.size(), where);
-  const auto steps = detail::integer(detail::meta(f, "steps", where), "steps", where);
-  const bool ready = detail::flag(f, "gradient_ready", where);
+  const Commit commit_learner = read_learner(f, learner, where);
   Optimizer new_optimizer = optimizer;
   load_optimizer(new_optimizer, f, where, params.size());
   // Everything checked: commit.
   params = std::move(new_params);
-  learner.rtrl().state() = std::move(state);
-  learner.rtrl().sensitivity() = std::move(sensitivity);
-  learner.rtrl().set_steps(steps);
-  learner.accumulated() = std::move(accumulated);
-  learner.ready_flag() = ready;
+  commit_learner();
   optimizer = std::move(new_optimizer);
 }
 
-/// Saves an online run with the blocked exact algorithm, mid-block too: the start (R_s, Delta_s) of
-/// the oldest stored step and what each stored step ran with (parameters, input, target), from
+/// Writes a blocked learner's part of a checkpoint into `f`, mid-block too: the start (R_s, Delta_s)
+/// of the oldest stored step and what each stored step ran with (parameters, input, target), from
 /// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
 /// then the current block's).
-template <class Kernel, class T, class Optimizer>
-void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
-                     const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
-                     const std::map<std::string, std::string>& user_metadata = {}) {
+template <class Kernel, class T>
+void put_learner(safetensors::File& f, const BlockedRtrl<Kernel, T>& learner) {
   const auto snap = learner.snapshot();
-  auto f = detail::new_checkpoint(user_metadata, network, "blocked", snap.steps, snap.ready);
   f.metadata["block_length"] = std::to_string(learner.block_length());
   f.metadata["block.schedule"] = detail::schedule_name(learner.schedule());
   f.metadata["block.closing_steps"] = std::to_string(snap.closing);
   f.metadata["block.steps"] = std::to_string(snap.inputs.size());
   f.metadata["block.pending"] = std::to_string(snap.pending);
   f.metadata["block.param_vectors"] = std::to_string(snap.params.size());
-  detail::put(f, "params", params);
   detail::put(f, "state", learner.state());
   detail::put(f, "block.start_state", snap.block_start_state);
   detail::put(f, "sensitivity", snap.sensitivity);
@@ -159,19 +188,15 @@ void save_checkpoint(const std::filesystem::path& path, const std::string& netwo
   detail::put(f, "block.has_target", has_target);
   detail::put(f, "block.inputs", inputs);
   detail::put(f, "block.targets", targets);
-  save_optimizer(optimizer, f);
-  detail::write_checkpoint(path, f);
 }
 
-/// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
-/// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
-/// saved one, bit for bit.
-template <class Kernel, class T, class Optimizer>
-void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
-                     BlockedRtrl<Kernel, T>& learner, Optimizer& optimizer) {
-  const std::string where = "checkpoint '" + path.string() + "'";
-  const auto f = detail::open_checkpoint(path, network, "blocked", where);
+/// Reads and checks what put_learner wrote for `learner` (same kernel, block length and schedule),
+/// replaying the stored steps into a copy of it: the state after the replay must be the saved one,
+/// bit for bit. Changes nothing and returns the commit that makes it current.
+template <class Kernel, class T>
+Commit read_learner(const safetensors::File& f, BlockedRtrl<Kernel, T>& learner, const std::string& where) {
   const auto& k = learner.kernel();
+  const std::size_t n_params = k.param_count();
   const auto block_length = detail::integer(detail::meta(f, "block_length", where), "block_length", where, 1);
   if (block_length != learner.block_length())
     throw safetensors::SafetensorsError(where + " has block length " + std::to_string(block_length) +
@@ -200,19 +225,18 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
   snap.ready = detail::flag(f, "gradient_ready", where);
   snap.pending = count("block.pending", static_cast<std::int64_t>(steps_in_block - closing));
   snap.closing = closing;
-  auto new_params = detail::take<T>(f, "params", params.size(), where);
   const auto state = detail::take<T>(f, "state", k.state_size(), where);
   snap.block_start_state = detail::take<T>(f, "block.start_state", k.state_size(), where);
   snap.sensitivity = detail::take<T>(f, "sensitivity", k.sensitivity_size(), where);
-  snap.accumulated = detail::take<T>(f, "accumulated_gradient", params.size(), where);
-  const auto pool = detail::take<T>(f, "block.params", vectors * params.size(), where);
+  snap.accumulated = detail::take<T>(f, "accumulated_gradient", n_params, where);
+  const auto pool = detail::take<T>(f, "block.params", vectors * n_params, where);
   const auto index = detail::take<T>(f, "block.param_index", steps_in_block, where);
   const auto has_target = detail::take<T>(f, "block.has_target", steps_in_block, where);
   const auto inputs = detail::take<T>(f, "block.inputs", steps_in_block * k.input_size(), where);
   const auto targets = detail::take<T>(f, "block.targets", steps_in_block * k.target_size(), where);
   for (std::size_t v = 0; v < vectors; ++v)
-    snap.params.emplace_back(pool.begin() + static_cast<std::ptrdiff_t>(v * params.size()),
-                             pool.begin() + static_cast<std::ptrdiff_t>((v + 1) * params.size()));
+    snap.params.emplace_back(pool.begin() + static_cast<std::ptrdiff_t>(v * n_params),
+                             pool.begin() + static_cast<std::ptrdiff_t>((v + 1) * n_params));
   for (std::size_t j = 0; j < steps_in_block; ++j) {
     if (!(index[j] >= T(0) && index[j] < static_cast<T>(vectors)))
       throw safetensors::SafetensorsError(where + ": block step " + std::to_string(j) + " names no parameter vector");
@@ -225,17 +249,64 @@ void load_checkpoint(const std::filesystem::path& path, const std::string& netwo
     else
       snap.targets.emplace_back();
   }
-  Optimizer new_optimizer = optimizer;
-  load_optimizer(new_optimizer, f, where, params.size());
-  // Everything read and checked: replay into a copy of the learner, compare, then commit.
-  BlockedRtrl<Kernel, T> restored = learner;
-  restored.restore(snap);
-  if (restored.state() != state)
+  auto restored = std::make_shared<BlockedRtrl<Kernel, T>>(learner);
+  restored->restore(snap);
+  if (restored->state() != state)
     throw safetensors::SafetensorsError(where + ": replaying the block's " + std::to_string(steps_in_block) +
                                         " steps does not give the saved state; the file does not belong to this kernel");
+  return [&learner, restored] { learner = std::move(*restored); };
+}
+
+/// @copydoc algorithm_name(const ExactRtrl<Kernel, T>&)
+template <class Kernel, class T>
+std::string algorithm_name(const BlockedRtrl<Kernel, T>&) {
+  return "blocked";
+}
+
+/// Saves an online run with the blocked exact algorithm, mid-block too (see put_learner).
+template <class Kernel, class T, class Optimizer>
+void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
+                     const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
+                     const std::map<std::string, std::string>& user_metadata = {}) {
+  auto f = detail::new_checkpoint(user_metadata, network, "blocked", learner.steps(), learner.gradient_ready());
+  detail::put(f, "params", params);
+  put_learner(f, learner);
+  save_optimizer(optimizer, f);
+  detail::write_checkpoint(path, f);
+}
+
+/// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
+/// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
+/// saved one, bit for bit.
+template <class Kernel, class T, class Optimizer>
+void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
+                     BlockedRtrl<Kernel, T>& learner, Optimizer& optimizer) {
+  const std::string where = "checkpoint '" + path.string() + "'";
+  const auto f = detail::open_checkpoint(path, network, "blocked", where);
+  auto new_params = detail::take<T>(f, "params", params.size(), where);
+  const Commit commit_learner = read_learner(f, learner, where);
+  Optimizer new_optimizer = optimizer;
+  load_optimizer(new_optimizer, f, where, params.size());
+  // Everything read and checked: commit.
   params = std::move(new_params);
-  learner = std::move(restored);
+  commit_learner();
   optimizer = std::move(new_optimizer);
+}
+
+/// Writes an ExactOnline learner's part of a checkpoint: that of the learner it runs.
+template <class Kernel, class T>
+void put_learner(safetensors::File& f, const ExactOnline<Kernel, T>& learner) {
+  std::visit([&](const auto& l) { put_learner(f, l); }, learner.learner());
+}
+/// Reads an ExactOnline learner's part of a checkpoint: that of the learner it runs.
+template <class Kernel, class T>
+Commit read_learner(const safetensors::File& f, ExactOnline<Kernel, T>& learner, const std::string& where) {
+  return std::visit([&](auto& l) { return read_learner(f, l, where); }, learner.learner());
+}
+/// The algorithm of the learner an ExactOnline runs: "rtrl" or "blocked".
+template <class Kernel, class T>
+std::string algorithm_name(const ExactOnline<Kernel, T>& learner) {
+  return std::visit([](const auto& l) { return algorithm_name(l); }, learner.learner());
 }
 
 }  // namespace loopgrad::runtime

@@ -57,6 +57,8 @@ class ExactRtrl {
     std::fill(sum_.begin(), sum_.end(), T(0));
     ready_ = false;
   }
+  /// Steps observed since construction or reset().
+  std::int64_t steps() const { return rtrl_.steps(); }
   /// The RTRL engine underneath (state, sensitivity), for checkpoints and inspection.
   Rtrl<Kernel, T>& rtrl() { return rtrl_; }
   /// The RTRL engine underneath (state, sensitivity), for checkpoints and inspection.
@@ -109,9 +111,18 @@ class ExactOnline {
     const auto* blocked = std::get_if<BlockedRtrl<Kernel, T>>(&learner_);
     return blocked == nullptr ? 0 : blocked->block_length();
   }
+  /// Steps observed since construction or reset().
+  std::int64_t steps() const {
+    return std::visit([](const auto& l) { return l.steps(); }, learner_);
+  }
+  /// The two exact learners ExactOnline chooses between.
+  using Learner = std::variant<ExactRtrl<Kernel, T>, BlockedRtrl<Kernel, T>>;
+  /// The learner it runs (for checkpoints and inspection).
+  Learner& learner() { return learner_; }
+  /// The learner it runs (for checkpoints and inspection).
+  const Learner& learner() const { return learner_; }
 
  private:
-  using Learner = std::variant<ExactRtrl<Kernel, T>, BlockedRtrl<Kernel, T>>;
   static Learner make(const Kernel& k, int accumulate, RtrlOptions<T> options, int block_length, BlockSchedule schedule) {
     if (block_length < 0)
       throw std::invalid_argument("ExactOnline: the block length must be 0 (RTRL), at least 1 (blocked) or automatic, not " +
