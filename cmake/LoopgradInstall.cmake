@@ -3,11 +3,17 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(LOOPGRAD_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/loopgrad)
-install(TARGETS loopgrad_codegen loopgrad_dsl loopgrad_runtime loopgrad_kernel_io EXPORT loopgradTargets
+set(_loopgrad_installed loopgrad_codegen loopgrad_dsl loopgrad_runtime loopgrad_kernel_io)
+set(LOOPGRAD_WITH_DISTRIBUTED OFF)
+if(TARGET loopgrad_distributed)
+  list(APPEND _loopgrad_installed loopgrad_distributed)
+  set(LOOPGRAD_WITH_DISTRIBUTED ON)
+endif()
+install(TARGETS ${_loopgrad_installed} EXPORT loopgradTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/codegen/include/ ${PROJECT_SOURCE_DIR}/dsl/include/
-                  ${PROJECT_SOURCE_DIR}/runtime/include/
+                  ${PROJECT_SOURCE_DIR}/runtime/include/ ${PROJECT_SOURCE_DIR}/distributed/include/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT loopgradTargets NAMESPACE loopgrad:: DESTINATION ${LOOPGRAD_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/loopgradConfig.cmake.in
