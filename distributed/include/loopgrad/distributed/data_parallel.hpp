@@ -5,6 +5,7 @@
 // every rank, for any number of ranks and threads, as one process's batch. Each rank then applies
 // the same optimizer update to its copy of the parameters, which therefore stay identical.
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,6 +19,10 @@
 #include "loopgrad/distributed/ordered_sum.hpp"
 #include "loopgrad/distributed/worker_pool.hpp"
 #include "loopgrad/runtime/checksum.hpp"
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 namespace loopgrad::distributed {
 
@@ -52,6 +57,7 @@ class DataParallel {
     if (streams < static_cast<std::size_t>(comm_.size()))
       throw DistributedError("DataParallel: " + std::to_string(streams) + " streams over " +
                              std::to_string(comm_.size()) + " ranks; give every rank at least one stream");
+    warn_if_bound(threads);
     for (std::size_t b = share_.begin; b < share_.end; ++b) learners_.push_back(std::make_unique<Learner>(make(b)));
     losses_.resize(share_.size());
     errors_.resize(share_.size());
@@ -123,6 +129,24 @@ class DataParallel {
   }
 
  private:
+  // mpirun binds each rank to one core by default (Open MPI, for up to 2 ranks): threads beyond the
+  // cores a rank may use only take turns. Says so once, on stderr.
+  void warn_if_bound(unsigned threads) const {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return;
+    const int cores = CPU_COUNT(&set);
+    if (threads > 1 && static_cast<int>(threads) > cores)
+      std::fprintf(stderr,
+                   "loopgrad warning: rank %d steps its streams on %u threads but may run on %d core(s); mpirun binds "
+                   "ranks to cores: start it with --bind-to none, or --map-by slot:PE=%u\n",
+                   comm_.rank(), threads, cores, threads);
+#else
+    (void)threads;
+#endif
+  }
+
   void sum_gradients() {
     std::vector<const Scalar*> local;
     for (const auto& l : learners_) local.push_back(l->gradient().data());

@@ -86,9 +86,11 @@ class Communicator {
     detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     detail::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   }
+  /// Takes over `other`'s ranks (and its duplicate, if it owns one).
   Communicator(Communicator&& other) noexcept
       : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), rank_(other.rank_), size_(other.size_),
         owned_(std::exchange(other.owned_, false)) {}
+  /// Frees this communicator's duplicate, if it owns one, and takes over `other`'s.
   Communicator& operator=(Communicator&& other) noexcept {
     if (this != &other) {
       release();
