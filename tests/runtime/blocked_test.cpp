@@ -12,6 +12,7 @@
 #include "../blocked_check.hpp"
 #include "../codegen/random_network.hpp"
 #include "../networks.hpp"
+#include "../scratch.hpp"
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/checkpoint.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
@@ -151,6 +152,46 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
     CHECK(params_c == before);
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an ExactOnline run resumes from a checkpoint bit for bit, with either algorithm underneath") {
+  using Kernel = runtime::Interpreter<double>;
+  using Learner = runtime::ExactOnline<Kernel, double>;
+  const auto net = dsl::lower(cells::lstm_network<3, 4, 2>());
+  const Kernel k(net);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 30, 8);
+  const auto path = testing::scratch_file("blocked_test", "exact_online.safetensors");
+  const auto initial = runtime::initial_params<double>(net, 6);
+  auto train = [&](std::vector<double>& params, Learner& learner, runtime::Adam<double>& adam, std::size_t from,
+                   std::size_t to) {
+    for (std::size_t t = from; t < to; ++t) {
+      learner.observe(params, seq.inputs[t].data(), seq.target(t));
+      if (learner.gradient_ready()) adam.apply(params, learner.gradient());
+    }
+  };
+  for (const int block_length : {0, 4}) {  // RTRL; blocked, saved at step 13: mid-block
+    INFO("block length " << block_length);
+    auto params_a = initial;
+    Learner a(k, 1, {}, block_length);
+    runtime::Adam<double> adam_a;
+    train(params_a, a, adam_a, 0, 13);
+    runtime::save_checkpoint(path, net.name, params_a, a, adam_a);
+    train(params_a, a, adam_a, 13, 30);
+    std::vector<double> params_b(initial.size(), 0.0);
+    Learner b(k, 1, {}, block_length);
+    runtime::Adam<double> adam_b;
+    runtime::load_checkpoint(path, net.name, params_b, b, adam_b);
+    CHECK(b.steps() == 13);
+    train(params_b, b, adam_b, 13, 30);
+    CHECK(std::memcmp(params_a.data(), params_b.data(), params_a.size() * sizeof(double)) == 0);
+    // The other algorithm's learner is refused, and nothing changes.
+    Learner other(k, 1, {}, block_length == 0 ? 4 : 0);
+    const auto before = params_b;
+    CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_b, other, adam_b),
+                      doctest::Contains(block_length == 0 ? "written by the rtrl learner; this run uses blocked"
+                                                          : "written by the blocked learner; this run uses rtrl"));
+    CHECK(params_b == before);
+  }
 }
 
 TEST_CASE("ExactOnline follows the cost model, and a block length overrides it") {

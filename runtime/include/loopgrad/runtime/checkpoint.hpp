@@ -5,9 +5,11 @@
 // never stopped. Writes are atomic (a temporary file of the writer's own, synced, then renamed);
 // a CRC-32C over every tensor and metadata entry is written with the file and checked on load;
 // loads check everything (the checksum, the network's name, every size, the scalar type, every
-// number in the metadata with its range) before they change anything. ExactRtrl and
-// BlockedRtrl each have their own pair of functions; a checkpoint names the learner that wrote it.
+// number in the metadata with its range) before they change anything. One pair of functions
+// serves every exact learner (ExactRtrl, BlockedRtrl, ExactOnline) through its part of the file
+// (put_learner / read_learner); a checkpoint names the algorithm that wrote it.
 #include <charconv>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -126,35 +128,6 @@ std::string algorithm_name(const ExactRtrl<Kernel, T>&) {
   return "rtrl";
 }
 
-/// Saves an online run with exact RTRL.
-template <class Kernel, class T, class Optimizer>
-void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
-                     const ExactRtrl<Kernel, T>& learner, const Optimizer& optimizer,
-                     const std::map<std::string, std::string>& user_metadata = {}) {
-  auto f = detail::new_checkpoint(user_metadata, network, "rtrl", learner.rtrl().steps(), learner.gradient_ready());
-  detail::put(f, "params", params);
-  put_learner(f, learner);
-  save_optimizer(optimizer, f);
-  detail::write_checkpoint(path, f);
-}
-
-/// Restores what save_checkpoint wrote into `params`, `learner` and `optimizer` (built for the same
-/// network), or throws and leaves all three as they were.
-template <class Kernel, class T, class Optimizer>
-void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
-                     ExactRtrl<Kernel, T>& learner, Optimizer& optimizer) {
-  const std::string where = "checkpoint '" + path.string() + "'";
-  const auto f = detail::open_checkpoint(path, network, "rtrl", where);
-  auto new_params = detail::take<T>(f, "params", params.size(), where);
-  const Commit commit_learner = read_learner(f, learner, where);
-  Optimizer new_optimizer = optimizer;
-  load_optimizer(new_optimizer, f, where, params.size());
-  // Everything checked: commit.
-  params = std::move(new_params);
-  commit_learner();
-  optimizer = std::move(new_optimizer);
-}
-
 /// Writes a blocked learner's part of a checkpoint into `f`, mid-block too: the start (R_s, Delta_s)
 /// of the oldest stored step and what each stored step ran with (parameters, input, target), from
 /// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
@@ -263,36 +236,6 @@ std::string algorithm_name(const BlockedRtrl<Kernel, T>&) {
   return "blocked";
 }
 
-/// Saves an online run with the blocked exact algorithm, mid-block too (see put_learner).
-template <class Kernel, class T, class Optimizer>
-void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
-                     const BlockedRtrl<Kernel, T>& learner, const Optimizer& optimizer,
-                     const std::map<std::string, std::string>& user_metadata = {}) {
-  auto f = detail::new_checkpoint(user_metadata, network, "blocked", learner.steps(), learner.gradient_ready());
-  detail::put(f, "params", params);
-  put_learner(f, learner);
-  save_optimizer(optimizer, f);
-  detail::write_checkpoint(path, f);
-}
-
-/// Restores what save_checkpoint wrote into `params`, `learner` (same network, block length and
-/// schedule) and `optimizer`, or throws and leaves all three as they were. The state after the replay must be the
-/// saved one, bit for bit.
-template <class Kernel, class T, class Optimizer>
-void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
-                     BlockedRtrl<Kernel, T>& learner, Optimizer& optimizer) {
-  const std::string where = "checkpoint '" + path.string() + "'";
-  const auto f = detail::open_checkpoint(path, network, "blocked", where);
-  auto new_params = detail::take<T>(f, "params", params.size(), where);
-  const Commit commit_learner = read_learner(f, learner, where);
-  Optimizer new_optimizer = optimizer;
-  load_optimizer(new_optimizer, f, where, params.size());
-  // Everything read and checked: commit.
-  params = std::move(new_params);
-  commit_learner();
-  optimizer = std::move(new_optimizer);
-}
-
 /// Writes an ExactOnline learner's part of a checkpoint: that of the learner it runs.
 template <class Kernel, class T>
 void put_learner(safetensors::File& f, const ExactOnline<Kernel, T>& learner) {
@@ -307,6 +250,46 @@ Commit read_learner(const safetensors::File& f, ExactOnline<Kernel, T>& learner,
 template <class Kernel, class T>
 std::string algorithm_name(const ExactOnline<Kernel, T>& learner) {
   return std::visit([](const auto& l) { return algorithm_name(l); }, learner.learner());
+}
+
+/// A learner whose state a checkpoint can hold: ExactRtrl, BlockedRtrl or ExactOnline (put_learner,
+/// read_learner and algorithm_name are defined for it).
+template <class Learner>
+concept CheckpointableLearner = requires(safetensors::File& f, const Learner& c, Learner& l, const std::string& w) {
+  put_learner(f, c);
+  { read_learner(f, l, w) } -> std::convertible_to<Commit>;
+  { algorithm_name(c) } -> std::convertible_to<std::string>;
+};
+
+/// Saves an online run: parameters, the learner's state (a blocked learner's mid-block too, see
+/// put_learner), the optimizer's state and `user_metadata`, in one file, atomically.
+template <CheckpointableLearner Learner, class T, class Optimizer>
+void save_checkpoint(const std::filesystem::path& path, const std::string& network, const std::vector<T>& params,
+                     const Learner& learner, const Optimizer& optimizer,
+                     const std::map<std::string, std::string>& user_metadata = {}) {
+  auto f = detail::new_checkpoint(user_metadata, network, algorithm_name(learner), learner.steps(), learner.gradient_ready());
+  detail::put(f, "params", params);
+  put_learner(f, learner);
+  save_optimizer(optimizer, f);
+  detail::write_checkpoint(path, f);
+}
+
+/// Restores what save_checkpoint wrote into `params`, `learner` (built for the same network, of the
+/// same kind; a blocked one with the same block length and schedule) and `optimizer`, or throws
+/// SafetensorsError and leaves all three as they were.
+template <CheckpointableLearner Learner, class T, class Optimizer>
+void load_checkpoint(const std::filesystem::path& path, const std::string& network, std::vector<T>& params,
+                     Learner& learner, Optimizer& optimizer) {
+  const std::string where = "checkpoint '" + path.string() + "'";
+  const auto f = detail::open_checkpoint(path, network, algorithm_name(learner), where);
+  auto new_params = detail::take<T>(f, "params", params.size(), where);
+  const Commit commit_learner = read_learner(f, learner, where);
+  Optimizer new_optimizer = optimizer;
+  load_optimizer(new_optimizer, f, where, params.size());
+  // Everything read and checked: commit.
+  params = std::move(new_params);
+  commit_learner();
+  optimizer = std::move(new_optimizer);
 }
 
 }  // namespace loopgrad::runtime
