@@ -338,6 +338,32 @@ TEST_CASE("a stream that throws stops every rank with the rank, the stream and t
   CHECK(message.find("input") != std::string::npos);
 }
 
+TEST_CASE("misuse is refused on every rank with a sentence: wrong sizes on one rank, fewer streams than ranks") {
+  const dist::Communicator world;
+  dist::DataParallel<runtime::ExactRtrl<Kernel, double>> run(world, n_streams, 1, make_rtrl);
+  const auto params = runtime::initial_params<double>(lstm_net(), 5, 0.5);
+  const Data data(lstm_kernel(), n_streams, 0);
+  const auto share = run.share();
+  // Parameters of the wrong size on every rank: refused before any stream steps.
+  auto short_params = params;
+  short_params.pop_back();
+  CHECK_THROWS_WITH_AS(run.observe(short_params, data.in(share.begin, share.end), data.tg(share.begin, share.end)),
+                       doctest::Contains("parameters given; the network has"), dist::CollectiveError);
+  CHECK(run.steps() == 0);
+  // One input too few on the last rank: every rank stops with that rank's error (the others' streams
+  // have taken the step, as documented: resume from a checkpoint).
+  auto in = data.in(share.begin, share.end);
+  if (world.rank() == world.size() - 1) in.pop_back();
+  std::string message;
+  try {
+    run.observe(params, in, data.tg(share.begin, share.end));
+  } catch (const dist::CollectiveError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("rank " + std::to_string(world.size() - 1) + " failed") != std::string::npos);
+  CHECK(message.find("inputs") != std::string::npos);
+}
+
 TEST_CASE("fewer streams than ranks is refused on every rank") {
   const dist::Communicator world;
   if (world.size() > 1) {

@@ -85,7 +85,10 @@ class DataParallel {
     const auto t0 = clock::now();
     const std::int64_t step = steps() + 1;
     std::optional<std::string> error;
-    if (inputs.size() != share_.size() || targets.size() != share_.size()) {
+    if (params.size() != gradient_.size()) {
+      error = "DataParallel::observe: " + std::to_string(params.size()) + " parameters given; the network has " +
+              std::to_string(gradient_.size());
+    } else if (inputs.size() != share_.size() || targets.size() != share_.size()) {
       error = "DataParallel::observe: rank " + std::to_string(comm_.rank()) + " runs " + std::to_string(share_.size()) +
               " streams but was given " + std::to_string(inputs.size()) + " inputs and " +
               std::to_string(targets.size()) + " targets";

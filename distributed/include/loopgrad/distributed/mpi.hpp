@@ -83,6 +83,13 @@ class Communicator {
  public:
   /// The ranks of `comm` (not owned).
   explicit Communicator(MPI_Comm comm = MPI_COMM_WORLD) : comm_(comm) {
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized == 0 || finalized != 0)
+      throw DistributedError(initialized == 0 ? "MPI is not initialised: make a loopgrad::distributed::Environment first "
+                                                "thing in main(), before any Communicator"
+                                              : "MPI has been finalised: a Communicator must not outlive the Environment");
     detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     detail::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   }
