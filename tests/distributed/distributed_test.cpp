@@ -147,6 +147,7 @@ runtime::BlockedRtrl<Kernel, double> make_blocked(std::size_t) {
 std::filesystem::path shared_scratch(const dist::Communicator& comm) {
   std::string name;
   if (comm.rank() == 0) {
+    // mkdtemp replaces the trailing XXXXXX with a unique suffix and makes the directory.
     std::string pattern = (std::filesystem::temp_directory_path() / "loopgrad_distributed_XXXXXX").string();
     REQUIRE(mkdtemp(pattern.data()) != nullptr);
     name = pattern;

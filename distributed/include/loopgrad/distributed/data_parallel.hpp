@@ -109,8 +109,7 @@ class DataParallel {
     const auto t1 = clock::now();
     comm_.agree("DataParallel::observe, step " + std::to_string(step), error);
     const Scalar loss = ordered_sum<Scalar>(comm_, std::span<const Scalar>(losses_), streams_);
-    ready_ = learners_.front()->gradient_ready();
-    if (ready_) sum_gradients();
+    gather_gradient();
     timing_ = {std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(clock::now() - t1).count()};
     return loss;
   }
@@ -126,10 +125,7 @@ class DataParallel {
   StepTiming last_timing() const { return timing_; }
 
   /// Recomputes gradient() from the streams' learners after their state was restored (checkpoints).
-  void restored() {
-    ready_ = learners_.front()->gradient_ready();
-    if (ready_) sum_gradients();
-  }
+  void restored() { gather_gradient(); }
 
  private:
   // mpirun binds each rank to one core by default (Open MPI, for up to 2 ranks): threads beyond the
@@ -150,7 +146,10 @@ class DataParallel {
 #endif
   }
 
-  void sum_gradients() {
+  // When the streams' learners have a gradient ready, gradient() becomes its sum over all ranks.
+  void gather_gradient() {
+    ready_ = learners_.front()->gradient_ready();
+    if (!ready_) return;
     std::vector<const Scalar*> local;
     for (const auto& l : learners_) local.push_back(l->gradient().data());
     ordered_sum<Scalar>(comm_, local, gradient_.size(), gradient_.data());
