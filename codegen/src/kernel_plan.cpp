@@ -155,6 +155,7 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
       const auto n = static_cast<std::size_t>(net.params[static_cast<std::size_t>(c.param)].size()) / m;
       largest_pack = std::max(largest_pack, packed_weights(n, m) + m * column_tile(m));
     }
+  for (std::size_t p = 0; p < net.params.size(); ++p) largest_pack = std::max(largest_pack, panel_pack(static_cast<int>(p)));
   tangent_size += largest_pack;
   row_start.reserve(a.patterns.size());
   for (const auto& pat : a.patterns) {
@@ -180,6 +181,95 @@ KernelPlan::KernelPlan(const ir::Network& network, const analysis::Analysis& ana
 std::size_t KernelPlan::column_tile(std::size_t m) const {
   const std::size_t bytes = options.scalar == ScalarType::float32 ? 4 : 8;
   return std::clamp<std::size_t>(std::size_t{786432} / (m * bytes) / 96 * 96, 96, 960);
+}
+
+namespace {
+
+// The leaves of group g that add to block p when the block is formed in column panels, or
+// nullopt when it cannot be (KernelPlan::panel_columns): their dense products' sources, as
+// (read op code, group), and whether one of them writes all of the block.
+struct PanelLeaves {
+  std::vector<std::pair<int, int>> product_sources;
+  std::vector<std::pair<std::size_t, std::size_t>> product_shapes;  // (n, m)
+  bool covered = false;
+};
+
+bool panel_leaves(const KernelPlan& plan, int g, int p, PanelLeaves& out) {
+  const auto cols = static_cast<long long>(plan.param(p).size());
+  for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)]) {
+    if (!plan.contributes(leaf, p)) continue;
+    const auto& o = plan.op(leaf.op);
+    const bool carries = plan.carried(leaf.op, p) > 0;
+    if (o.code == ir::OpCode::bias) continue;  // its immediate block alone
+    if (o.code == ir::OpCode::read || o.code == ir::OpCode::read_delayed) {
+      if (plan.pattern(o.group, p).rows != plan.pattern(g, p).rows) return false;
+      out.covered = true;
+      continue;
+    }
+    if (o.code != ir::OpCode::connect) return false;
+    const auto& c = plan.net.connections[static_cast<std::size_t>(o.connection)];
+    if (!carries) {
+      if (c.kind != ir::ConnectionKind::dense && c.kind != ir::ConnectionKind::diagonal) return false;
+      continue;  // an immediate block alone
+    }
+    const auto& from = plan.op(o.a);
+    if (!plan.pattern(from.group, p).full()) return false;
+    switch (c.kind) {
+      case ir::ConnectionKind::dense: {
+        const auto n = static_cast<long long>(o.size), m = static_cast<long long>(from.size);
+        if (n < 8 || (plan.options.blas_min_flops > 0 && 2 * n * m * cols >= plan.options.blas_min_flops)) return false;
+        out.product_sources.emplace_back(static_cast<int>(from.code), from.group);
+        out.product_shapes.emplace_back(static_cast<std::size_t>(n), static_cast<std::size_t>(m));
+        break;
+      }
+      case ir::ConnectionKind::identity:
+        if (plan.pattern(from.group, p).rows != plan.pattern(g, p).rows) return false;
+        break;
+      case ir::ConnectionKind::diagonal:
+        if (!leaf.constant_coefficient || c.param == p || plan.pattern(from.group, p).rows != plan.pattern(g, p).rows) return false;
+        break;
+      default: return false;
+    }
+    out.covered = true;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::size_t KernelPlan::panel_columns(int p) const {
+  const auto groups = tangent_groups(p);
+  const auto cols = static_cast<std::size_t>(param(p).size());
+  // One group alone (Elman's h) has nothing to keep in cache between passes.
+  if (groups.size() < 2 || cols < 4 * 96) return 0;
+  std::size_t rows = 0;  // rows of the blocks one panel touches
+  std::set<std::pair<int, int>> sources;
+  for (int g : groups) {
+    if (!pattern(g, p).full()) return 0;
+    PanelLeaves leaves_of_g;
+    if (!panel_leaves(*this, g, p, leaves_of_g) || !leaves_of_g.covered) return 0;
+    rows += static_cast<std::size_t>(group(g).size);
+    sources.insert(leaves_of_g.product_sources.begin(), leaves_of_g.product_sources.end());
+  }
+  if (sources.empty()) return 0;  // no product: the whole-block passes stream as well
+  for (const auto& source : sources) rows += 2 * static_cast<std::size_t>(group(source.second).size);  // the block and its packing
+  const std::size_t bytes = options.scalar == ScalarType::float32 ? 4 : 8;
+  return std::clamp<std::size_t>(options.panel_bytes / (rows * bytes) / 96 * 96, 96, 960);
+}
+
+std::size_t KernelPlan::panel_pack(int p) const {
+  const auto width = panel_columns(p);
+  if (width == 0) return 0;
+  std::size_t need = 0;
+  std::set<std::pair<int, int>> sources;
+  for (int g : tangent_groups(p)) {
+    PanelLeaves leaves_of_g;
+    panel_leaves(*this, g, p, leaves_of_g);
+    for (const auto& [n, m] : leaves_of_g.product_shapes) need += packed_weights(n, m);
+    for (const auto& source : leaves_of_g.product_sources)
+      if (sources.insert(source).second) need += static_cast<std::size_t>(group(source.second).size) * width;
+  }
+  return need;
 }
 
 bool KernelPlan::contributes(const Leaf& leaf, int p) const {

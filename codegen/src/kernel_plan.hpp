@@ -52,6 +52,16 @@ struct KernelPlan {
   // Values the packed weights of an n x m dense product take: n rounded up to product_rows rows
   // (at most 8 on any ISA) times m.
   static std::size_t packed_weights(std::size_t n, std::size_t m) { return (n + 7) * m; }
+  // Column panels. Where every tangent block of parameter group p is full and every leaf that adds
+  // to them is a dense product over a full source, a pass over a block of the same (full)
+  // pattern, or an immediate block, column j of every block depends only on column j of the
+  // blocks it reads. The sensitivity update then forms all of p's blocks one panel of columns at
+  // a time (kernel_sensitivity), the panel's part of every block staying in L2 from the product
+  // that writes it to the pass that reads it, and each source panel packed once for every product
+  // that reads it. panel_columns(p): the panel's width (a multiple of 96), 0 where block p is
+  // formed a whole block at a time. panel_pack(p): the values its packed operands take.
+  std::size_t panel_columns(int p) const;
+  std::size_t panel_pack(int p) const;
   std::vector<int> outputs;                           // output groups, declaration order
   std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets
   std::size_t sensitivity_block_size = 0;  // every stored block full: the interpreter's layout

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -56,6 +57,54 @@ bool rows_of_width(const analysis::Pattern& pattern, std::int64_t width) {
 std::string delayed_name(const KernelPlan& plan, const ir::Op& read) {
   return read.code == ir::OpCode::read_delayed ? fmt::format("delay({})", plan.group(read.group).name)
                                                : plan.group(read.group).name;
+}
+
+// Emitted inside a loop over panels of columns j0 .. j0 + width (`width` and `panels`, the panel's
+// micro-panels, in scope): packs rows 0 .. m of the source `src` (row stride `cols`) at those
+// columns into `pb`, one micro-panel of product_columns at a time, columns past the block's last
+// zero. `state` >= 0: the source is the whole block (state, p) of Delta_(N-1), and the pass that
+// packs it is the gradient's pass over it (Eqn. 5).
+void pack_source_panel(const KernelPlan& plan, CodeWriter& w, const std::string& pb, const std::string& src, std::size_t m,
+                       std::size_t cols, int state, int p) {
+  w.line("// pack the source's columns j0 .. j0 + width, one micro-panel of product_columns at a time");
+  w.open("for (std::size_t q = 0; q < panels; ++q)");
+  w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
+  w.open("for (std::size_t s = 0; s < {}; ++s)", m);
+  w.line("Scalar* const b = {} + (q * {} + s) * product_columns;", pb, m);
+  w.line("const Scalar* const x = {} + s * {} + j0 + q * product_columns;", src, cols);
+  w.line("if (wide == product_columns) for (std::size_t j = 0; j < product_columns; ++j) b[j] = x[j];");
+  w.line("else for (std::size_t j = 0; j < product_columns; ++j) b[j] = j < wide ? x[j] : Scalar(0);");
+  if (state >= 0) {
+    // Its row s times dC/dR_(N-1) at s, into the gradient's columns j0 .. j0 + width of the
+    // block's parameters.
+    w.line("// the gradient's term of this row of Delta_(N-1) (Eqn. 5), in the same pass");
+    w.open("if (grad != nullptr)");
+    w.line("const Scalar a = prev_state_adjoint[{} + s];", plan.state_offset[static_cast<std::size_t>(state)]);
+    w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
+    w.line("for (std::size_t j = 0; j < wide; ++j) g[j] += a * x[j];");
+    w.close();
+  }
+  w.close();
+  w.close();
+}
+
+// Emitted in the same loop: T's columns j0 .. j0 + width (rows 0 .. n, row stride `cols`) += (or =,
+// when `overwrite`) the packed weights `pw` (n x m) times the packed panel `pb`, one register tile
+// of product_rows x product_columns at a time.
+void product_tiles(CodeWriter& w, const std::string& T, std::size_t n, std::size_t m, std::size_t cols, const std::string& pw,
+                   const std::string& pb, bool overwrite) {
+  w.line("// {} {}= W times the panel, one register tile of product_rows x product_columns at a time", T, overwrite ? "" : "+");
+  w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
+  w.open("for (std::size_t q = 0; q < panels; ++q)");
+  w.line("Scalar* const t = {} + r0 * {} + j0 + q * product_columns;", T, cols);
+  w.line("const std::size_t rows = {} - r0 < product_rows ? {} - r0 : product_rows;", n, n);
+  w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
+  w.line("if (rows == product_rows && wide == product_columns) product_tile({}, {} + r0 * {}, {} + q * {} * product_columns, t, {}, {});",
+         m, pw, m, pb, m, cols, !overwrite);
+  w.line("else product_edge({}, {} + r0 * {}, {} + q * {} * product_columns, t, {}, rows, wide, {});", m, pw, m, pb, m, cols,
+         !overwrite);
+  w.close();
+  w.close();
 }
 
 struct LeafWriter {
@@ -229,36 +278,9 @@ struct LeafWriter {
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
     w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
     w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");
-    w.line("// pack the source's columns j0 .. j0 + width, one micro-panel of product_columns at a time");
-    w.open("for (std::size_t q = 0; q < panels; ++q)");
-    w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
-    w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-    w.line("Scalar* const b = pb + (q * {} + s) * product_columns;", m);
-    w.line("const Scalar* const x = {} + s * {} + j0 + q * product_columns;", src, cols);
-    w.line("if (wide == product_columns) for (std::size_t j = 0; j < product_columns; ++j) b[j] = x[j];");
-    w.line("else for (std::size_t j = 0; j < product_columns; ++j) b[j] = j < wide ? x[j] : Scalar(0);");
-    if (state >= 0 && fused != nullptr && fused->insert({state, p}).second) {
-      // The pass that packs the block is the gradient's pass over it (Eqn. 5): its row s times
-      // dC/dR_(N-1) at s, into the gradient's columns j0 .. j0 + width of the block's parameters.
-      w.line("// the gradient's term of this row of Delta_(N-1) (Eqn. 5), in the same pass");
-      w.open("if (grad != nullptr)");
-      w.line("const Scalar a = prev_state_adjoint[{} + s];", plan.state_offset[static_cast<std::size_t>(state)]);
-      w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
-      w.line("for (std::size_t j = 0; j < wide; ++j) g[j] += a * x[j];");
-      w.close();
-    }
-    w.close();
-    w.close();
-    w.line("// T {}= W times the panel, one register tile of product_rows x product_columns at a time", overwrite ? "" : "+");
-    w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
-    w.open("for (std::size_t q = 0; q < panels; ++q)");
-    w.line("Scalar* const t = {} + r0 * {} + j0 + q * product_columns;", T(), cols);
-    w.line("const std::size_t rows = {} - r0 < product_rows ? {} - r0 : product_rows;", n, n);
-    w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
-    w.line("if (rows == product_rows && wide == product_columns) product_tile({}, pw + r0 * {}, pb + q * {} * product_columns, t, {}, {});", m, m, m, cols, !overwrite);
-    w.line("else product_edge({}, pw + r0 * {}, pb + q * {} * product_columns, t, {}, rows, wide, {});", m, m, m, cols, !overwrite);
-    w.close();
-    w.close();
+    const bool gradient = state >= 0 && fused != nullptr && fused->insert({state, p}).second;
+    pack_source_panel(plan, w, "pb", src, m, cols, gradient ? state : -1, p);
+    product_tiles(w, T(), n, m, cols, "pw", "pb", overwrite);
     w.close();
   }
 
@@ -485,6 +507,300 @@ struct LeafWriter {
     }
   }
 };
+
+// Fused row-wise passes. A group's leaves that pass over a source block with T's own pattern
+// (reads of a group or of a delayed state, identity connections, diagonal connections with an
+// unscaled weight and no immediate block of p) are formed in one pass over T, their terms summed
+// entry by entry: T = T + w0 * S0 + w1 * S1 + ..., in the leaves' order, so the sum rounds as the
+// separate passes did. Each block is read once and T written once, instead of T read and written
+// again for every term (LSTM's c = f c' + i g reads T_f, Delta_(N-1) of c, T_i and T_g in one pass:
+// five passes over a block instead of eleven). The multiplications are those of the separate
+// passes, counted the same way.
+
+// Whether leaf i of group g joins the group's fused pass for p (above).
+bool fusable_leaf(const KernelPlan& plan, int g, const Leaf& leaf, int p) {
+  const auto& op = plan.op(leaf.op);
+  if (plan.carried(leaf.op, p) == 0) return false;
+  const auto& rows = plan.pattern(g, p).rows;
+  if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) return plan.pattern(op.group, p).rows == rows;
+  if (op.code != ir::OpCode::connect) return false;
+  const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+  if (plan.pattern(plan.op(op.a).group, p).rows != rows) return false;
+  if (c.kind == ir::ConnectionKind::identity) return true;
+  return c.kind == ir::ConnectionKind::diagonal && leaf.constant_coefficient && c.param != p;
+}
+
+// The leaves (merged-read heads) of group g that form its fused pass for p: empty unless two or
+// more
+// qualify (`minimum`, 1 in a column panel, where every such leaf goes in the pass).
+std::vector<std::size_t> fused_leaves(const KernelPlan& plan, int g, int p, std::size_t minimum = 2) {
+  const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < leaves.size(); ++i)
+    if (analysis::merged_read_leaf(plan.net, leaves, i) == i && fusable_leaf(plan, g, leaves[i], p)) out.push_back(i);
+  if (out.size() < minimum) out.clear();
+  return out;
+}
+
+// Group g's fused pass for p over the leaves `members` (fused_leaves), overwriting T when
+// `overwrite` (the pass is the group's first term). The gradient's term (Eqn. 5) of a whole block
+// of Delta_(N-1) that no earlier pass took on is added in the same pass over each run. `panel`:
+// the pass runs inside a loop over column panels j0 .. j0 + width of full blocks (emit_panel_block)
+// and covers the panel's columns of every row.
+void emit_fused_pass(const KernelPlan& plan, Scope& s, CodeWriter& w, std::int64_t& macs, int& tables,
+                     std::set<std::pair<int, int>>& fused, int g, int p, const std::vector<std::size_t>& members,
+                     bool overwrite, bool panel = false) {
+  const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
+  const auto& pattern = plan.pattern(g, p);
+  const std::string T = "T_" + plan.group(g).name;
+  struct Term {
+    std::string src;     // the source block
+    std::string weight;  // its weight at row f[0], "" for +-1
+    int sign;
+    int state;  // >= 0: a whole block of Delta_(N-1) whose gradient term this pass adds
+  };
+  std::vector<Term> terms;
+  std::string names;
+  for (std::size_t i : members) {
+    const Leaf& leaf = leaves[i];
+    const auto& op = plan.op(leaf.op);
+    const bool is_read = op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed;
+    const int read_op = is_read ? leaf.op : op.a;
+    const auto& read = plan.op(read_op);
+    Term term{source_tangent(plan, s, leaf.op, read_op, p), "", leaf.sign, -1};
+    if (read.code == ir::OpCode::read_delayed) {
+      const int state = plan.state_of(read.group);
+      if (fused.insert({state, p}).second) term.state = state;
+    }
+    const auto joined = analysis::reads_joining(plan.net, leaves, i);
+    if (!joined.empty()) {
+      term.weight = LeafWriter::term(leaf, "{0}");
+      for (std::size_t j : joined) term.weight += " + " + LeafWriter::term(leaves[j], "{0}");
+      term.sign = 1;
+    } else if (!leaf.constant_coefficient) {
+      term.weight = fmt::format("coef{}[{{0}}]", leaf.op);
+      term.sign = 1;
+    }
+    if (!is_read) {
+      const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+      if (c.kind == ir::ConnectionKind::diagonal) {
+        term.weight = fmt::format("{}{}[{{0}}]", leaf.sign < 0 ? "-" : "", s.param(c.param));
+        term.sign = 1;
+      }
+    }
+    if (!term.weight.empty()) macs += pattern.nonzeros;
+    names += (names.empty() ? "" : ", ") + delayed_name(plan, read) +
+             (is_read ? "" : " through " + plan.net.connections[static_cast<std::size_t>(op.connection)].name) +
+             (joined.empty() ? "" : fmt::format(" ({} reads)", joined.size() + 1));
+    terms.push_back(std::move(term));
+  }
+  const bool gradient = std::any_of(terms.begin(), terms.end(), [](const Term& t) { return t.state >= 0; });
+  w.line("// {} <- {}: one pass{}, the terms summed in order", plan.group(g).name, names, panel ? " over the panel" : "");
+  // f: the row, where the run starts in T and in every source, its first column, its length.
+  std::vector<std::string> f;
+  if (panel) {
+    const auto cols = plan.param(p).size();
+    w.open("for (std::size_t e = 0; e < {}; ++e)", pattern.rows.size());
+    f = {"e", fmt::format("e * {} + j0", cols), "j0", "width"};
+  } else {
+    RecordLoop loop(gradient ? std::vector<std::string>{"row", "at", "column", "length"}
+                             : std::vector<std::string>{"row", "at", "length"});
+    for (std::size_t r = 0; r < pattern.rows.size(); ++r)
+      for (const auto& run : pattern.rows[r]) {
+        std::vector<std::int64_t> record = {static_cast<std::int64_t>(r), static_cast<std::int64_t>(plan.position(g, p, r, run.begin))};
+        if (gradient) record.push_back(run.begin);
+        record.push_back(run.end - run.begin);
+        loop.add_run(std::move(record));
+      }
+    f = loop.open(w, fmt::format("runs{}", tables++));
+  }
+  const std::string& length = f.back();
+  for (std::size_t k = 0; k < terms.size(); ++k)
+    if (!terms[k].weight.empty()) w.line("const Scalar w{} = {};", k, fmt::format(fmt::runtime(terms[k].weight), f[0]));
+  for_run(w, length, [&](const std::string& j) {
+    std::string sum = overwrite ? "" : fmt::format("{}[{}{}]", T, f[1], j);
+    for (std::size_t k = 0; k < terms.size(); ++k) {
+      const std::string value = fmt::format("{}[{}{}]", terms[k].src, f[1], j);
+      const std::string product = terms[k].weight.empty() ? value : fmt::format("w{} * {}", k, value);
+      if (sum.empty()) sum = terms[k].sign < 0 ? "-" + product : product;
+      else sum += (terms[k].sign < 0 ? " - " : " + ") + product;
+    }
+    return fmt::format("{}[{}{}] = {}", T, f[1], j, sum);
+  });
+  if (gradient) {
+    // The gradient's terms of these runs of Delta_(N-1) (Eqn. 5), while they are in cache.
+    w.open("if (grad != nullptr)");
+    for (std::size_t k = 0; k < terms.size(); ++k) {
+      if (terms[k].state < 0) continue;
+      w.line("const Scalar a{} = prev_state_adjoint[{} + {}];", k, plan.state_offset[static_cast<std::size_t>(terms[k].state)], f[0]);
+      for_run(w, length, [&](const std::string& j) {
+        return fmt::format("grad[{} + {}{}] += a{} * {}[{}{}]", plan.param_offset[static_cast<std::size_t>(p)], f[2], j, k,
+                           terms[k].src, f[1], j);
+      });
+    }
+    w.close();
+  }
+  w.close();
+}
+
+// Block p in column panels (KernelPlan::panel_columns > 0). First every dense product's weights
+// are packed, scaled by the leaf's coefficient; then, for each panel of columns j0 .. j0 + width,
+// each source block of the products is packed once, before the first product that reads it (the
+// gradient's term of a block of Delta_(N-1) added in that pass), and every group's part of the panel is formed in evaluation
+// order, its leaves in the order of the whole-block update: a product's register tiles, an
+// immediate block's entries within the panel, one fused pass over the panel's columns. Every
+// operation maps column j of its sources to column j of T, so the panels are independent, and a
+// panel's part of each block stays in L2 from the pass that writes it to the pass that reads it.
+// The multiplications are those of the whole-block update, counted the same way.
+void emit_panel_block(const KernelPlan& plan, Scope& s, CodeWriter& w, std::int64_t& macs, int& tables,
+                      std::set<std::pair<int, int>>& fused, const std::vector<int>& groups, int p, std::size_t panel) {
+  const auto cols = static_cast<std::size_t>(plan.param(p).size());
+  const std::string& name = plan.param(p).name;
+  w.line("// in column panels of {}: every block of {} is full and every term maps a column of its source to", panel, name);
+  w.line("// the same column, so each panel is formed whole, in L2, each source panel packed once for all");
+  w.line("// the products that read it");
+  std::size_t work = 0;
+  for (int g : groups) {
+    const auto& group = plan.group(g);
+    if (in_delta(plan, g, p)) {
+      w.line("Scalar* const T_{} = {};  // d {} / d {}, written into Delta_N", group.name, s.delta_next(plan.state_of(g), p),
+             group.name, name);
+    } else {
+      w.line("Scalar* const T_{} = step.tangent.data() + {};  // d {} / d {}", group.name, work, group.name, name);
+      work += static_cast<std::size_t>(plan.pattern(g, p).nonzeros);
+    }
+  }
+  // The products' packed weights, and one packed panel per source.
+  std::size_t at = plan.pack_offset;
+  std::map<int, std::string> packed_weights;  // per leaf op
+  struct Source {
+    std::string src, pb;
+    std::size_t m;
+    int state;  // >= 0: the gradient's term of this block of Delta_(N-1) rides in its packing
+  };
+  std::vector<Source> sources;
+  std::map<int, std::size_t> source_of;  // per leaf op, into `sources`
+  for (int g : groups)
+    for (const auto& leaf : plan.leaves[static_cast<std::size_t>(g)]) {
+      const auto& op = plan.op(leaf.op);
+      if (op.code != ir::OpCode::connect || plan.carried(leaf.op, p) == 0) continue;
+      const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+      if (c.kind != ir::ConnectionKind::dense) continue;
+      const auto n = static_cast<std::size_t>(op.size), m = static_cast<std::size_t>(plan.op(op.a).size);
+      const std::string pw = fmt::format("pw{}", leaf.op);
+      const std::string W = s.param(c.param);
+      const std::string weight =
+          leaf.constant_coefficient ? fmt::format("{}{}[(r0 + i) * {} + s]", leaf.sign < 0 ? "-" : "", W, m)
+                                    : fmt::format("coef{}[r0 + i] * {}[(r0 + i) * {} + s]", leaf.op, W, m);
+      w.line("// {} for {}: {}, scaled by the coefficient, product_rows rows at a time", c.name, plan.group(g).name,
+             leaf.constant_coefficient ? "its weights" : "the weights");
+      w.line("Scalar* const {} = step.tangent.data() + {};", pw, at);
+      w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
+      w.line("for (std::size_t s = 0; s < {}; ++s)", m);
+      w.line("  for (std::size_t i = 0; i < product_rows; ++i) {}[r0 * {} + s * product_rows + i] = r0 + i < {} ? {} : Scalar(0);",
+             pw, m, n, weight);
+      w.close();
+      if (!leaf.constant_coefficient) macs += static_cast<std::int64_t>(n * m);
+      at += KernelPlan::packed_weights(n, m);
+      packed_weights[leaf.op] = pw;
+      const std::string src = source_tangent(plan, s, leaf.op, op.a, p);
+      auto same = std::find_if(sources.begin(), sources.end(), [&](const Source& x) { return x.src == src; });
+      if (same == sources.end()) {
+        const auto& from = plan.op(op.a);
+        int state = -1;
+        if (from.code == ir::OpCode::read_delayed && fused.insert({plan.state_of(from.group), p}).second)
+          state = plan.state_of(from.group);
+        sources.push_back({src, fmt::format("pb{}", sources.size()), m, state});
+        same = sources.end() - 1;
+      }
+      source_of[leaf.op] = static_cast<std::size_t>(same - sources.begin());
+    }
+  for (auto& source : sources) {
+    w.line("Scalar* const {} = step.tangent.data() + {};  // a panel of {}, packed", source.pb, at, source.src);
+    at += source.m * panel;
+  }
+  w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
+  w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
+  w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");
+  // A source is packed right before the first product that reads it: a group's own block of
+  // this step (a stacked network's lower layer) has its panel formed by then.
+  std::vector<bool> packed(sources.size(), false);
+  for (int g : groups) {
+    const auto& group = plan.group(g);
+    const std::string T = "T_" + group.name;
+    const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
+    const auto members = fused_leaves(plan, g, p, 1);
+    auto in_fused = [&](std::size_t i) { return std::find(members.begin(), members.end(), i) != members.end(); };
+    auto product = [&](std::size_t i) {
+      const auto& op = plan.op(leaves[i].op);
+      return op.code == ir::OpCode::connect && plan.carried(leaves[i].op, p) > 0 &&
+             plan.net.connections[static_cast<std::size_t>(op.connection)].kind == ir::ConnectionKind::dense;
+    };
+    // The first product or pass over T's pattern writes all of the panel: it goes first.
+    std::size_t lead = leaves.size();
+    for (std::size_t i = 0; i < leaves.size() && lead == leaves.size(); ++i)
+      if (product(i) || in_fused(i)) lead = i;
+    bool first = true;
+    auto emit_leaf = [&](std::size_t i) {
+      const Leaf& leaf = leaves[i];
+      const auto& op = plan.op(leaf.op);
+      const bool overwrite = first;
+      first = false;
+      if (in_fused(i)) {
+        emit_fused_pass(plan, s, w, macs, tables, fused, g, p, members, overwrite, true);
+        return;
+      }
+      const bool scaled = !leaf.constant_coefficient;
+      const char* op_assign = leaf.sign < 0 && !scaled ? "-=" : "+=";
+      if (op.code == ir::OpCode::bias) {
+        w.line("// immediate block d {} / d {} within the panel", group.name, name);
+        w.line("for (std::size_t r = j0; r < j0 + width; ++r) {}[r * {} + r] {} {};", T, cols, scaled ? "+=" : op_assign,
+               scaled ? fmt::format("coef{}[r]", leaf.op) : "Scalar(1)");
+        return;
+      }
+      const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
+      const auto n = static_cast<std::size_t>(op.size), m = static_cast<std::size_t>(plan.op(op.a).size);
+      if (product(i)) {
+        const auto k = source_of.at(leaf.op);
+        const auto& source = sources[k];
+        if (!packed[k]) pack_source_panel(plan, w, source.pb, source.src, source.m, cols, source.state, p);
+        packed[k] = true;
+        w.line("// {} <- {} through {}: {} * d {} / d {}", group.name, delayed_name(plan, plan.op(op.a)), c.name, c.name,
+               delayed_name(plan, plan.op(op.a)), name);
+        product_tiles(w, T, n, m, cols, packed_weights.at(leaf.op), source.pb, overwrite);
+        macs += static_cast<std::int64_t>(n * m * cols);
+      }
+      if (c.param != p) return;
+      w.line("// immediate block d {} / d {} within the panel: the connection's input", group.name, name);
+      if (c.kind == ir::ConnectionKind::dense) {
+        // Row r holds the input at columns r m .. r m + m - 1.
+        w.open("for (std::size_t r = j0 / {}; r < {} && r * {} < j0 + width; ++r)", m, n, m);
+        w.line("const std::size_t lo = r * {} < j0 ? j0 - r * {} : 0;", m, m);
+        w.line("const std::size_t hi = r * {} + {} > j0 + width ? j0 + width - r * {} : {};", m, m, m, m);
+        if (scaled) {
+          w.line("const Scalar c = coef{}[r];", leaf.op);
+          w.line("for (std::size_t s = lo; s < hi; ++s) {}[r * {} + s] += c * {};", T, cols + m, s.ref(op.a, "s"));
+          macs += static_cast<std::int64_t>(n * m);
+        } else {
+          w.line("for (std::size_t s = lo; s < hi; ++s) {}[r * {} + s] {} {};", T, cols + m, op_assign, s.ref(op.a, "s"));
+        }
+        w.close();
+      } else {  // diagonal: row r holds the input at column r
+        w.line("for (std::size_t r = j0; r < j0 + width; ++r) {}[r * {} + r] {} {};", T, cols, scaled ? "+=" : op_assign,
+               scaled ? fmt::format("coef{}[r] * {}", leaf.op, s.ref(op.a, "r")) : s.ref(op.a, "r"));
+        if (scaled) macs += static_cast<std::int64_t>(n);
+      }
+    };
+    emit_leaf(lead);
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+      if (i == lead || !plan.contributes(leaves[i], p) || analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
+      if (in_fused(i) && in_fused(lead)) continue;  // in the lead's pass
+      if (in_fused(i) && i != members.front()) continue;
+      emit_leaf(i);
+    }
+  }
+  w.close();
+}
 
 // Row-local fusion. When every tangent block of parameter group p stores row r as the one run
 // [r * width, (r + 1) * width) (an element-wise layer's own parameters: its gates' and candidates'
@@ -822,6 +1138,12 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
         body.close();
         continue;
       }
+      if (const auto panel = plan.panel_columns(pi); panel > 0) {
+        int panel_tables = 0;
+        emit_panel_block(plan, s, body, macs, panel_tables, fused, groups, pi, panel);
+        body.close();
+        continue;
+      }
       std::size_t work = 0;
       int tables = 0;
       for (int g : groups) {
@@ -853,10 +1175,18 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
           if (analysis::merged_read_leaf(plan.net, leaves, i) == i &&
               LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi}.writes_all_of_T())
             lead = i;
-        if (lead < leaves.size()) LeafWriter{plan, s, body, macs, tables, g, leaves[lead], pi, true, &fused, joined(lead)}.emit();
+        // Leaves that pass over blocks of T's own pattern go in one fused pass, at the first's place.
+        const auto members = size > 0 ? fused_leaves(plan, g, pi) : std::vector<std::size_t>{};
+        auto in_fused = [&](std::size_t i) { return std::find(members.begin(), members.end(), i) != members.end(); };
+        if (lead < leaves.size() && in_fused(lead)) emit_fused_pass(plan, s, body, macs, tables, fused, g, pi, members, true);
+        else if (lead < leaves.size()) LeafWriter{plan, s, body, macs, tables, g, leaves[lead], pi, true, &fused, joined(lead)}.emit();
         else if (size > 0) body.line("for (std::size_t i = 0; i < {}; ++i) T_{}[i] = 0;", size, group.name);
         for (std::size_t i = 0; i < leaves.size(); ++i) {
           if (i == lead || analysis::merged_read_leaf(plan.net, leaves, i) != i) continue;
+          if (in_fused(i)) {
+            if (i == members.front() && !in_fused(lead)) emit_fused_pass(plan, s, body, macs, tables, fused, g, pi, members, false);
+            continue;
+          }
           LeafWriter{plan, s, body, macs, tables, g, leaves[i], pi, false, &fused, joined(i)}.emit();
         }
       }

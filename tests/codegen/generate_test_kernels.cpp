@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       options.scalar = k.scalar == "float" ? loopgrad::emit::ScalarType::float32 : loopgrad::emit::ScalarType::float64;
       options.regenerate_command = "the test build (tests/codegen/generate_test_kernels.cpp)";
       options.blas_min_flops = k.blas_min_flops;
+      if (k.panel_bytes > 0) options.panel_bytes = k.panel_bytes;
       loopgrad::analysis::AnalysisOptions analysis_options;
       analysis_options.layer_local = k.layer_local;
       loopgrad::emit::write_file_atomically(

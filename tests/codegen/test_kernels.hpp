@@ -21,6 +21,7 @@ struct TestKernel {
   std::function<ir::Network()> make;
   long long blas_min_flops = 0;  // > 0: dense products call CBLAS (the kernel's shard is shard_blas)
   std::vector<std::string> layer_local = {};  // the layer_local approximation's states (AnalysisOptions)
+  std::size_t panel_bytes = 0;  // > 0: KernelOptions::panel_bytes, small to make several column panels
 };
 
 // `net` (a cell of 3 inputs and 4 units with a linear output y) with the tensors of PyTorch's
@@ -59,6 +60,14 @@ inline std::vector<TestKernel> test_kernels() {
       // columns, and two rows past the register-tiled ones.
       {"k_elman26", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
       {"k_elman26_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
+      // Column panels (KernelPlan::panel_columns) with a small budget: W_h*'s 400 columns in panels
+      // of 96, the last 16 wide, the immediate blocks' rows of 20 columns across the panels' edges,
+      // the gates' products sharing each packed panel of Delta_(N-1) and the cells' passes in it.
+      {"k_lstm20_panels", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 20, 2>())), 0, {}, 16384},
+      {"k_lstm20_panels_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 20, 2>())), 0, {}, 16384},
+      // Layer 2 reads layer 1's block of this step: its panel is packed after layer 1 formed it.
+      {"k_stacked20_panels", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::stacked_rnn_network<3, 20, 20, 2>())), 0, {}, 16384},
+      {"k_gru20_panels", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::gru_network<3, 20, 2>())), 0, {}, 16384},
       {"k_elman_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 5, 2>()))},
       {"k_lstm_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::lstm_network<3, 4, 2>()))},
       {"k_multi_loop_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::testing::multi_loop_network()))},

@@ -8,6 +8,7 @@
 //               step (forward, loss, gradient by Eqn. 5, sensitivity update by Eqn. 4)
 // The sensitivity update does only the structurally nonzero work the analysis found, and every
 // cross term and sensitivity block it computes is named in a comment.
+#include <cstddef>
 #include <string>
 
 #include "loopgrad/analysis/analysis.hpp"
@@ -29,6 +30,12 @@ struct KernelOptions {
   /// instead of emitted loops; the header then includes <cblas.h> and the app links a CBLAS
   /// (OpenBLAS). Worth it for large shapes: see docs/benchmarks.md.
   long long blas_min_flops = 0;
+  /// The cache budget of one column panel of the sensitivity update: where a parameter group's
+  /// blocks are formed a panel of columns at a time (every block full, every term a dense product
+  /// or a pass over a block of the same pattern), the panel is as wide as lets the part of every
+  /// block it touches fit in this many bytes (96 to 960 columns). The default suits an L2 of 1 to
+  /// 2 MiB.
+  std::size_t panel_bytes = std::size_t{1} << 20;
 };
 
 /// The header's text. Deterministic: the same network and options give the same bytes. Throws
