@@ -201,8 +201,7 @@ bool panel_leaves(const KernelPlan& plan, int g, int p, PanelLeaves& out) {
     const auto& o = plan.op(leaf.op);
     const bool carries = plan.carried(leaf.op, p) > 0;
     if (o.code == ir::OpCode::bias) continue;  // its immediate block alone
-    if (o.code == ir::OpCode::read || o.code == ir::OpCode::read_delayed) {
-      if (plan.pattern(o.group, p).rows != plan.pattern(g, p).rows) return false;
+    if (plan.same_pattern_leaf(g, leaf, p)) {  // a pass over a block of T's pattern
       out.covered = true;
       continue;
     }
@@ -213,23 +212,11 @@ bool panel_leaves(const KernelPlan& plan, int g, int p, PanelLeaves& out) {
       continue;  // an immediate block alone
     }
     const auto& from = plan.op(o.a);
-    if (!plan.pattern(from.group, p).full()) return false;
-    switch (c.kind) {
-      case ir::ConnectionKind::dense: {
-        const auto n = static_cast<long long>(o.size), m = static_cast<long long>(from.size);
-        if (n < 8 || (plan.options.blas_min_flops > 0 && 2 * n * m * cols >= plan.options.blas_min_flops)) return false;
-        out.product_sources.emplace_back(static_cast<int>(from.code), from.group);
-        out.product_shapes.emplace_back(static_cast<std::size_t>(n), static_cast<std::size_t>(m));
-        break;
-      }
-      case ir::ConnectionKind::identity:
-        if (plan.pattern(from.group, p).rows != plan.pattern(g, p).rows) return false;
-        break;
-      case ir::ConnectionKind::diagonal:
-        if (!leaf.constant_coefficient || c.param == p || plan.pattern(from.group, p).rows != plan.pattern(g, p).rows) return false;
-        break;
-      default: return false;
-    }
+    if (c.kind != ir::ConnectionKind::dense || !plan.pattern(from.group, p).full()) return false;
+    const auto n = static_cast<long long>(o.size), m = static_cast<long long>(from.size);
+    if (n < 8 || (plan.options.blas_min_flops > 0 && 2 * n * m * cols >= plan.options.blas_min_flops)) return false;
+    out.product_sources.emplace_back(static_cast<int>(from.code), from.group);
+    out.product_shapes.emplace_back(static_cast<std::size_t>(n), static_cast<std::size_t>(m));
     out.covered = true;
   }
   return true;
@@ -270,6 +257,18 @@ std::size_t KernelPlan::panel_pack(int p) const {
       if (sources.insert(source).second) need += static_cast<std::size_t>(group(source.second).size) * width;
   }
   return need;
+}
+
+bool KernelPlan::same_pattern_leaf(int g, const Leaf& leaf, int p) const {
+  const auto& o = op(leaf.op);
+  if (carried(leaf.op, p) == 0) return false;
+  const auto& rows = pattern(g, p).rows;
+  if (o.code == ir::OpCode::read || o.code == ir::OpCode::read_delayed) return pattern(o.group, p).rows == rows;
+  if (o.code != ir::OpCode::connect) return false;
+  const auto& c = net.connections[static_cast<std::size_t>(o.connection)];
+  if (pattern(op(o.a).group, p).rows != rows) return false;
+  if (c.kind == ir::ConnectionKind::identity) return true;
+  return c.kind == ir::ConnectionKind::diagonal && leaf.constant_coefficient && c.param != p;
 }
 
 bool KernelPlan::contributes(const Leaf& leaf, int p) const {

@@ -517,19 +517,6 @@ struct LeafWriter {
 // five passes over a block instead of eleven). The multiplications are those of the separate
 // passes, counted the same way.
 
-// Whether leaf i of group g joins the group's fused pass for p (above).
-bool fusable_leaf(const KernelPlan& plan, int g, const Leaf& leaf, int p) {
-  const auto& op = plan.op(leaf.op);
-  if (plan.carried(leaf.op, p) == 0) return false;
-  const auto& rows = plan.pattern(g, p).rows;
-  if (op.code == ir::OpCode::read || op.code == ir::OpCode::read_delayed) return plan.pattern(op.group, p).rows == rows;
-  if (op.code != ir::OpCode::connect) return false;
-  const auto& c = plan.net.connections[static_cast<std::size_t>(op.connection)];
-  if (plan.pattern(plan.op(op.a).group, p).rows != rows) return false;
-  if (c.kind == ir::ConnectionKind::identity) return true;
-  return c.kind == ir::ConnectionKind::diagonal && leaf.constant_coefficient && c.param != p;
-}
-
 // The leaves (merged-read heads) of group g that form its fused pass for p: empty unless two or
 // more
 // qualify (`minimum`, 1 in a column panel, where every such leaf goes in the pass).
@@ -537,7 +524,7 @@ std::vector<std::size_t> fused_leaves(const KernelPlan& plan, int g, int p, std:
   const auto& leaves = plan.leaves[static_cast<std::size_t>(g)];
   std::vector<std::size_t> out;
   for (std::size_t i = 0; i < leaves.size(); ++i)
-    if (analysis::merged_read_leaf(plan.net, leaves, i) == i && fusable_leaf(plan, g, leaves[i], p)) out.push_back(i);
+    if (analysis::merged_read_leaf(plan.net, leaves, i) == i && plan.same_pattern_leaf(g, leaves[i], p)) out.push_back(i);
   if (out.size() < minimum) out.clear();
   return out;
 }
