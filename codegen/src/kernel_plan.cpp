@@ -214,7 +214,9 @@ bool panel_leaves(const KernelPlan& plan, int g, int p, PanelLeaves& out) {
     const auto& from = plan.op(o.a);
     if (c.kind != ir::ConnectionKind::dense || !plan.pattern(from.group, p).full()) return false;
     const auto n = static_cast<long long>(o.size), m = static_cast<long long>(from.size);
-    if (n < 8 || (plan.options.blas_min_flops > 0 && 2 * n * m * cols >= plan.options.blas_min_flops)) return false;
+    if (!KernelPlan::tiled_product(static_cast<std::size_t>(n), static_cast<std::size_t>(cols)) ||
+        (plan.options.blas_min_flops > 0 && 2 * n * m * cols >= plan.options.blas_min_flops))
+      return false;
     out.product_sources.emplace_back(static_cast<int>(from.code), from.group);
     out.product_shapes.emplace_back(static_cast<std::size_t>(n), static_cast<std::size_t>(m));
     out.covered = true;

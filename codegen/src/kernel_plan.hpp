@@ -49,6 +49,11 @@ struct KernelPlan {
   // stays within 768 KiB (in L2), 96 to 960 columns, a multiple of 96 so that every ISA's
   // product_columns (4 to 48) divides it.
   std::size_t column_tile(std::size_t m) const;
+  // Whether an n x m dense product over `cols` columns runs in register tiles (Kernel::product_tile)
+  // rather than row by row: 8 rows and 8 columns at least. Narrower blocks go through one edge
+  // tile (a bias's block of an Elman 16 is 16 x 16): at most two thirds of a tile wasted, still
+  // far cheaper than the row-by-row loop, which the compiler must assume may alias T.
+  static bool tiled_product(std::size_t n, std::size_t cols) { return n >= 8 && cols >= 8; }
   // Values the packed weights of an n x m dense product take: n rounded up to product_rows rows
   // (at most 8 on any ISA) times m.
   static std::size_t packed_weights(std::size_t n, std::size_t m) { return (n + 7) * m; }

@@ -74,17 +74,32 @@ void pack_source_panel(const KernelPlan& plan, CodeWriter& w, const std::string&
   w.line("const Scalar* const x = {} + s * {} + j0 + q * product_columns;", src, cols);
   w.line("if (wide == product_columns) for (std::size_t j = 0; j < product_columns; ++j) b[j] = x[j];");
   w.line("else for (std::size_t j = 0; j < product_columns; ++j) b[j] = j < wide ? x[j] : Scalar(0);");
+  w.close();
   if (state >= 0) {
-    // Its row s times dC/dR_(N-1) at s, into the gradient's columns j0 .. j0 + width of the
-    // block's parameters.
-    w.line("// the gradient's term of this row of Delta_(N-1) (Eqn. 5), in the same pass");
+    // The micro-panel's rows times dC/dR_(N-1), into the gradient's columns of the block's
+    // parameters, four rows to one update of the gradient (a row at a time would chain every
+    // update of the same columns through a store and a load). The rows are read from the packed
+    // micro-panel, contiguous and just written: the source's rows, a power of two apart in many
+    // networks, would fall into one set of L1 and be read from L2 again.
+    const auto k = static_cast<std::size_t>(state);
+    w.line("// the gradient's term of these columns of Delta_(N-1) (Eqn. 5), from the micro-panel in L1");
     w.open("if (grad != nullptr)");
-    w.line("const Scalar a = prev_state_adjoint[{} + s];", plan.state_offset[static_cast<std::size_t>(state)]);
     w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
-    w.line("for (std::size_t j = 0; j < wide; ++j) g[j] += a * x[j];");
+    w.line("const Scalar* const b = {} + q * {} * product_columns;", pb, m);
+    if (m >= 4) {
+      w.open("for (std::size_t s = 0; s + 4 <= {}; s += 4)", m);
+      w.line("const Scalar a0 = prev_state_adjoint[{} + s], a1 = prev_state_adjoint[{} + s + 1];", plan.state_offset[k], plan.state_offset[k]);
+      w.line("const Scalar a2 = prev_state_adjoint[{} + s + 2], a3 = prev_state_adjoint[{} + s + 3];", plan.state_offset[k], plan.state_offset[k]);
+      w.line("const Scalar* const b0 = b + s * product_columns;");
+      w.line("for (std::size_t j = 0; j < wide; ++j)");
+      w.line("  g[j] += a0 * b0[j] + a1 * b0[product_columns + j] + a2 * b0[2 * product_columns + j] + a3 * b0[3 * product_columns + j];");
+      w.close();
+    }
+    if (m % 4 != 0)
+      w.line("for (std::size_t s = {}; s < {}; ++s) for (std::size_t j = 0; j < wide; ++j) g[j] += prev_state_adjoint[{} + s] * b[s * product_columns + j];",
+             m - m % 4, m, plan.state_offset[k]);
     w.close();
   }
-  w.close();
   w.close();
 }
 
@@ -158,7 +173,7 @@ struct LeafWriter {
     const auto n = static_cast<std::size_t>(op.size), m = static_cast<std::size_t>(plan.op(op.a).size);
     const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
     if (static_cast<std::int64_t>(n * cols) != Tp.nonzeros) return false;
-    return blas(n, m, cols) || !(n < 8 || cols < 24);
+    return blas(n, m, cols) || KernelPlan::tiled_product(n, cols);
   }
   bool blas(std::size_t n, std::size_t m, std::size_t cols) const {
     const auto flops = 2 * static_cast<long long>(n * m * cols);
@@ -250,7 +265,7 @@ struct LeafWriter {
              plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, overwrite ? 0 : 1, T(), cols);
       return;
     }
-    if (n < 8 || cols < 24) {
+    if (!KernelPlan::tiled_product(n, cols)) {
       // Too small for register tiles: row by row, the columns innermost.
       w.open("for (std::size_t r = 0; r < {}; ++r)", n);
       w.open("for (std::size_t s = 0; s < {}; ++s)", m);
