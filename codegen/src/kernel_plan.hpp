@@ -66,11 +66,11 @@ struct KernelPlan {
   // that reads it. panel_columns(p): the panel's width (a multiple of 96), 0 where block p is
   // formed a whole block at a time. panel_pack(p): the values its packed operands take.
   std::size_t panel_columns(int p) const;
+  std::size_t panel_pack(int p) const;
   // Whether a leaf of group g passes over a source block with g's own pattern for p, entry for
   // entry: a read of a group or of a delayed state, an identity connection, or a diagonal one with
   // an unscaled weight and no immediate block of p. Such leaves form one fused pass.
   bool same_pattern_leaf(int g, const Leaf& leaf, int p) const;
-  std::size_t panel_pack(int p) const;
   std::vector<int> outputs;                           // output groups, declaration order
   std::vector<std::vector<std::size_t>> row_start;  // per analysis pattern: rows + 1 offsets
   std::size_t sensitivity_block_size = 0;  // every stored block full: the interpreter's layout
