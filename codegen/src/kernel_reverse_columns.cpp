@@ -178,9 +178,43 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
 
 // The register-tiled product both functions use (a static member of the kernel).
 constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride ldo) += A B, where A(i, k) = a[i * ai + k * ak] (rows x inner)
-  // and B is (inner x cols, row stride ldb): register tiles of 4 rows by tile_columns columns,
-  // accumulated over the whole inner dimension before they are stored.
+  // and B is (inner x cols, row stride ldb), every tile accumulated over the whole inner dimension
+  // before it is stored. With AVX-512 the rows and columns that fill whole tiles of
+  // multiply_rows x multiply_columns (6 rows by four vector registers: 24 accumulators) run in
+  // those (multiply_tile), the rest in multiply_add_narrow's tiles of 4 rows by tile_columns; on
+  // other targets everything runs in the latter, which g++ keeps in registers there.
+#if defined(__AVX512F__)
+  static constexpr std::size_t multiply_rows = 6, multiply_columns = 256 / sizeof(Scalar);
   static void multiply_add(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
+                           std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
+    const std::size_t tall = rows / multiply_rows * multiply_rows, wide = cols / multiply_columns * multiply_columns;
+    for (std::size_t i = 0; i < tall; i += multiply_rows)
+      for (std::size_t j0 = 0; j0 < wide; j0 += multiply_columns)
+        multiply_tile(inner, a + i * ai, ai, ak, b + j0, ldb, out + i * ldo + j0, ldo);
+    if (tall > 0 && wide < cols) multiply_add_narrow(tall, cols - wide, inner, a, ai, ak, b + wide, ldb, out + wide, ldo);
+    if (tall < rows) multiply_add_narrow(rows - tall, cols, inner, a + tall * ai, ai, ak, b, ldb, out + tall * ldo, ldo);
+  }
+  // One tile of multiply_add: out (multiply_rows x multiply_columns, row stride ldo) += A B.
+  static void multiply_tile(std::size_t inner, const Scalar* a, std::size_t ai, std::size_t ak, const Scalar* b,
+                            std::size_t ldb, Scalar* out, std::size_t ldo) {
+    Scalar acc[multiply_rows][multiply_columns];
+    for (std::size_t i = 0; i < multiply_rows; ++i) for (std::size_t j = 0; j < multiply_columns; ++j) acc[i][j] = out[i * ldo + j];
+    for (std::size_t k = 0; k < inner; ++k, a += ak, b += ldb)
+      for (std::size_t i = 0; i < multiply_rows; ++i) {
+        const Scalar w = a[i * ai];
+        for (std::size_t j = 0; j < multiply_columns; ++j) acc[i][j] += w * b[j];
+      }
+    for (std::size_t i = 0; i < multiply_rows; ++i) for (std::size_t j = 0; j < multiply_columns; ++j) out[i * ldo + j] = acc[i][j];
+  }
+#else
+  static void multiply_add(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
+                           std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
+    multiply_add_narrow(rows, cols, inner, a, ai, ak, b, ldb, out, ldo);
+  }
+#endif
+  // multiply_add in register tiles of 4 rows by tile_columns columns; narrower products in spans
+  // of rows or row by row.
+  static void multiply_add_narrow(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
                            std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
     const std::size_t rows4 = rows / 4 * 4, tiled = cols / tile_columns * tile_columns;
     if (tiled == 0 && ai == 1) {

@@ -29,7 +29,8 @@
 // per step for all of them) and adds the dense parameters' terms of up to 32 steps as one product
 // (dense_gradients); the gradient's sweep, past the steps whose losses it takes in, goes the same
 // way with one column. The block end's products with Delta_s run 32 rows at a time over tiles of
-// Delta_s, register-tiled over the rows of Delta_s that share a tile's columns, so Delta_s is read
+// Delta_s, packed and register-tiled over the rows of Delta_s that share a tile's columns (the
+// sensitivity update's tile shapes: 8 x 24 doubles with AVX-512), so Delta_s is read
 // n_R / 32 times per block; the gradient's product reads it once per step (once per m steps when
 // accumulating). Memory: Delta_s and the block's Delta_(s+h) being built, 33 rows in the parameter
 // layout, the dense connections' adjoints of 32 seeds over 32 steps, h steps' values and the
@@ -343,7 +344,7 @@ class BlockedRtrl {
   /// Columns of the parameter layout per tile of the block end's product, and seeds per chunk:
   /// a chunk's rows of one tile (chunk x tile values) stay in the L2 cache while Delta_s's rows
   /// stream past them once per chunk.
-  static constexpr std::size_t tile_columns = 256;
+  static constexpr std::size_t tile_columns = 288;
   static constexpr std::size_t chunk_seeds = 32;
   /// How many steps' dense parameter terms sweep_columns adds in one product.
   static constexpr std::size_t flush_steps = 32;
@@ -392,6 +393,8 @@ class BlockedRtrl {
     // One row more for the gradient (real_time: it joins the rows' pass).
     chunk_rows_.assign((chunk + 1) * k_->param_count(), T(0));
     chunk_adjoints_.assign((chunk + 1) * k_->state_size(), T(0));
+    packed_pieces_.assign(units_.size() * tile_columns, T(0));
+    packed_adjoints_.assign((chunk + 1) * units_.size(), T(0));
     if constexpr (column_reverse) {
       // At least one column: the gradient's sweep uses them too.
       const std::size_t steps = std::min(flush_steps, h_), columns = std::max<std::size_t>(chunk, 1);
@@ -510,29 +513,79 @@ class BlockedRtrl {
     check_sensitivity_growth(delta_, options_, sensitivity_step(), warned_);
   }
 
-  // Columns of tile_rows' register tiles: two vector registers of double, one of float. (Two of
-  // float, 32 columns, leave g++ 12's tiles in memory, scalar: the float block end ran 2.6x slower
-  // than the double one on Elman 256.)
+  // Register tiles of the block end's product (add_group): tile_height rows by tile_width columns
+  // of accumulators, the shape of the emitted kernels' product tiles (24 vector registers with
+  // AVX-512, 12 with AVX, 4 otherwise). tile_columns is a multiple of every tile_width.
 #if defined(__AVX512F__)
-  static constexpr std::size_t lanes = 16;
+  static constexpr std::size_t tile_height = 8, tile_width = 192 / sizeof(T);
 #elif defined(__AVX__)
-  static constexpr std::size_t lanes = 8;
+  static constexpr std::size_t tile_height = 4, tile_width = 96 / sizeof(T);
 #else
-  static constexpr std::size_t lanes = 4;
+  static constexpr std::size_t tile_height = 4, tile_width = 32 / sizeof(T);
 #endif
+  static_assert(tile_columns % tile_width == 0, "a tile of Delta's columns holds whole register tiles");
 
-  /// The chunk's `count` rows, over the columns [column, column + length) that `n` pieces share
-  /// (rows v of Delta_s there), += sum over the pieces of (the row's adjoint at R_s, entry v) times
-  /// the piece: a product with the pieces as the inner dimension. The first rows (up to 4) go piece
-  /// by piece, which reads each piece once and in order, the way the hardware prefetches from
-  /// memory, and leaves the tile's pieces in L2; the next in register tiles of 4 rows over them
-  /// (tile_rows); the last count % 4 piece by piece again.
-  void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t count) {
-    const std::size_t first = std::min<std::size_t>(count, 4);
-    stream_rows(pieces, n, column, 0, first);
-    std::size_t c = first;
-    for (; c + 4 <= count; c += 4) tile_rows(pieces, n, column, c);
-    if (c < count) stream_rows(pieces, n, column, c, count - c);
+  /// The chunk's `rows` rows over the columns [column, column + length) that `n` pieces share
+  /// (rows v of Delta_s there) += sum over the pieces of (the row's adjoint at R_s, entry v) times
+  /// the piece: a product with the pieces as its inner dimension. Fewer rows than a register tile
+  /// (a real-time step builds a few) go piece by piece, up to 4 rows in one read of each piece.
+  /// More are packed as a BLAS packs a product: the pieces are copied, each read in order (the way
+  /// the hardware prefetches from memory), into micro-panels of tile_width columns, which stay in
+  /// L2, and the rows' adjoints into micro-panels of tile_height rows. Every register tile then
+  /// reads both sequentially, accumulating over all the pieces before it stores; the last
+  /// rows % tile_height rows go one at a time over the packed pieces. Every entry sums its terms
+  /// in the pieces' order, whichever way the rows are cut.
+  void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t rows) {
+    if (rows < tile_height) {
+      for (std::size_t c = 0; c < rows; c += 4) stream_rows(pieces, n, column, c, std::min<std::size_t>(4, rows - c));
+      return;
+    }
+    const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
+    const std::size_t panels = (length + tile_width - 1) / tile_width;
+    T* const b = packed_pieces_.data();
+    for (std::size_t p = 0; p < n; ++p) {
+      const T* const x = delta_.data() + pieces[p].at;
+      for (std::size_t q = 0; q < panels; ++q) {
+        T* const panel = b + (q * n + p) * tile_width;
+        const std::size_t j0 = q * tile_width, wide = std::min(tile_width, length - j0);
+        for (std::size_t j = 0; j < wide; ++j) panel[j] = x[j0 + j];
+        for (std::size_t j = wide; j < tile_width; ++j) panel[j] = T(0);
+      }
+    }
+    const std::size_t blocks = rows / tile_height, tiled = blocks * tile_height;
+    T* const a = packed_adjoints_.data();
+    for (std::size_t r = 0; r < blocks; ++r)
+      for (std::size_t p = 0; p < n; ++p)
+        for (std::size_t i = 0; i < tile_height; ++i)
+          a[(r * n + p) * tile_height + i] = chunk_adjoints_[(r * tile_height + i) * S + pieces[p].unit];
+    T* const single = a + tiled * n;  // the last rows, each's adjoints contiguous
+    for (std::size_t c = tiled; c < rows; ++c)
+      for (std::size_t p = 0; p < n; ++p) single[(c - tiled) * n + p] = chunk_adjoints_[c * S + pieces[p].unit];
+    for (std::size_t q = 0; q < panels; ++q) {
+      const std::size_t j0 = q * tile_width, wide = std::min(tile_width, length - j0);
+      const T* const panel = b + q * n * tile_width;
+      T* const out = chunk_rows_.data() + column + j0;
+      for (std::size_t r = 0; r < blocks; ++r) {
+        T* const t = out + r * tile_height * P;
+        if (wide == tile_width) {
+          product_tile(n, a + r * n * tile_height, panel, t, P);
+          continue;
+        }
+        T part[tile_height * tile_width] = {};
+        for (std::size_t i = 0; i < tile_height; ++i)
+          for (std::size_t j = 0; j < wide; ++j) part[i * tile_width + j] = t[i * P + j];
+        product_tile(n, a + r * n * tile_height, panel, part, tile_width);
+        for (std::size_t i = 0; i < tile_height; ++i)
+          for (std::size_t j = 0; j < wide; ++j) t[i * P + j] = part[i * tile_width + j];
+      }
+      for (std::size_t c = tiled; c < rows; ++c) {
+        T part[tile_width] = {};
+        T* const t = out + c * P;
+        for (std::size_t j = 0; j < wide; ++j) part[j] = t[j];
+        product_row(n, single + (c - tiled) * n, panel, part);
+        for (std::size_t j = 0; j < wide; ++j) t[j] = part[j];
+      }
+    }
   }
 
   /// Rows [c, c + rows) (1 to 4) of add_group's product, piece after piece; the rows stay in L1.
@@ -582,55 +635,31 @@ class BlockedRtrl {
     }
   }
 
-  /// Rows [c, c + 4) of add_group's product in register tiles of 4 rows by `lanes` columns,
-  /// accumulated over all the pieces before they are stored; the columns past the last whole tile
-  /// piece by piece.
-  void tile_rows(const Piece* pieces, std::size_t n, std::size_t column, std::size_t c) {
-    const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
-    const std::size_t tiled = length / lanes * lanes;
-    const T* const a0p = chunk_adjoints_.data() + c * S;
-    const T* const d = delta_.data();
-    T* const r0 = chunk_rows_.data() + c * P + column;
-    T* const r1 = r0 + P;
-    T* const r2 = r1 + P;
-    T* const r3 = r2 + P;
-    for (std::size_t j0 = 0; j0 < tiled; j0 += lanes) {
-      T t0[lanes], t1[lanes], t2[lanes], t3[lanes];
-      for (std::size_t j = 0; j < lanes; ++j) {
-        t0[j] = r0[j0 + j];
-        t1[j] = r1[j0 + j];
-        t2[j] = r2[j0 + j];
-        t3[j] = r3[j0 + j];
+  /// t (tile_height x tile_width, row stride ldt) += A B over n pieces: A a micro-panel of adjoints
+  /// (row i of piece p at a[p * tile_height + i]), B one of the pieces (column j of piece p at
+  /// b[p * tile_width + j]). The accumulators stay in registers for all n.
+  static void product_tile(std::size_t n, const T* a, const T* b, T* t, std::size_t ldt) {
+    T acc[tile_height][tile_width];
+    for (std::size_t i = 0; i < tile_height; ++i)
+      for (std::size_t j = 0; j < tile_width; ++j) acc[i][j] = t[i * ldt + j];
+    for (std::size_t p = 0; p < n; ++p, a += tile_height, b += tile_width)
+      for (std::size_t i = 0; i < tile_height; ++i) {
+        const T w = a[i];
+        for (std::size_t j = 0; j < tile_width; ++j) acc[i][j] += w * b[j];
       }
-      for (std::size_t p = 0; p < n; ++p) {
-        const std::size_t v = pieces[p].unit;
-        const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
-        const T* const x = d + pieces[p].at + j0;
-        for (std::size_t j = 0; j < lanes; ++j) {
-          t0[j] += a0 * x[j];
-          t1[j] += a1 * x[j];
-          t2[j] += a2 * x[j];
-          t3[j] += a3 * x[j];
-        }
-      }
-      for (std::size_t j = 0; j < lanes; ++j) {
-        r0[j0 + j] = t0[j];
-        r1[j0 + j] = t1[j];
-        r2[j0 + j] = t2[j];
-        r3[j0 + j] = t3[j];
-      }
+    for (std::size_t i = 0; i < tile_height; ++i)
+      for (std::size_t j = 0; j < tile_width; ++j) t[i * ldt + j] = acc[i][j];
+  }
+
+  /// One row of product_tile: t (tile_width) += sum over the pieces of a[p] times piece p's columns.
+  static void product_row(std::size_t n, const T* a, const T* b, T* t) {
+    T acc[tile_width];
+    for (std::size_t j = 0; j < tile_width; ++j) acc[j] = t[j];
+    for (std::size_t p = 0; p < n; ++p, b += tile_width) {
+      const T w = a[p];
+      for (std::size_t j = 0; j < tile_width; ++j) acc[j] += w * b[j];
     }
-    for (std::size_t p = 0; p < n && tiled < length; ++p) {
-      const std::size_t v = pieces[p].unit;
-      const T a0 = a0p[v], a1 = a0p[S + v], a2 = a0p[2 * S + v], a3 = a0p[3 * S + v];
-      const T* const x = d + pieces[p].at;
-      for (std::size_t j = tiled; j < length; ++j) {
-        r0[j] += a0 * x[j];
-        r1[j] += a1 * x[j];
-        r2[j] += a2 * x[j];
-        r3[j] += a3 * x[j];
-      }
-    }
+    for (std::size_t j = 0; j < tile_width; ++j) t[j] = acc[j];
   }
 
   const Kernel* k_;  ///< a pointer, so that a learner can be assigned (checkpoint loading)
@@ -651,6 +680,9 @@ class BlockedRtrl {
   std::vector<std::size_t> seed_of_unit_;  ///< during a block end: the unit's row in the chunk, or npos
   std::vector<T> chunk_rows_;              ///< chunk x param_count(): the rows of Delta_(s+h) being built
   std::vector<T> chunk_adjoints_;          ///< chunk x state_size(): their adjoints at R_s
+  /// add_group's packed operands: a tile's pieces (at most one per unit) in micro-panels of
+  /// tile_width columns, and the chunk's adjoints at the pieces' units in micro-panels of tile_height.
+  std::vector<T> packed_pieces_, packed_adjoints_;
   /// With a kernel that reverses many columns at once (sweep_columns): the chunk's adjoints
   /// interleaved, before and after a step; the dense connections' adjoints of up to flush_steps
   /// steps, and those steps; the kernel's workspace.
