@@ -188,6 +188,12 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
   static void multiply_add(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
                            std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
     const std::size_t tall = rows / multiply_rows * multiply_rows, wide = cols / multiply_columns * multiply_columns;
+    if (wide == 0) {
+      // Narrower than a tile (count columns of the reverse pass, the gradient's one): every row
+      // in multiply_add_narrow's spans of rows.
+      multiply_add_narrow(rows, cols, inner, a, ai, ak, b, ldb, out, ldo);
+      return;
+    }
     for (std::size_t i = 0; i < tall; i += multiply_rows)
       for (std::size_t j0 = 0; j0 < wide; j0 += multiply_columns)
         multiply_tile(inner, a + i * ai, ai, ak, b + j0, ldb, out + i * ldo + j0, ldo);
@@ -212,6 +218,20 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     multiply_add_narrow(rows, cols, inner, a, ai, ak, b, ldb, out, ldo);
   }
 #endif
+  // Column j of `out` over `span` rows (out[q * ldo], A(q, k) = a[q + k * ak]) += A B's column j:
+  // accumulated over the whole inner dimension in registers, A read row after row.
+  template <std::size_t span>
+  static void column_span(std::size_t inner, const Scalar* a, std::size_t ak, const Scalar* b, std::size_t ldb,
+                          Scalar* out, std::size_t ldo) {
+    Scalar acc[span];
+    for (std::size_t q = 0; q < span; ++q) acc[q] = out[q * ldo];
+    for (std::size_t k = 0; k < inner; ++k) {
+      const Scalar x = b[k * ldb];
+      const Scalar* const w = a + k * ak;
+      for (std::size_t q = 0; q < span; ++q) acc[q] += w[q] * x;
+    }
+    for (std::size_t q = 0; q < span; ++q) out[q * ldo] = acc[q];
+  }
   // multiply_add in register tiles of 4 rows by tile_columns columns; narrower products in spans
   // of rows or row by row.
   static void multiply_add_narrow(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
@@ -219,21 +239,15 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     const std::size_t rows4 = rows / 4 * 4, tiled = cols / tile_columns * tile_columns;
     if (tiled == 0 && ai == 1) {
       // Fewer columns than a register tile, and A's columns contiguous (transposed weights): each
-      // column of `out` in spans of 4 * tile_columns rows, accumulated over the whole inner
-      // dimension, A read row after row.
-      constexpr std::size_t span = 4 * tile_columns;
-      const std::size_t spans = rows / span * span;
+      // column of `out` in spans of 4 * tile_columns rows, then of tile_columns, the last rows
+      // (fewer than tile_columns) one by one.
+      const std::size_t wide_spans = rows / (4 * tile_columns) * (4 * tile_columns);
+      const std::size_t spans = wide_spans + (rows - wide_spans) / tile_columns * tile_columns;
       for (std::size_t j = 0; j < cols; ++j) {
-        for (std::size_t i0 = 0; i0 < spans; i0 += span) {
-          Scalar acc[span];
-          for (std::size_t q = 0; q < span; ++q) acc[q] = out[(i0 + q) * ldo + j];
-          for (std::size_t k = 0; k < inner; ++k) {
-            const Scalar x = b[k * ldb + j];
-            const Scalar* const w = a + k * ak + i0;
-            for (std::size_t q = 0; q < span; ++q) acc[q] += w[q] * x;
-          }
-          for (std::size_t q = 0; q < span; ++q) out[(i0 + q) * ldo + j] = acc[q];
-        }
+        for (std::size_t i0 = 0; i0 < wide_spans; i0 += 4 * tile_columns)
+          column_span<4 * tile_columns>(inner, a + i0, ak, b + j, ldb, out + i0 * ldo + j, ldo);
+        for (std::size_t i0 = wide_spans; i0 < spans; i0 += tile_columns)
+          column_span<tile_columns>(inner, a + i0, ak, b + j, ldb, out + i0 * ldo + j, ldo);
         for (std::size_t k = 0; k < inner; ++k) {
           const Scalar x = b[k * ldb + j];
           for (std::size_t i = spans; i < rows; ++i) out[i * ldo + j] += a[i + k * ak] * x;
@@ -355,11 +369,20 @@ std::pair<std::int64_t, std::int64_t> emit_reverse_columns(const KernelPlan& pla
       gw.append(body);
     }
     gw.close();
-    gw.line("// Row r of every column: (count x n_steps), column c's adjoint at step k at [k * dense_adjoint_rows * count + c],");
-    gw.line("// times the sources (n_steps x {}).", d.cols);
-    gw.line("for (std::size_t r = 0; r < {}; ++r)", d.rows);
-    gw.line("  multiply_add(count, {}, n_steps, dense_adjoint + ({} + r) * count, 1, dense_adjoint_rows * count, x, {}, grad + {} + r * {}, grad_stride);",
-            d.cols, d.row_offset, d.cols, plan.param_offset[static_cast<std::size_t>(c.param)], d.cols);
+    const std::size_t at = plan.param_offset[static_cast<std::size_t>(c.param)];
+    gw.line("// Column c's adjoint of row r at step k is dense_adjoint[k * dense_adjoint_rows * count + ({} + r) * count + c].", d.row_offset);
+    gw.line("// Many columns (16 or more) and a source that fills whole register tiles: row r of every column");
+    gw.line("// at once, (count x n_steps) times the sources (n_steps x {}). Otherwise (the gradient's single", d.cols);
+    gw.line("// column, a narrow source) column by column: ({} x n_steps) times the sources, into the column's", d.rows);
+    gw.line("// rows of the weight, which lie together, so that the product's rows fill register tiles.");
+    gw.line("if (count >= 16 && {} % (256 / sizeof(Scalar)) == 0)", d.cols);
+    gw.line("  for (std::size_t r = 0; r < {}; ++r)", d.rows);
+    gw.line("    multiply_add(count, {}, n_steps, dense_adjoint + ({} + r) * count, 1, dense_adjoint_rows * count, x, {}, grad + {} + r * {}, grad_stride);",
+            d.cols, d.row_offset, d.cols, at, d.cols);
+    gw.line("else");
+    gw.line("  for (std::size_t c = 0; c < count; ++c)");
+    gw.line("    multiply_add({}, {}, n_steps, dense_adjoint + {} * count + c, count, dense_adjoint_rows * count, x, {}, grad + c * grad_stride + {}, {});",
+            d.rows, d.cols, d.row_offset, d.cols, at, d.cols);
     gw.close();
     macs.per_column += static_cast<std::int64_t>(d.rows * d.cols);
   }

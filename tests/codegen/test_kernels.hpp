@@ -60,6 +60,10 @@ inline std::vector<TestKernel> test_kernels() {
       // columns, and two rows past the register-tiled ones.
       {"k_elman26", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
       {"k_elman26_f", "float", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 26, 2>()))},
+      // 32 units: the block ends' dense_gradients take W_hh's terms row by row for all 32 columns of
+      // a chunk (16 columns or more, W_hh's 32 source columns one whole register tile); the
+      // gradient's single column and W_xh's 3 source columns go column by column.
+      {"k_elman32", "double", LOOPGRAD_NETWORK(loopgrad::dsl::lower(loopgrad::cells::elman_network<3, 32, 2>()))},
       // Column panels (KernelPlan::panel_columns) with a small budget: W_h*'s 400 columns in panels
       // of 96, the last 16 wide, the immediate blocks' rows of 20 columns across the panels' edges,
       // the gates' products sharing each packed panel of Delta_(N-1) and the cells' passes in it.
