@@ -100,13 +100,9 @@ void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vect
   state.counters["median_ns"] = times[times.size() / 2];
   state.counters["p99_ns"] = times[times.size() * 99 / 100];
   state.counters["max_ns"] = times.back();
-  // Delta_s and the Delta being built, the stored steps (h, or 2h with the real-time schedule) and
-  // parameter vectors (one: fixed here), state, gradient and the sweep's buffers.
-  const std::size_t step_values = blocked.last_step().values.size();
-  const std::size_t stored = std::size_t(h) * (schedule == loopgrad::runtime::BlockSchedule::real_time ? 2 : 1);
-  state.counters["blocked_bytes"] =
-      double(sizeof(T)) * double(2 * kernel.sensitivity_size() + stored * (step_values + kernel.input_size() + kernel.target_size()) +
-                   3 * kernel.param_count() + 7 * kernel.state_size());
+  // What the learner holds: Delta_s and the Delta being built, the stored steps and parameter
+  // vectors, and the block end's buffers.
+  state.counters["blocked_bytes"] = double(blocked.memory_bytes());
 }
 
 // The floor of an exact step with a gradient every step on a dense recurrence: one pass over the

@@ -81,6 +81,31 @@ TEST_CASE("blocked exact RTRL summed over a sequence equals BPTT") {
   }
 }
 
+TEST_CASE("a blocked learner's memory holds Delta_s, the Delta being built and h steps, and stays constant in T") {
+  using Kernel = runtime::Interpreter<double>;
+  const auto net = dsl::lower(testing::multi_loop_network());
+  const Kernel k(net);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 120, 29);
+  const int h = 7;
+  for (const auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time}) {
+    const std::size_t stored = schedule == runtime::BlockSchedule::real_time ? 2 * h : h;
+    INFO("stored steps " << stored);
+    runtime::BlockedRtrl<Kernel, double> blocked(k, h, 1, {}, schedule);
+    runtime::Adam<double> adam;
+    auto params = runtime::initial_params<double>(net, 3);
+    std::size_t after_five_blocks = 0;
+    for (std::size_t t = 0; t < seq.size(); ++t) {
+      blocked.observe(params, seq.inputs[t].data(), seq.target(t));
+      adam.apply(params, blocked.gradient());  // new parameters every step: one stored vector per step
+      if (t + 1 == 5 * h) after_five_blocks = blocked.memory_bytes();
+    }
+    // At least Delta_s, the Delta being built, the stored steps' inputs and parameter vectors.
+    CHECK(blocked.memory_bytes() >=
+          sizeof(double) * (2 * k.sensitivity_size() + stored * (k.input_size() + params.size())));
+    CHECK(blocked.memory_bytes() == after_five_blocks);
+  }
+}
+
 TEST_CASE("blocked exact RTRL refuses a block length below 1") {
   const runtime::Interpreter<double> k(dsl::lower(cells::elman_network<3, 5, 2>()));
   CHECK_THROWS_WITH_AS((runtime::BlockedRtrl<runtime::Interpreter<double>, double>(k, 0)),

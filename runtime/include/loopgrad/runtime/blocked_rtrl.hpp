@@ -179,6 +179,22 @@ class BlockedRtrl {
   }
   /// Steps taken in the current block (0 right after a block end).
   std::size_t block_steps() const { return count_; }
+  /// The bytes this learner holds on the heap now, what one stream costs in memory: Delta_s and
+  /// the Delta being built, the stored steps and parameter vectors, and the block end's buffers.
+  std::size_t memory_bytes() const {
+    std::size_t n = 0;
+    for (const Entry& e : entries_) {
+      if constexpr (requires { e.step.values; }) n += heap_bytes(e.step.values);
+      n += heap_bytes(e.input) + heap_bytes(e.target);
+    }
+    n += heap_bytes(entries_) + heap_bytes(pool_) + heap_bytes(units_) + heap_bytes(tiles_) + heap_bytes(groups_) +
+         heap_bytes(seed_of_unit_) + heap_bytes(held_steps_);
+    for (const auto* v : {&chunk_rows_, &chunk_adjoints_, &packed_pieces_, &packed_adjoints_, &column_adjoint_,
+                          &column_prev_, &dense_adjoints_, &column_work_, &state_, &block_start_state_, &boundary_state_,
+                          &delta_, &next_delta_, &adjoint_, &prev_adjoint_, &target_adjoint_, &sum_})
+      n += heap_bytes(*v);
+    return n;
+  }
   /// The last step's values, as the kernel's forward pass left them (outputs, activations).
   const typename Kernel::Step& last_step() const {
     return entries_[closing_ + count_ > 0 ? closing_ + count_ - 1 : h_ - 1].step;
@@ -273,6 +289,15 @@ class BlockedRtrl {
   }
 
  private:
+  /// A vector's allocation, and its elements' own if they are vectors.
+  template <class V>
+  static std::size_t heap_bytes(const std::vector<V>& v) {
+    std::size_t n = v.capacity() * sizeof(V);
+    if constexpr (requires(const V& x) { heap_bytes(x); })
+      for (const V& x : v) n += heap_bytes(x);
+    return n;
+  }
+
   struct Entry {
     typename Kernel::Step step;
     std::vector<T> input, target;
