@@ -17,6 +17,8 @@
 //                           model's MACs (blocked and RTRL), bytes per stream
 //   blocked/<net>/real_time the same, a gradient every step, with the real-time schedule (the
 //                           block end's work spread over the next block's steps)
+//   blocked/<net>/background the same with the background schedule (the block end on a second
+//                           thread while the next block runs; wall-clock time per step)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
 //   stream/copy             the machine's streaming bandwidth (STREAM copy, 256 MiB, one thread)
@@ -193,15 +195,17 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   const int h = e.analysis.exact_cost.block_length;
   using loopgrad::runtime::BlockSchedule;
   for (const auto& [accumulate, schedule] :
-       {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::real_time}})
+       {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::real_time},
+        {1, BlockSchedule::background}})
     benchmark::RegisterBenchmark(("blocked/" + name + "/" +
-                                  (schedule == BlockSchedule::real_time ? std::string("real_time")
-                                                                        : "accumulate:" + std::to_string(accumulate)))
+                                  (schedule == BlockSchedule::block_end ? "accumulate:" + std::to_string(accumulate)
+                                                                        : loopgrad::runtime::schedule_name(schedule)))
                                      .c_str(),
                                  [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
                                    blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate, schedule);
                                  })
         ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()  // the background schedule's block end runs on another thread
         ->Iterations(blocked_iterations(e.analysis, h));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
       ->Unit(benchmark::kMicrosecond);

@@ -23,22 +23,31 @@ struct BlockedCase {
   int accumulate = 1;
   bool adam = false;
   double attenuation = 1;
-  bool real_time = false;
+  runtime::BlockSchedule schedule = runtime::BlockSchedule::block_end;
 };
+
+inline const char* schedule_label(runtime::BlockSchedule s) {
+  switch (s) {
+    case runtime::BlockSchedule::real_time: return ", real-time schedule";
+    case runtime::BlockSchedule::background: return ", background schedule";
+    case runtime::BlockSchedule::block_end: break;
+  }
+  return "";
+}
 
 // Returns the worst relative difference seen; CHECKs each against `tolerance`.
 template <class Kernel, class T>
 double check_blocked(const Kernel& kernel, const ir::Network& net, const runtime::Sequence<T>& seq, BlockedCase c,
                      double tolerance) {
   INFO("block length " << c.block_length << ", accumulate " << c.accumulate << (c.adam ? ", Adam every update" : ", fixed parameters")
-                       << ", attenuation " << c.attenuation << (c.real_time ? ", real-time schedule" : ""));
+                       << ", attenuation " << c.attenuation << schedule_label(c.schedule));
   runtime::RtrlOptions<T> options;
   options.attenuation = T(c.attenuation);
   options.explosion = runtime::ExplosionPolicy::ignore;
   runtime::ExactRtrl<Kernel, T> reference(kernel, c.accumulate, options);
-  runtime::BlockedRtrl<Kernel, T> blocked(kernel, c.block_length, c.accumulate, options,
-                                          c.real_time ? runtime::BlockSchedule::real_time : runtime::BlockSchedule::block_end);
-  // RTRL's Delta at the block boundaries not yet checked (with real_time one is complete a block later).
+  runtime::BlockedRtrl<Kernel, T> blocked(kernel, c.block_length, c.accumulate, options, c.schedule);
+  // RTRL's Delta at the block boundaries not yet checked (with real_time and background one is
+  // complete a block later).
   std::vector<std::pair<std::int64_t, std::vector<T>>> boundaries;
   auto params = runtime::initial_params<T>(net, 11, 0.8);
   runtime::Adam<T> adam;
@@ -73,16 +82,19 @@ double check_blocked(const Kernel& kernel, const ir::Network& net, const runtime
 // The block lengths for a network of n_R state units and a sequence of T steps: 1, 2, 3,
 // 7, n_R and longer than T; each with fixed parameters and with Adam, and once accumulated over 4
 // steps and once attenuated. The real-time schedule at 2, 7 and n_R with Adam, and accumulated and
-// attenuated.
+// attenuated; the background schedule at 1, 7 and n_R with Adam, and accumulated and attenuated.
 inline std::vector<BlockedCase> blocked_cases(std::size_t state_units, std::size_t steps) {
   std::vector<BlockedCase> out;
   for (int h : {1, 2, 3, 7, static_cast<int>(state_units), static_cast<int>(steps) + 1})
     for (bool adam : {false, true}) out.push_back({h, 1, adam, 1});
   out.push_back({3, 4, true, 1});
   out.push_back({5, 2, false, 0.7});
-  for (int h : {2, 7, static_cast<int>(state_units)}) out.push_back({h, 1, true, 1, true});
-  out.push_back({3, 4, true, 1, true});
-  out.push_back({5, 2, false, 0.7, true});
+  for (const auto schedule : {runtime::BlockSchedule::real_time, runtime::BlockSchedule::background}) {
+    const bool real_time = schedule == runtime::BlockSchedule::real_time;
+    for (int h : {real_time ? 2 : 1, 7, static_cast<int>(state_units)}) out.push_back({h, 1, true, 1, schedule});
+    out.push_back({3, 4, true, 1, schedule});
+    out.push_back({5, 2, false, 0.7, schedule});
+  }
   return out;
 }
 

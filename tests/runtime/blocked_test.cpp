@@ -82,13 +82,14 @@ TEST_CASE("blocked exact RTRL summed over a sequence equals BPTT") {
 }
 
 TEST_CASE("a blocked learner's memory holds Delta_s, the Delta being built and h steps, and stays constant in T") {
+  using runtime::BlockSchedule;
   using Kernel = runtime::Interpreter<double>;
   const auto net = dsl::lower(testing::multi_loop_network());
   const Kernel k(net);
   const auto seq = testing::random_sequence<double>(net, k.input_size(), 120, 29);
   const int h = 7;
-  for (const auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time}) {
-    const std::size_t stored = schedule == runtime::BlockSchedule::real_time ? 2 * h : h;
+  for (const auto schedule : {BlockSchedule::block_end, BlockSchedule::real_time, BlockSchedule::background}) {
+    const std::size_t stored = schedule == BlockSchedule::block_end ? h : 2 * h;
     INFO("stored steps " << stored);
     runtime::BlockedRtrl<Kernel, double> blocked(k, h, 1, {}, schedule);
     runtime::Adam<double> adam;
@@ -129,17 +130,20 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
   };
   const auto initial = runtime::initial_params<double>(net, 3);
   // Block length 7; accumulated over 3 steps, so step 31 is mid-block (3 of 7) and mid-accumulation;
-  // with the real-time schedule the previous block's end is then partly built.
-  for (const auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time})
+  // with the real-time schedule the previous block's end is then partly built, in the background
+  // being built on the other thread.
+  for (const auto schedule :
+       {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time, runtime::BlockSchedule::background})
   for (const int accumulate : {1, 3}) {
-    const bool real_time = schedule == runtime::BlockSchedule::real_time;
-    INFO("accumulate " << accumulate << (real_time ? ", real-time schedule" : ""));
+    const bool keeps_closing = schedule != runtime::BlockSchedule::block_end;
+    const std::string name = runtime::schedule_name(schedule);
+    INFO("accumulate " << accumulate << ", " << name << " schedule");
     auto params_a = initial;
     Learner learner_a(k, 7, accumulate, {}, schedule);
     runtime::Adam<double> adam_a;
     adam_a.rate = 0.01;
     train(params_a, learner_a, adam_a, 0, 60);
-    const auto path = dir / ("blocked_" + std::to_string(accumulate) + (real_time ? "_rt" : "") + ".safetensors");
+    const auto path = dir / ("blocked_" + std::to_string(accumulate) + "_" + name + ".safetensors");
     {
       auto params_b = initial;
       Learner learner_b(k, 7, accumulate, {}, schedule);
@@ -147,7 +151,7 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
       adam_b.rate = 0.01;
       train(params_b, learner_b, adam_b, 0, 31);
       REQUIRE(learner_b.block_steps() == 3);
-      REQUIRE(learner_b.snapshot().closing == (real_time ? 7u : 0u));
+      REQUIRE(learner_b.snapshot().closing == (keeps_closing ? 7u : 0u));
       runtime::save_checkpoint(path, net.name, params_b, learner_b, adam_b);
     }
     std::vector<double> params_c(initial.size(), 0.0);
@@ -165,10 +169,12 @@ TEST_CASE("a blocked run resumed from a checkpoint taken mid-block continues bit
     Learner other_length(k, 5, accumulate, {}, schedule);
     CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, other_length, adam_c),
                       doctest::Contains("has block length 7, this learner 5"));
-    Learner other_schedule(k, 7, accumulate, {}, real_time ? runtime::BlockSchedule::block_end : runtime::BlockSchedule::real_time);
+    const auto other = keeps_closing ? runtime::BlockSchedule::block_end : runtime::BlockSchedule::background;
+    Learner other_schedule(k, 7, accumulate, {}, other);
+    const std::string refusal =
+        "was written with the " + name + " schedule; this learner uses " + runtime::schedule_name(other);
     CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, other_schedule, adam_c),
-                      doctest::Contains(real_time ? "was written with the real_time schedule; this learner uses block_end"
-                                                  : "was written with the block_end schedule; this learner uses real_time"));
+                      doctest::Contains(refusal.c_str()));
     runtime::ExactRtrl<Kernel, double> rtrl(k, accumulate);
     CHECK_THROWS_WITH(runtime::load_checkpoint(path, net.name, params_c, rtrl, adam_c),
                       doctest::Contains("was written by the blocked learner; this run uses rtrl"));
@@ -235,13 +241,15 @@ TEST_CASE("ExactOnline follows the cost model, and a block length overrides it")
   const auto params = runtime::initial_params<double>(net, 2);
   const auto seq = testing::random_sequence<double>(net, k.input_size(), 20, 4);
   runtime::ExactOnline<Kernel, double> rtrl(k, 1, {}, 0), blocked(k, 1, {}, 6),
-      real_time(k, 1, {}, 6, runtime::BlockSchedule::real_time);
+      real_time(k, 1, {}, 6, runtime::BlockSchedule::real_time), background(k, 1, {}, 6, runtime::BlockSchedule::background);
   for (std::size_t t = 0; t < seq.size(); ++t) {
     rtrl.observe(params, seq.inputs[t].data(), seq.target(t));
     blocked.observe(params, seq.inputs[t].data(), seq.target(t));
     real_time.observe(params, seq.inputs[t].data(), seq.target(t));
+    background.observe(params, seq.inputs[t].data(), seq.target(t));
     CHECK(testing::relative_difference(blocked.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
     CHECK(testing::relative_difference(real_time.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
+    CHECK(testing::relative_difference(background.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
   }
   CHECK_THROWS_AS((runtime::ExactOnline<Kernel, double>(k, 1, {}, -2)), std::invalid_argument);
 }

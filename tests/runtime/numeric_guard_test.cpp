@@ -99,7 +99,8 @@ TEST_CASE("exact RTRL refuses non-finite inputs, targets and losses before it ad
 TEST_CASE("the blocked exact learner refuses them too, with both schedules") {
   const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
   const Kernel k(net);
-  for (auto schedule : {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time}) {
+  for (auto schedule :
+       {runtime::BlockSchedule::block_end, runtime::BlockSchedule::real_time, runtime::BlockSchedule::background}) {
     using Learner = runtime::BlockedRtrl<Kernel, double>;
     Learner learner(k, 4, 2, policy(runtime::ExplosionPolicy::fail), schedule);
     Learner reference(k, 4, 2, policy(runtime::ExplosionPolicy::fail), schedule);

@@ -48,10 +48,19 @@
 //   Until Delta_(s+h) is complete the gradient sweeps back through both blocks to Delta_s, and its
 //   product with Delta_s joins the new rows' pass over Delta_s: about h more reverse passes per
 //   step than block_end, one pass over Delta_s per step as with block_end, h more stored steps.
+// - background: as real_time, the closing block stays stored while the next one runs and the
+//   gradient sweeps back through both blocks to Delta_s; but all rows of Delta_(s+h) are built as
+//   block_end builds them, on a second thread, while the next block's steps run on the caller's.
+//   The learner's thread waits for it at that block's last step, always there, so the results do
+//   not depend on timing: bit for bit the same on every run. A step costs about a block_end median
+//   step, as long as the block end takes less time than the h steps of the next block; it needs a
+//   second core.
 #include <algorithm>
 #include <cstdint>
+#include <future>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -63,7 +72,19 @@ namespace loopgrad::runtime {
 enum class BlockSchedule {
   block_end,  ///< all at the step that ends a block
   real_time,  ///< spread evenly over the next block's steps
+  background,  ///< on a second thread while the next block runs
 };
+
+/// The schedule's name, as checkpoints and loopgrad_bench write it: "block_end", "real_time" or
+/// "background".
+inline const char* schedule_name(BlockSchedule s) {
+  switch (s) {
+    case BlockSchedule::real_time: return "real_time";
+    case BlockSchedule::background: return "background";
+    case BlockSchedule::block_end: break;
+  }
+  return "block_end";
+}
 
 /// A learner with ExactRtrl's interface (learners.hpp): observe every step, apply gradient() when
 /// gradient_ready(). Runs on any kernel with the interpreter's interface, which includes
@@ -98,9 +119,6 @@ class BlockedRtrl {
         boundary_state_(k.state_size(), T(0)),
         delta_(k.sensitivity_size(), T(0)),
         next_delta_(k.sensitivity_size(), T(0)),
-        adjoint_(k.state_size(), T(0)),
-        prev_adjoint_(k.state_size(), T(0)),
-        target_adjoint_(k.state_size(), T(0)),
         sum_(k.param_count(), T(0)) {
     if (block_length < 1)
       throw std::invalid_argument("BlockedRtrl: the block length must be at least 1, not " + std::to_string(block_length));
@@ -109,7 +127,9 @@ class BlockedRtrl {
           "BlockedRtrl: this network's analysis drops blocks of Delta (the layer_local approximation), which only RTRL "
           "evaluates; use ExactRtrl, or analyse without layer_local for the exact gradient");
     h_ = static_cast<std::size_t>(block_length);
-    entries_.resize(schedule == BlockSchedule::real_time ? 2 * h_ : h_);
+    entries_.resize(schedule == BlockSchedule::block_end ? h_ : 2 * h_);
+    // Never reallocated while a background block end reads the closing block's vectors.
+    pool_.reserve(2 * h_ + 1);
     plan_block_end();
   }
 
@@ -137,12 +157,19 @@ class BlockedRtrl {
     // Real time: this step's share of the previous boundary's rows (at the block's last step the
     // rest, so that the gradient below needs only this block). The gradient's product with
     // Delta_s rides along in the rows' pass over Delta_s while the boundary stays open.
-    if (closing_ > 0) build_rows(rows_due(count_), ready_);
+    // Background: the boundary must be complete at the block's last step, so that the block's
+    // end starts from it.
+    if (closing_ > 0 && schedule_ == BlockSchedule::real_time) build_rows(rows_due(count_), ready_);
+    if (closing_ > 0 && schedule_ == BlockSchedule::background && count_ == h_) {
+      background_.wait();
+      finish_boundary();
+    }
     if (ready_) add_pending_gradients();
     if (count_ == h_) {
       add_pending_gradients();
       begin_boundary();
       if (schedule_ == BlockSchedule::block_end) build_rows(units_.size());
+      if (schedule_ == BlockSchedule::background) start_background();
     }
     if (ready_) check_finite(sum_.data(), sum_.size(), "gradient", n, options_, warned_values_);
     return c;
@@ -152,6 +179,7 @@ class BlockedRtrl {
   const std::vector<T>& gradient() const { return sum_; }
   /// @copydoc ExactRtrl::reset
   void reset() {
+    background_.wait();
     std::fill(state_.begin(), state_.end(), T(0));
     std::fill(block_start_state_.begin(), block_start_state_.end(), T(0));
     std::fill(delta_.begin(), delta_.end(), T(0));
@@ -177,6 +205,12 @@ class BlockedRtrl {
   std::int64_t sensitivity_step() const {
     return steps_ - static_cast<std::int64_t>(closing_ + count_);
   }
+  ~BlockedRtrl() { background_.wait(); }
+  BlockedRtrl(const BlockedRtrl&) = default;  ///< after the source's background block end finishes
+  BlockedRtrl(BlockedRtrl&&) = default;  ///< after the source's background block end finishes
+  BlockedRtrl& operator=(const BlockedRtrl&) = default;  ///< after both learners' block ends finish
+  BlockedRtrl& operator=(BlockedRtrl&&) = default;  ///< after both learners' block ends finish
+
   /// Steps taken in the current block (0 right after a block end).
   std::size_t block_steps() const { return count_; }
   /// The bytes this learner holds on the heap now, what one stream costs in memory: Delta_s and
@@ -188,10 +222,15 @@ class BlockedRtrl {
       n += heap_bytes(e.input) + heap_bytes(e.target);
     }
     n += heap_bytes(entries_) + heap_bytes(pool_) + heap_bytes(units_) + heap_bytes(tiles_) + heap_bytes(groups_) +
-         heap_bytes(seed_of_unit_) + heap_bytes(held_steps_);
-    for (const auto* v : {&chunk_rows_, &chunk_adjoints_, &packed_pieces_, &packed_adjoints_, &column_adjoint_,
-                          &column_prev_, &dense_adjoints_, &column_work_, &state_, &block_start_state_, &boundary_state_,
-                          &delta_, &next_delta_, &adjoint_, &prev_adjoint_, &target_adjoint_, &sum_})
+         heap_bytes(seed_of_unit_);
+    for (const Work* w : {&work_, &gradient_work_}) {
+      n += heap_bytes(w->held_steps);
+      for (const auto* v : {&w->adjoint, &w->prev_adjoint, &w->target_adjoint, &w->column_adjoint, &w->column_prev,
+                            &w->dense_adjoints, &w->column_work})
+        n += heap_bytes(*v);
+    }
+    for (const auto* v : {&chunk_rows_, &chunk_adjoints_, &packed_pieces_, &packed_adjoints_, &state_,
+                          &block_start_state_, &boundary_state_, &delta_, &next_delta_, &sum_})
       n += heap_bytes(*v);
     return n;
   }
@@ -218,6 +257,7 @@ class BlockedRtrl {
   };
   /// What a checkpoint stores to resume exactly here (see Snapshot).
   Snapshot snapshot() const {
+    background_.wait();
     Snapshot s;
     s.steps = steps_;
     s.ready = ready_;
@@ -240,9 +280,9 @@ class BlockedRtrl {
     const std::size_t n = s.inputs.size();
     auto fail = [](const std::string& what) { throw std::invalid_argument("BlockedRtrl::restore: " + what); };
     if (s.param_index.size() != n || s.targets.size() != n) fail("the stored steps' parameters, inputs and targets differ in number");
-    if (s.closing != 0 && (schedule_ != BlockSchedule::real_time || s.closing != h_))
+    if (s.closing != 0 && (schedule_ == BlockSchedule::block_end || s.closing != h_))
       fail("the snapshot holds " + std::to_string(s.closing) + " steps of a closing block; this learner " +
-           (schedule_ == BlockSchedule::real_time ? "keeps " + std::to_string(h_) : std::string("builds boundaries at the block end and keeps none")));
+           (schedule_ != BlockSchedule::block_end ? "keeps " + std::to_string(h_) : std::string("builds boundaries at the block end and keeps none")));
     if (s.closing > n || n - s.closing >= h_)
       fail("the block holds " + std::to_string(n - std::min(n, s.closing)) + " steps; this learner's block length is " +
            std::to_string(h_));
@@ -258,6 +298,7 @@ class BlockedRtrl {
       if (!s.targets[j].empty() && s.targets[j].size() != k_->target_size()) fail("a target's size differs from this kernel's");
     }
     // Checked: commit, then replay the forward steps from R_s (and the boundary rows built so far).
+    background_.wait();
     steps_ = s.steps;
     ready_ = s.ready;
     pending_ = s.pending;
@@ -284,8 +325,9 @@ class BlockedRtrl {
     for (std::size_t j = s.closing; j < n; ++j) {
       replay(entries_[closing_ + count_], j);
       ++count_;
-      if (closing_ > 0) build_rows(rows_due(count_));
+      if (closing_ > 0 && schedule_ == BlockSchedule::real_time) build_rows(rows_due(count_));
     }
+    if (closing_ > 0 && schedule_ == BlockSchedule::background) start_background();
   }
 
  private:
@@ -296,6 +338,58 @@ class BlockedRtrl {
     if constexpr (requires(const V& x) { heap_bytes(x); })
       for (const V& x : v) n += heap_bytes(x);
     return n;
+  }
+
+  /// Buffers of the reverse sweeps: the adjoint before and after a step, a loss's own adjoint (and
+  /// a block end's seed on kernels without reverse_columns); with a kernel that reverses many
+  /// columns at once (sweep_columns), the chunk's adjoints interleaved, before and after a step,
+  /// the dense connections' adjoints of up to flush_steps steps and those steps, the kernel's
+  /// workspace.
+  struct Work {
+    std::vector<T> adjoint, prev_adjoint, target_adjoint, column_adjoint, column_prev, dense_adjoints, column_work;
+    std::vector<const typename Kernel::Step*> held_steps;
+  };
+
+  /// Waits for a background block end on copy, move, assignment and wait(): declared first among
+  /// the learner's members, so that it waits before any other member is copied or moved.
+  struct Background {
+    std::future<void> task;
+    Background() = default;
+    Background(const Background& o) { o.wait(); }
+    Background(Background&& o) noexcept { o.wait(); }
+    Background& operator=(const Background& o) {
+      wait();
+      o.wait();
+      return *this;
+    }
+    Background& operator=(Background&& o) noexcept {
+      wait();
+      o.wait();
+      return *this;
+    }
+    ~Background() { wait(); }
+    /// Waits until the block end's rows are built, if one runs (its rows never throw).
+    void wait() const {
+      if (task.valid()) task.wait();
+    }
+  };
+
+  /// The closing block's rows, all of them, on a second thread (BlockSchedule::background). It
+  /// reads the closing block's stored steps and parameter vectors and Delta_s, and writes only the
+  /// block end's own buffers, next_delta_ and rows_done_; the learner's thread, until it waits,
+  /// writes only the current block's steps, parameter vectors past the closing block's (pool_
+  /// never reallocates) and the gradient, with its own sweep buffers (gradient_work_).
+  /// Where no thread can be started (std::system_error), the rows are built here and now, as with
+  /// block_end: the same arithmetic, so the same results.
+  void start_background() {
+    try {
+      background_.task = std::async(std::launch::async, [this] {
+        const SubnormalsFlushed flushed(options_.flush_subnormals);
+        build_rows(units_.size());
+      });
+    } catch (const std::system_error&) {
+      build_rows(units_.size());
+    }
   }
 
   struct Entry {
@@ -311,6 +405,9 @@ class BlockedRtrl {
     return keep_new_params(params);
   }
   std::size_t keep_new_params(const std::vector<T>& params) {
+    // A background block end reads the closing block's vectors: the pool grows only without one.
+    // (Its capacity, 2h + 1 from the constructor, is enough unless the learner was copied.)
+    if (pool_size_ == pool_.capacity()) background_.wait();
     if (pool_size_ == pool_.size()) pool_.emplace_back();
     pool_[pool_size_] = params;
     return pool_size_++;
@@ -318,20 +415,20 @@ class BlockedRtrl {
 
   /// Reverses the stored steps [0, end) from the newest to the oldest, adding the immediate
   /// parameter terms to `grad`. The sweep starts from `seed` at the newest state (nullptr: none) and
-  /// takes in the losses of the steps from `first_target` on. On return adjoint_ holds the adjoint
+  /// takes in the losses of the steps from `first_target` on. On return w.adjoint holds the adjoint
   /// at R_s, the attenuation applied at every crossing; returns false if nothing flowed back.
-  bool sweep(const T* seed, std::size_t end, std::size_t first_target, T* grad) {
+  bool sweep(Work& w, const T* seed, std::size_t end, std::size_t first_target, T* grad) {
     const T gamma = options_.attenuation;
     bool flowing = seed != nullptr;
-    if (flowing) std::copy(seed, seed + adjoint_.size(), adjoint_.begin());
+    if (flowing) std::copy(seed, seed + w.adjoint.size(), w.adjoint.begin());
     for (std::size_t j = end; j-- > 0;) {
       if constexpr (column_reverse) {
         // The older steps take in no loss: one column through them, dense terms as products.
         if (flowing && j < first_target) {
-          std::copy(adjoint_.begin(), adjoint_.end(), column_adjoint_.begin());
-          sweep_columns(j + 1, 1, grad);
-          std::copy(column_adjoint_.begin(), column_adjoint_.begin() + static_cast<std::ptrdiff_t>(adjoint_.size()),
-                    adjoint_.begin());
+          std::copy(w.adjoint.begin(), w.adjoint.end(), w.column_adjoint.begin());
+          sweep_columns(w, j + 1, 1, grad);
+          std::copy(w.column_adjoint.begin(), w.column_adjoint.begin() + static_cast<std::ptrdiff_t>(w.adjoint.size()),
+                    w.adjoint.begin());
           return true;
         }
       }
@@ -340,19 +437,19 @@ class BlockedRtrl {
       const T* target = j >= first_target && e.has_target ? e.target.data() : nullptr;
       if (!flowing && target == nullptr) continue;
       if (flowing && (target == nullptr || gamma == T(1))) {
-        k_->reverse(params, e.step, target, adjoint_.data(), grad, prev_adjoint_.data());
+        k_->reverse(params, e.step, target, w.adjoint.data(), grad, w.prev_adjoint.data());
         // With attenuation, the part carried across the step is scaled and the step's own loss
         // is not: the loss then goes through a reverse pass of its own.
         if (gamma != T(1))
-          for (T& a : prev_adjoint_) a *= gamma;
+          for (T& a : w.prev_adjoint) a *= gamma;
       } else if (flowing) {
-        k_->reverse(params, e.step, nullptr, adjoint_.data(), grad, prev_adjoint_.data());
-        k_->reverse(params, e.step, target, nullptr, grad, target_adjoint_.data());
-        for (std::size_t i = 0; i < prev_adjoint_.size(); ++i) prev_adjoint_[i] = gamma * prev_adjoint_[i] + target_adjoint_[i];
+        k_->reverse(params, e.step, nullptr, w.adjoint.data(), grad, w.prev_adjoint.data());
+        k_->reverse(params, e.step, target, nullptr, grad, w.target_adjoint.data());
+        for (std::size_t i = 0; i < w.prev_adjoint.size(); ++i) w.prev_adjoint[i] = gamma * w.prev_adjoint[i] + w.target_adjoint[i];
       } else {
-        k_->reverse(params, e.step, target, nullptr, grad, prev_adjoint_.data());
+        k_->reverse(params, e.step, target, nullptr, grad, w.prev_adjoint.data());
       }
-      adjoint_.swap(prev_adjoint_);
+      w.adjoint.swap(w.prev_adjoint);
       flowing = true;
     }
     return flowing;
@@ -361,8 +458,9 @@ class BlockedRtrl {
   /// The gradients of the block's steps not yet counted, into sum_: one sweep (through the closing
   /// block too while its end is being built) and one product with Delta_s for all of them.
   void add_pending_gradients() {
-    if (sweep(nullptr, closing_ + count_, closing_ + pending_, sum_.data()))
-      k_->apply_sensitivity(delta_.data(), adjoint_.data(), sum_.data());
+    Work& w = schedule_ == BlockSchedule::background ? gradient_work_ : work_;
+    if (sweep(w, nullptr, closing_ + count_, closing_ + pending_, sum_.data()))
+      k_->apply_sensitivity(delta_.data(), w.adjoint.data(), sum_.data());
     pending_ = count_;
   }
 
@@ -420,14 +518,23 @@ class BlockedRtrl {
     chunk_adjoints_.assign((chunk + 1) * k_->state_size(), T(0));
     packed_pieces_.assign(units_.size() * tile_columns, T(0));
     packed_adjoints_.assign((chunk + 1) * units_.size(), T(0));
+    // At least one column: the gradient's sweep uses them too. With the background schedule the
+    // gradient sweeps one column with buffers of its own.
+    allocate(work_, std::max<std::size_t>(chunk, 1));
+    if (schedule_ == BlockSchedule::background) allocate(gradient_work_, 1);
+  }
+  void allocate(Work& w, std::size_t columns) {
+    const std::size_t S = k_->state_size();
+    w.adjoint.assign(S, T(0));
+    w.prev_adjoint.assign(S, T(0));
+    w.target_adjoint.assign(S, T(0));
     if constexpr (column_reverse) {
-      // At least one column: the gradient's sweep uses them too.
-      const std::size_t steps = std::min(flush_steps, h_), columns = std::max<std::size_t>(chunk, 1);
-      column_adjoint_.assign(columns * k_->state_size(), T(0));
-      column_prev_.assign(columns * k_->state_size(), T(0));
-      dense_adjoints_.assign(steps * Kernel::dense_adjoint_rows * columns, T(0));
-      column_work_.assign(Kernel::column_workspace(columns, steps), T(0));
-      held_steps_.assign(steps, nullptr);
+      const std::size_t steps = std::min(flush_steps, h_);
+      w.column_adjoint.assign(columns * S, T(0));
+      w.column_prev.assign(columns * S, T(0));
+      w.dense_adjoints.assign(steps * Kernel::dense_adjoint_rows * columns, T(0));
+      w.column_work.assign(Kernel::column_workspace(columns, steps), T(0));
+      w.held_steps.assign(steps, nullptr);
     }
   }
 
@@ -455,26 +562,29 @@ class BlockedRtrl {
     for (std::size_t first = rows_done_; first < upto; first += chunk_seeds) {
       const std::size_t count = std::min(chunk_seeds, upto - first);
       if (gradient_row) {
-        gradient_row = sweep(nullptr, closing_ + count_, closing_ + pending_, sum_.data());
+        gradient_row = sweep(work_, nullptr, closing_ + count_, closing_ + pending_, sum_.data());
         pending_ = count_;
-        std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(count * S));
+        std::copy(work_.adjoint.begin(), work_.adjoint.end(),
+                  chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(count * S));
       }
       const std::size_t rows = count + (gradient_row ? 1 : 0);
       std::fill(chunk_rows_.begin(), chunk_rows_.begin() + static_cast<std::ptrdiff_t>(rows * P), T(0));
       for (std::size_t c = 0; c < count; ++c) seed_of_unit_[units_[first + c]] = c;
       if constexpr (column_reverse) {
-        std::fill(column_adjoint_.begin(), column_adjoint_.begin() + static_cast<std::ptrdiff_t>(S * count), T(0));
-        for (std::size_t c = 0; c < count; ++c) column_adjoint_[units_[first + c] * count + c] = T(1);
-        sweep_columns(closing_, count, chunk_rows_.data());
+        std::vector<T>& columns = work_.column_adjoint;
+        std::fill(columns.begin(), columns.begin() + static_cast<std::ptrdiff_t>(S * count), T(0));
+        for (std::size_t c = 0; c < count; ++c) columns[units_[first + c] * count + c] = T(1);
+        sweep_columns(work_, closing_, count, chunk_rows_.data());
         for (std::size_t c = 0; c < count; ++c)
-          for (std::size_t i = 0; i < S; ++i) chunk_adjoints_[c * S + i] = column_adjoint_[i * count + c];
+          for (std::size_t i = 0; i < S; ++i) chunk_adjoints_[c * S + i] = work_.column_adjoint[i * count + c];
       } else {
-        std::vector<T>& seed = target_adjoint_;  // free until the next sweep that takes in losses
+        std::vector<T>& seed = work_.target_adjoint;  // free: these sweeps take in no losses
         for (std::size_t c = 0; c < count; ++c) {
           std::fill(seed.begin(), seed.end(), T(0));
           seed[units_[first + c]] = T(1);
-          sweep(seed.data(), closing_, closing_, chunk_rows_.data() + c * P);
-          std::copy(adjoint_.begin(), adjoint_.end(), chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
+          sweep(work_, seed.data(), closing_, closing_, chunk_rows_.data() + c * P);
+          std::copy(work_.adjoint.begin(), work_.adjoint.end(),
+                    chunk_adjoints_.begin() + static_cast<std::ptrdiff_t>(c * S));
         }
       }
       for (std::size_t t = 0; t < tiles_.size(); ++t) {
@@ -495,30 +605,31 @@ class BlockedRtrl {
       }
     }
     rows_done_ = std::max(rows_done_, upto);
-    if (rows_done_ == units_.size()) finish_boundary();
+    // In the background the learner's thread finishes the boundary, at the block's last step.
+    if (rows_done_ == units_.size() && schedule_ != BlockSchedule::background) finish_boundary();
   }
 
   /// Reverses the stored steps [0, end), newest first, for the `count` adjoint columns in
-  /// column_adjoint_ (entry i of column c at [i * count + c]) with the kernel's reverse pass over
+  /// w.column_adjoint (entry i of column c at [i * count + c]) with the kernel's reverse pass over
   /// many columns, adding column c's parameter terms to rows[c * param_count(), ...). The dense
   /// parameters' terms are added every flush_steps steps as one product over those steps. On return
-  /// column_adjoint_ holds the adjoints at R_s, the attenuation applied at every crossing. The
+  /// w.column_adjoint holds the adjoints at R_s, the attenuation applied at every crossing. The
   /// steps must have no losses to take in.
-  void sweep_columns(std::size_t end, std::size_t count, T* rows) {
+  void sweep_columns(Work& w, std::size_t end, std::size_t count, T* rows) {
     const std::size_t P = k_->param_count(), S = k_->state_size();
     const std::size_t kept = Kernel::dense_adjoint_rows * count;  // dense adjoints per step
     const T gamma = options_.attenuation;
     std::size_t held = 0;
     for (std::size_t j = end; j-- > 0;) {
       const Entry& e = entries_[j];
-      k_->reverse_columns(pool_[e.params].data(), e.step, count, column_adjoint_.data(), column_prev_.data(), rows, P,
-                          dense_adjoints_.data() + held * kept, column_work_.data());
-      held_steps_[held++] = &e.step;
+      k_->reverse_columns(pool_[e.params].data(), e.step, count, w.column_adjoint.data(), w.column_prev.data(), rows, P,
+                          w.dense_adjoints.data() + held * kept, w.column_work.data());
+      w.held_steps[held++] = &e.step;
       if (gamma != T(1))
-        for (std::size_t i = 0; i < S * count; ++i) column_prev_[i] *= gamma;
-      column_adjoint_.swap(column_prev_);
-      if (held == held_steps_.size() || j == 0) {
-        k_->dense_gradients(held_steps_.data(), held, count, dense_adjoints_.data(), rows, P, column_work_.data());
+        for (std::size_t i = 0; i < S * count; ++i) w.column_prev[i] *= gamma;
+      w.column_adjoint.swap(w.column_prev);
+      if (held == w.held_steps.size() || j == 0) {
+        k_->dense_gradients(w.held_steps.data(), held, count, w.dense_adjoints.data(), rows, P, w.column_work.data());
         held = 0;
       }
     }
@@ -687,13 +798,14 @@ class BlockedRtrl {
     for (std::size_t j = 0; j < tile_width; ++j) t[j] = acc[j];
   }
 
+  Background background_;  ///< first: copies and moves wait for a background block end before the rest
   const Kernel* k_;  ///< a pointer, so that a learner can be assigned (checkpoint loading)
   RtrlOptions<T> options_;
   int accumulate_;
   BlockSchedule schedule_;
   std::size_t h_ = 1;
-  /// The stored steps, oldest first: closing_ of the block whose end is being built (real_time;
-  /// otherwise none), then count_ of the current block.
+  /// The stored steps, oldest first: closing_ of the block whose end is being built (real_time and
+  /// background; otherwise none), then count_ of the current block.
   std::vector<Entry> entries_;
   std::vector<std::vector<T>> pool_;
   std::size_t count_ = 0, pending_ = 0, pool_size_ = 0, closing_ = 0;
@@ -708,12 +820,10 @@ class BlockedRtrl {
   /// add_group's packed operands: a tile's pieces (at most one per unit) in micro-panels of
   /// tile_width columns, and the chunk's adjoints at the pieces' units in micro-panels of tile_height.
   std::vector<T> packed_pieces_, packed_adjoints_;
-  /// With a kernel that reverses many columns at once (sweep_columns): the chunk's adjoints
-  /// interleaved, before and after a step; the dense connections' adjoints of up to flush_steps
-  /// steps, and those steps; the kernel's workspace.
-  std::vector<T> column_adjoint_, column_prev_, dense_adjoints_, column_work_;
-  std::vector<const typename Kernel::Step*> held_steps_;
-  std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, adjoint_, prev_adjoint_, target_adjoint_, sum_;
+  /// The sweeps' buffers: the block end's (and the gradient's, except in the background schedule),
+  /// and the gradient's in the background schedule (one column; empty otherwise).
+  Work work_, gradient_work_;
+  std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, sum_;
   std::int64_t steps_ = 0;
   bool ready_ = false;
   bool warned_ = false, warned_values_ = false;

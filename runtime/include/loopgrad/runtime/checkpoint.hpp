@@ -26,12 +26,6 @@
 
 namespace loopgrad::runtime {
 
-namespace detail {
-
-inline std::string schedule_name(BlockSchedule s) { return s == BlockSchedule::real_time ? "real_time" : "block_end"; }
-
-}  // namespace detail
-
 /// Writes the optimizer's state into `f`: its name, hyperparameters and per-parameter vectors.
 template <class T>
 void save_optimizer(const Sgd<T>& o, safetensors::File& f) {
@@ -130,13 +124,13 @@ std::string algorithm_name(const ExactRtrl<Kernel, T>&) {
 
 /// Writes a blocked learner's part of a checkpoint into `f`, mid-block too: the start (R_s, Delta_s)
 /// of the oldest stored step and what each stored step ran with (parameters, input, target), from
-/// which loading replays the forward steps (with the real-time schedule: the closing block's steps,
-/// then the current block's).
+/// which loading replays the forward steps (with the real-time and background schedules: the
+/// closing block's steps, then the current block's).
 template <class Kernel, class T>
 void put_learner(safetensors::File& f, const BlockedRtrl<Kernel, T>& learner) {
   const auto snap = learner.snapshot();
   f.metadata["block_length"] = std::to_string(learner.block_length());
-  f.metadata["block.schedule"] = detail::schedule_name(learner.schedule());
+  f.metadata["block.schedule"] = schedule_name(learner.schedule());
   f.metadata["block.closing_steps"] = std::to_string(snap.closing);
   f.metadata["block.steps"] = std::to_string(snap.inputs.size());
   f.metadata["block.pending"] = std::to_string(snap.pending);
@@ -179,12 +173,12 @@ Commit read_learner(const safetensors::File& f, BlockedRtrl<Kernel, T>& learner,
   };
   // Checkpoints from before the real-time schedule carry no schedule: theirs is block_end.
   const auto schedule = f.metadata.count("block.schedule") != 0 ? f.metadata.at("block.schedule") : std::string("block_end");
-  if (schedule != detail::schedule_name(learner.schedule()))
+  if (schedule != schedule_name(learner.schedule()))
     throw safetensors::SafetensorsError(where + " was written with the " + schedule + " schedule; this learner uses " +
-                                        detail::schedule_name(learner.schedule()));
-  const bool real_time = learner.schedule() == BlockSchedule::real_time;
+                                        schedule_name(learner.schedule()));
+  const bool keeps_closing = learner.schedule() != BlockSchedule::block_end;
   const std::size_t closing =
-      f.metadata.count("block.closing_steps") != 0 ? count("block.closing_steps", real_time ? block_length : 0) : 0;
+      f.metadata.count("block.closing_steps") != 0 ? count("block.closing_steps", keeps_closing ? block_length : 0) : 0;
   if (closing != 0 && closing != static_cast<std::size_t>(block_length))
     throw safetensors::SafetensorsError(where + ": metadata 'block.closing_steps' is " + std::to_string(closing) +
                                         "; it must be 0 or the block length " + std::to_string(block_length));
