@@ -7,11 +7,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
 #include <random>
 #include <vector>
 
+#include "../compare.hpp"
 #include "k_lstm_f.hpp"
 #include "k_multi_loop.hpp"
 #include "loopgrad/runtime/blocked_rtrl.hpp"
@@ -20,16 +20,6 @@ namespace {
 
 using loopgrad::runtime::BlockedRtrl;
 using loopgrad::runtime::BlockSchedule;
-
-template <class T>
-double relative_difference(const std::vector<T>& a, const std::vector<T>& b) {
-  double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return diff / std::max(scale, 1e-30);
-}
 
 template <class Kernel, class T>
 void check_background(double tolerance) {
@@ -56,7 +46,8 @@ void check_background(double tolerance) {
     const T got = background.observe(params, input.data(), target.data());
     CHECK(got == want);  // the forward pass is the same
     again.observe(params, input.data(), target.data());
-    worst = std::max(worst, relative_difference(background.gradient(), block_end.gradient()));
+    worst = std::max(worst, loopgrad::testing::relative_difference(background.gradient().data(), block_end.gradient().data(),
+                                                                 k.param_count()));
     CHECK(again.gradient() == background.gradient());
     for (auto* other : {&copied, &moved, &restored})
       if (other->has_value()) {
