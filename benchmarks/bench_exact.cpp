@@ -4,6 +4,7 @@
 //   rtrl/<net>/pruned              one exact RTRL step on the generated kernel
 //   blocked/<net>/accumulate:<m>   the blocked exact algorithm at the cost model's block length h,
 //                                  a gradient every step (m = 1) and summed over m = h steps
+//   blocked/<net>/background       the same, a gradient every step, with the background schedule
 //   delta_pass/<net>               one pass over the stored Delta with one adjoint
 //   bptt/<net>/<T>                 BPTT over T = 10, 100, 1000 steps
 // The float networks' rows come again as <net>_ftz, run with RtrlOptions::flush_subnormals.
@@ -68,13 +69,19 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
     benchmark::RegisterBenchmark(("rtrl/" + row + "/pruned").c_str(), [=](benchmark::State& s) {
       bench::rtrl_step(s, Kernel{}, params(), macs, entry->analysis.macs_per_step, memory, flush_subnormals);
     })->Unit(benchmark::kMicrosecond);
-    for (const int accumulate : {1, h})
-      benchmark::RegisterBenchmark(("blocked/" + row + "/accumulate:" + std::to_string(accumulate)).c_str(),
-                                   [=](benchmark::State& s) {
+    using loopgrad::runtime::BlockSchedule;
+    for (const auto& [accumulate, schedule] :
+         {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::background}})
+      benchmark::RegisterBenchmark(("blocked/" + row + "/" +
+                                    (schedule == BlockSchedule::block_end ? "accumulate:" + std::to_string(accumulate)
+                                                                          : loopgrad::runtime::schedule_name(schedule)))
+                                       .c_str(),
+                                   [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
                                      bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
-                                                         loopgrad::runtime::BlockSchedule::block_end, flush_subnormals);
+                                                         schedule, flush_subnormals);
                                    })
           ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()  // the background schedule's block end runs on another thread
           ->Iterations(bench::blocked_iterations(e.analysis, h));
     benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
         ->Unit(benchmark::kMicrosecond);

@@ -117,12 +117,17 @@ def print_rtrl_tables(runs, nets, ns):
                   f"{one['ns_per_step'] / pool['ns_per_step']:.2f}x |")
 
 
+def background(runs, n):
+    """The row blocked/<n>/background (the block end on a second thread), or None in a run without it."""
+    return next((v for k, v in runs.items() if k.startswith(f"blocked/{n}/background/")), None)
+
+
 def print_blocked_table(runs, blocked, ns):
     print()
     print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
-          "speed-up | median / max step (ns) | model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | "
-          "crossover T vs BPTT |")
-    print("|" + " --- |" * 14)
+          "speed-up | median / max step (ns) | background schedule: ns/step, speed-up, median / max (ns) | "
+          "model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | crossover T vs BPTT |")
+    print("|" + " --- |" * 15)
     for n in blocked:
         b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
         bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
@@ -130,28 +135,37 @@ def print_blocked_table(runs, blocked, ns):
         bptt_per_step = ns(runs[f"bptt/{n}/1000"]) / 1000
         pick = "blocked" if b1["chosen_blocked"] else "RTRL"
         faster = "blocked" if ns(b1) < ns(r) else "RTRL"
+        bg = background(runs, n)
+        bg_cell = (f"{ns(bg):.4g}, {ns(r) / ns(bg):.1f}x, {bg['median_ns']:.3g} / {bg['max_ns']:.3g}" if bg else "-")
         print(f"| {n} | {pick}{'' if pick == faster else ' (measured: ' + faster + ')'} | {b1['block_length']:.0f} | "
               f"{ns(r):.4g} | {ns(b1):.4g} | {ns(r) / ns(b1):.1f}x | {ns(bh):.4g} | {ns(r) / ns(bh):.1f}x | "
-              f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
+              f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {bg_cell} | "
+              f"{b1['model_rtrl_macs']:.3g} / {b1['model_macs']:.3g} | "
               f"{r['rtrl_bytes']:.3g} | {b1['blocked_bytes']:.3g} | {b1['blocked_bytes'] / r['rtrl_bytes']:.2f} | "
               f"{ns(b1) / bptt_per_step:.0f} |")
     timed = [n for n in blocked if any(k.startswith(f"blocked/{n}/real_time/") for k in runs)]
     if timed:
         print()
-        print("The real-time schedule: every step's time, the block end's work at once (block_end) or spread over "
-              "the next block's steps (real_time); a gradient every step.")
+        print("The schedules: every step's time, the block end's work at once (block_end), spread over the next "
+              "block's steps (real_time) or on a second thread while the next block runs (background); a gradient "
+              "every step.")
         print()
         print("| network | h | block_end: mean ns | median / p99 / max | max / median | real_time: mean ns | "
-              "median / p99 / max | max / median | mean, real_time / block_end | bytes, real_time / RTRL |")
-        print("|" + " --- |" * 10)
+              "median / p99 / max | max / median | background: mean ns | median / p99 / max | max / median | "
+              "mean, real_time / block_end | mean, background / block_end | bytes, real_time / RTRL |")
+        print("|" + " --- |" * 14)
         for n in timed:
             b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
             rt = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/real_time/"))
+            bg = background(runs, n)
             r = runs[f"rtrl/{n}/pruned"]
+            bg_cells = (f"{ns(bg):.4g} | {bg['median_ns']:.3g} / {bg['p99_ns']:.3g} / {bg['max_ns']:.3g} | "
+                        f"{bg['max_ns'] / bg['median_ns']:.1f}" if bg else "- | - | -")
             print(f"| {n} | {b1['block_length']:.0f} | {ns(b1):.4g} | {b1['median_ns']:.3g} / {b1['p99_ns']:.3g} / "
                   f"{b1['max_ns']:.3g} | {b1['max_ns'] / b1['median_ns']:.1f} | {ns(rt):.4g} | {rt['median_ns']:.3g} / "
-                  f"{rt['p99_ns']:.3g} / {rt['max_ns']:.3g} | {rt['max_ns'] / rt['median_ns']:.1f} | "
-                  f"{ns(rt) / ns(b1):.2f} | {rt['blocked_bytes'] / r['rtrl_bytes']:.2f} |")
+                  f"{rt['p99_ns']:.3g} / {rt['max_ns']:.3g} | {rt['max_ns'] / rt['median_ns']:.1f} | {bg_cells} | "
+                  f"{ns(rt) / ns(b1):.2f} | {f'{ns(bg) / ns(b1):.2f}' if bg else '-'} | "
+                  f"{rt['blocked_bytes'] / r['rtrl_bytes']:.2f} |")
     stream = runs.get("stream/copy")
     passes = [n for n in blocked if f"delta_pass/{n}" in runs]
     if stream and passes:
@@ -160,16 +174,18 @@ def print_blocked_table(runs, blocked, ns):
         print(f"Streaming bandwidth (STREAM copy, one thread, same run): {bw / 1e9:.1f} GB/s.")
         print()
         print("| network | Delta bytes | one pass over Delta: ns, GB/s | % of STREAM copy | blocked step ns | "
-              "step / (Delta bytes at STREAM speed) | summed over h: step / (Delta bytes at STREAM speed) |")
-        print("|" + " --- |" * 7)
+              "step / (Delta bytes at STREAM speed) | background schedule: step / (the same) | "
+              "summed over h: step / (Delta bytes at STREAM speed) |")
+        print("|" + " --- |" * 8)
         for n in passes:
             d = runs[f"delta_pass/{n}"]
             b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
             bh = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:") and v is not b1)
             delta_bytes = d["bytes_per_s"] * ns(d) / 1e9
             floor = delta_bytes / bw * 1e9
+            bg = background(runs, n)
             print(f"| {n} | {delta_bytes:.3g} | {ns(d):.4g}, {d['bytes_per_s'] / 1e9:.1f} | {100 * d['bytes_per_s'] / bw:.0f}% | "
-                  f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {ns(bh) / floor:.2f} |")
+                  f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {f'{ns(bg) / floor:.2f}' if bg else '-'} | {ns(bh) / floor:.2f} |")
 
 
 def plot_cost_against_n(runs, ns, png):

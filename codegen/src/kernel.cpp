@@ -164,7 +164,7 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
       a.cross_terms.size(), a.sensitivity_values, a.dense_sensitivity_values, a.macs_per_step, a.dense_macs_per_step);
   out += fmt::format("// {}.\n", exact_choice(a));
   if (!a.exact()) out += "//\n// " + approximation_note(net, a, "\n// ") + "\n";
-  out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
+  out += "#pragma once\n\n#include <array>\n#include <atomic>\n#include <cmath>\n#include <condition_variable>\n#include <cstddef>\n#include <cstring>\n#include <exception>\n#include <functional>\n#include <mutex>\n"
          "#include <span>\n#include <stdexcept>\n#include <string>\n#include <thread>\n#include <vector>\n\n";
   if (blas) out += "#include <cblas.h>  // dense products of at least " + std::to_string(options.blas_min_flops) + " flops\n\n";
   if (options.blas_min_flops > 0) out += "#include <cstdio>\n#include <cstdlib>\n#include <string_view>\n\n";

@@ -26,7 +26,7 @@ constexpr std::string_view cpp_keywords[] = {
 // Names the generated header declares at namespace scope or inside the structs whose accessors are
 // named after groups and parameters: an accessor of the same name would hide them.
 constexpr std::string_view header_names[] = {
-    "std", "flat", "Scalar", "tile_columns", "product_rows", "product_columns", "network_name", "n_params",
+    "std", "flat", "Scalar", "tile_columns", "product_rows", "product_columns", "Vector", "vector_lanes", "network_name", "n_params",
     "n_inputs", "n_targets", "n_state", "n_sensitivity", "n_sensitivity_blocks", "n_step_values", "n_tangent",
     "macs_per_step", "emitted_macs_per_step",
     "emitted_reverse_macs_per_step", "emitted_column_macs_per_column", "emitted_column_macs_per_call",

@@ -179,12 +179,17 @@ void emit_leaf(const KernelPlan& plan, Scope& s, CodeWriter& w, int g, const Lea
 // The register-tiled product both functions use (a static member of the kernel).
 constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride ldo) += A B, where A(i, k) = a[i * ai + k * ak] (rows x inner)
   // and B is (inner x cols, row stride ldb), every tile accumulated over the whole inner dimension
-  // before it is stored. With AVX-512 the rows and columns that fill whole tiles of
-  // multiply_rows x multiply_columns (6 rows by four vector registers: 24 accumulators) run in
-  // those (multiply_tile), the rest in multiply_add_narrow's tiles of 4 rows by tile_columns; on
-  // other targets everything runs in the latter, which g++ keeps in registers there.
+  // before it is stored. With AVX-512, and with AVX2 and FMA under g++ or clang, the rows and
+  // columns that fill whole tiles of multiply_rows x multiply_columns (6 rows by four vector
+  // registers, 24 accumulators of AVX-512's 32; by two, 12 of AVX2's 16) run in those
+  // (multiply_tile), the rest in multiply_add_narrow's tiles of 4 rows by tile_columns; on other
+  // targets everything runs in the latter.
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__))
 #if defined(__AVX512F__)
   static constexpr std::size_t multiply_rows = 6, multiply_columns = 256 / sizeof(Scalar);
+#else
+  static constexpr std::size_t multiply_rows = 6, multiply_columns = 64 / sizeof(Scalar);
+#endif
   static void multiply_add(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
                            std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
     const std::size_t tall = rows / multiply_rows * multiply_rows, wide = cols / multiply_columns * multiply_columns;
@@ -201,6 +206,7 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     if (tall < rows) multiply_add_narrow(rows - tall, cols, inner, a + tall * ai, ai, ak, b, ldb, out + tall * ldo, ldo);
   }
   // One tile of multiply_add: out (multiply_rows x multiply_columns, row stride ldo) += A B.
+#if defined(__AVX512F__)
   static void multiply_tile(std::size_t inner, const Scalar* a, std::size_t ai, std::size_t ak, const Scalar* b,
                             std::size_t ldb, Scalar* out, std::size_t ldo) {
     Scalar acc[multiply_rows][multiply_columns];
@@ -213,16 +219,62 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     for (std::size_t i = 0; i < multiply_rows; ++i) for (std::size_t j = 0; j < multiply_columns; ++j) out[i * ldo + j] = acc[i][j];
   }
 #else
+  // With AVX2 the accumulators are the compiler's vector type (Vector, as in product_tile).
+  static constexpr std::size_t tile_vectors = multiply_columns / vector_lanes;
+  static void multiply_tile(std::size_t inner, const Scalar* a, std::size_t ai, std::size_t ak, const Scalar* b,
+                            std::size_t ldb, Scalar* out, std::size_t ldo) {
+    Vector acc[multiply_rows][tile_vectors];
+    for (std::size_t i = 0; i < multiply_rows; ++i)
+      for (std::size_t v = 0; v < tile_vectors; ++v) std::memcpy(&acc[i][v], out + i * ldo + v * vector_lanes, sizeof(Vector));
+    for (std::size_t k = 0; k < inner; ++k, a += ak, b += ldb) {
+      Vector x[tile_vectors];
+      for (std::size_t v = 0; v < tile_vectors; ++v) std::memcpy(&x[v], b + v * vector_lanes, sizeof(Vector));
+      for (std::size_t i = 0; i < multiply_rows; ++i) {
+        const Scalar w = a[i * ai];
+        for (std::size_t v = 0; v < tile_vectors; ++v) acc[i][v] += w * x[v];
+      }
+    }
+    for (std::size_t i = 0; i < multiply_rows; ++i)
+      for (std::size_t v = 0; v < tile_vectors; ++v) std::memcpy(out + i * ldo + v * vector_lanes, &acc[i][v], sizeof(Vector));
+  }
+#endif
+#else
   static void multiply_add(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
                            std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
     multiply_add_narrow(rows, cols, inner, a, ai, ak, b, ldb, out, ldo);
   }
 #endif
   // Column j of `out` over `span` rows (out[q * ldo], A(q, k) = a[q + k * ak]) += A B's column j:
-  // accumulated over the whole inner dimension in registers, A read row after row.
+  // accumulated over the whole inner dimension in registers, A read row after row (with AVX2, in
+  // the compiler's vector type, as multiply_tile).
   template <std::size_t span>
   static void column_span(std::size_t inner, const Scalar* a, std::size_t ak, const Scalar* b, std::size_t ldb,
                           Scalar* out, std::size_t ldo) {
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)
+    if constexpr (span % vector_lanes == 0) {
+      Vector acc[span / vector_lanes];
+      for (std::size_t v = 0; v < span / vector_lanes; ++v) {
+        Scalar column[vector_lanes];
+        for (std::size_t q = 0; q < vector_lanes; ++q) column[q] = out[(v * vector_lanes + q) * ldo];
+        std::memcpy(&acc[v], column, sizeof(Vector));
+      }
+      for (std::size_t k = 0; k < inner; ++k) {
+        const Scalar x = b[k * ldb];
+        const Scalar* const w = a + k * ak;
+        for (std::size_t v = 0; v < span / vector_lanes; ++v) {
+          Vector wv;
+          std::memcpy(&wv, w + v * vector_lanes, sizeof(Vector));
+          acc[v] += wv * x;
+        }
+      }
+      for (std::size_t v = 0; v < span / vector_lanes; ++v) {
+        Scalar column[vector_lanes];
+        std::memcpy(column, &acc[v], sizeof(Vector));
+        for (std::size_t q = 0; q < vector_lanes; ++q) out[(v * vector_lanes + q) * ldo] = column[q];
+      }
+      return;
+    }
+#endif
     Scalar acc[span];
     for (std::size_t q = 0; q < span; ++q) acc[q] = out[q * ldo];
     for (std::size_t k = 0; k < inner; ++k) {
