@@ -197,10 +197,7 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
   for (const auto& [accumulate, schedule] :
        {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::real_time},
         {1, BlockSchedule::background}})
-    benchmark::RegisterBenchmark(("blocked/" + name + "/" +
-                                  (schedule == BlockSchedule::block_end ? "accumulate:" + std::to_string(accumulate)
-                                                                        : loopgrad::runtime::schedule_name(schedule)))
-                                     .c_str(),
+    benchmark::RegisterBenchmark(("blocked/" + name + "/" + blocked_row(accumulate, schedule)).c_str(),
                                  [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
                                    blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate, schedule);
                                  })

@@ -72,10 +72,7 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
     using loopgrad::runtime::BlockSchedule;
     for (const auto& [accumulate, schedule] :
          {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::background}})
-      benchmark::RegisterBenchmark(("blocked/" + row + "/" +
-                                    (schedule == BlockSchedule::block_end ? "accumulate:" + std::to_string(accumulate)
-                                                                          : loopgrad::runtime::schedule_name(schedule)))
-                                       .c_str(),
+      benchmark::RegisterBenchmark(("blocked/" + row + "/" + bench::blocked_row(accumulate, schedule)).c_str(),
                                    [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
                                      bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
                                                          schedule, flush_subnormals);

@@ -155,6 +155,13 @@ void forward_only(benchmark::State& state, const Kernel& kernel, const std::vect
   state.counters["ns_per_step"] = per_step_ns();
 }
 
+// The last part of a blocked row's name: accumulate:<m> with the block-end schedule, else the
+// schedule's name (real_time, background).
+inline std::string blocked_row(int accumulate, loopgrad::runtime::BlockSchedule schedule) {
+  return schedule == loopgrad::runtime::BlockSchedule::block_end ? "accumulate:" + std::to_string(accumulate)
+                                                                 : loopgrad::runtime::schedule_name(schedule);
+}
+
 // Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
 inline benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
   const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));
