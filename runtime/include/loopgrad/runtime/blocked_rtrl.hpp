@@ -26,14 +26,14 @@
 // passes and one product with Delta_s for the gradient: O(n_R |P|) at h ~ n_R, against RTRL's
 // O(n_R^2 |P|). analysis::ExactCost holds the model and the best h for a network. On a generated
 // kernel the block end sweeps 32 seeds at once (the kernel's reverse_columns: the weights read once
-// per step for all of them) and adds the dense parameters' terms of up to 32 steps as one product
+// per step for all of them) and adds the dense parameters' terms of up to 64 steps as one product
 // (dense_gradients); the gradient's sweep, past the steps whose losses it takes in, goes the same
 // way with one column. The block end's products with Delta_s run 32 rows at a time over tiles of
 // Delta_s, packed and register-tiled over the rows of Delta_s that share a tile's columns (the
 // sensitivity update's tile shapes: 8 x 24 doubles with AVX-512), so Delta_s is read
 // n_R / 32 times per block; the gradient's product reads it once per step (once per m steps when
 // accumulating). Memory: Delta_s and the block's Delta_(s+h) being built, 33 rows in the parameter
-// layout, the dense connections' adjoints of 32 seeds over 32 steps, h steps' values and the
+// layout, the dense connections' adjoints of 32 seeds over 64 steps, h steps' values and the
 // parameter vectors they used (one while the parameters do not change) — constant in the sequence
 // length.
 //
@@ -471,8 +471,10 @@ class BlockedRtrl {
   /// stream past them once per chunk.
   static constexpr std::size_t tile_columns = 288;
   static constexpr std::size_t chunk_seeds = 32;
-  /// How many steps' dense parameter terms sweep_columns adds in one product.
-  static constexpr std::size_t flush_steps = 32;
+  /// How many steps' dense parameter terms sweep_columns adds in one product: the products' inner
+  /// dimension. Each product reads and writes the chunk's rows of the dense weights (17 MB for 32
+  /// seeds on Elman 256): 64 steps made Elman 256's block end about 10% shorter than 32.
+  static constexpr std::size_t flush_steps = 64;
 
   struct Piece {
     std::size_t unit, at, offset, length;  ///< a run's part within one tile; offset from the tile's start
@@ -518,7 +520,7 @@ class BlockedRtrl {
     // One row more for the gradient (real_time: it joins the rows' pass).
     chunk_rows_.assign((chunk + 1) * k_->param_count(), T(0));
     chunk_adjoints_.assign((chunk + 1) * k_->state_size(), T(0));
-    packed_pieces_.assign(units_.size() * tile_columns, T(0));
+    packed_pieces_.assign((units_.size() + 1) * tile_columns, T(0));  // + add_group's padding
     packed_adjoints_.assign((chunk + 1) * units_.size(), T(0));
     // At least one column: the gradient's sweep uses them too. With the background schedule the
     // gradient sweeps one column with buffers of its own.
@@ -672,59 +674,59 @@ class BlockedRtrl {
   /// (a real-time step builds a few) go piece by piece, up to 4 rows in one read of each piece.
   /// More are packed as a BLAS packs a product: the pieces are copied, each read in order (the way
   /// the hardware prefetches from memory), into micro-panels of tile_width columns, which stay in
-  /// L2, and the rows' adjoints into micro-panels of tile_height rows. Every register tile then
-  /// reads both sequentially, accumulating over all the pieces before it stores; the last
-  /// rows % tile_height rows go one at a time over the packed pieces. Every entry sums its terms
-  /// in the pieces' order, whichever way the rows are cut.
+  /// L2, and the rows' adjoints into micro-panels of tile_height rows. The micro-panels lie one
+  /// panel plus tile_width values apart: n * tile_width values would be a multiple of 4 KiB for
+  /// n = 256, and the copy of a piece, which writes one line into every panel, would then write
+  /// all of them into one set of the L1 and L2 caches. Every register tile then reads both
+  /// sequentially, accumulating over all the pieces before it stores; the last rows % tile_height
+  /// rows form one shorter register tile. Every entry sums its terms in the pieces' order,
+  /// whichever way the rows are cut.
   void add_group(const Piece* pieces, std::size_t n, std::size_t column, std::size_t rows) {
     if (rows < tile_height) {
       for (std::size_t c = 0; c < rows; c += 4) stream_rows(pieces, n, column, c, std::min<std::size_t>(4, rows - c));
       return;
     }
     const std::size_t P = k_->param_count(), S = k_->state_size(), length = pieces[0].length;
-    const std::size_t panels = (length + tile_width - 1) / tile_width;
+    const std::size_t panels = (length + tile_width - 1) / tile_width, stride = (n + 1) * tile_width;
     T* const b = packed_pieces_.data();
     for (std::size_t p = 0; p < n; ++p) {
       const T* const x = delta_.data() + pieces[p].at;
       for (std::size_t q = 0; q < panels; ++q) {
-        T* const panel = b + (q * n + p) * tile_width;
+        T* const panel = b + q * stride + p * tile_width;
         const std::size_t j0 = q * tile_width, wide = std::min(tile_width, length - j0);
         for (std::size_t j = 0; j < wide; ++j) panel[j] = x[j0 + j];
         for (std::size_t j = wide; j < tile_width; ++j) panel[j] = T(0);
       }
     }
-    const std::size_t blocks = rows / tile_height, tiled = blocks * tile_height;
+    // Micro-panels of tile_height rows, then one of the rest (rows % tile_height).
+    const std::size_t blocks = rows / tile_height, tiled = blocks * tile_height, rest = rows - tiled;
     T* const a = packed_adjoints_.data();
     for (std::size_t r = 0; r < blocks; ++r)
       for (std::size_t p = 0; p < n; ++p)
         for (std::size_t i = 0; i < tile_height; ++i)
           a[(r * n + p) * tile_height + i] = chunk_adjoints_[(r * tile_height + i) * S + pieces[p].unit];
-    T* const single = a + tiled * n;  // the last rows, each's adjoints contiguous
-    for (std::size_t c = tiled; c < rows; ++c)
-      for (std::size_t p = 0; p < n; ++p) single[(c - tiled) * n + p] = chunk_adjoints_[c * S + pieces[p].unit];
+    T* const last = a + tiled * n;
+    for (std::size_t p = 0; p < n; ++p)
+      for (std::size_t i = 0; i < rest; ++i) last[p * rest + i] = chunk_adjoints_[(tiled + i) * S + pieces[p].unit];
     for (std::size_t q = 0; q < panels; ++q) {
       const std::size_t j0 = q * tile_width, wide = std::min(tile_width, length - j0);
-      const T* const panel = b + q * n * tile_width;
+      const T* const panel = b + q * stride;
       T* const out = chunk_rows_.data() + column + j0;
-      for (std::size_t r = 0; r < blocks; ++r) {
+      for (std::size_t r = 0; r <= blocks; ++r) {
+        const std::size_t height = r < blocks ? tile_height : rest;
+        if (height == 0) break;
+        const T* const micro = a + r * n * tile_height;
         T* const t = out + r * tile_height * P;
         if (wide == tile_width) {
-          product_tile(n, a + r * n * tile_height, panel, t, P);
+          product_tile(height, n, micro, panel, t, P);
           continue;
         }
         T part[tile_height * tile_width] = {};
-        for (std::size_t i = 0; i < tile_height; ++i)
+        for (std::size_t i = 0; i < height; ++i)
           for (std::size_t j = 0; j < wide; ++j) part[i * tile_width + j] = t[i * P + j];
-        product_tile(n, a + r * n * tile_height, panel, part, tile_width);
-        for (std::size_t i = 0; i < tile_height; ++i)
+        product_tile(height, n, micro, panel, part, tile_width);
+        for (std::size_t i = 0; i < height; ++i)
           for (std::size_t j = 0; j < wide; ++j) t[i * P + j] = part[i * tile_width + j];
-      }
-      for (std::size_t c = tiled; c < rows; ++c) {
-        T part[tile_width] = {};
-        T* const t = out + c * P;
-        for (std::size_t j = 0; j < wide; ++j) part[j] = t[j];
-        product_row(n, single + (c - tiled) * n, panel, part);
-        for (std::size_t j = 0; j < wide; ++j) t[j] = part[j];
       }
     }
   }
@@ -776,9 +778,10 @@ class BlockedRtrl {
     }
   }
 
-  /// t (tile_height x tile_width, row stride ldt) += A B over n pieces: A a micro-panel of adjoints
-  /// (row i of piece p at a[p * tile_height + i]), B one of the pieces (column j of piece p at
+  /// t (Rows x tile_width, row stride ldt) += A B over n pieces: A a micro-panel of adjoints (row
+  /// i of piece p at a[p * Rows + i]), B one of the pieces (column j of piece p at
   /// b[p * tile_width + j]). The accumulators stay in registers for all n.
+  template <std::size_t Rows>
   static void product_tile(std::size_t n, const T* a, const T* b, T* t, std::size_t ldt) {
 #if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)
     // With AVX2 the accumulators are the compiler's vector type, as in the emitted kernels: g++ 12
@@ -786,43 +789,39 @@ class BlockedRtrl {
     if constexpr (std::is_same_v<T, double> || std::is_same_v<T, float>) {
       typedef T Vector __attribute__((vector_size(32)));
       constexpr std::size_t lanes = sizeof(Vector) / sizeof(T), vectors = tile_width / lanes;
-      Vector acc[tile_height][vectors];
-      for (std::size_t i = 0; i < tile_height; ++i)
+      Vector acc[Rows][vectors];
+      for (std::size_t i = 0; i < Rows; ++i)
         for (std::size_t v = 0; v < vectors; ++v) std::memcpy(&acc[i][v], t + i * ldt + v * lanes, sizeof(Vector));
-      for (std::size_t p = 0; p < n; ++p, a += tile_height, b += tile_width) {
+      for (std::size_t p = 0; p < n; ++p, a += Rows, b += tile_width) {
         Vector x[vectors];
         for (std::size_t v = 0; v < vectors; ++v) std::memcpy(&x[v], b + v * lanes, sizeof(Vector));
-        for (std::size_t i = 0; i < tile_height; ++i) {
+        for (std::size_t i = 0; i < Rows; ++i) {
           const T w = a[i];
           for (std::size_t v = 0; v < vectors; ++v) acc[i][v] += w * x[v];
         }
       }
-      for (std::size_t i = 0; i < tile_height; ++i)
+      for (std::size_t i = 0; i < Rows; ++i)
         for (std::size_t v = 0; v < vectors; ++v) std::memcpy(t + i * ldt + v * lanes, &acc[i][v], sizeof(Vector));
       return;
     }
 #endif
-    T acc[tile_height][tile_width];
-    for (std::size_t i = 0; i < tile_height; ++i)
+    T acc[Rows][tile_width];
+    for (std::size_t i = 0; i < Rows; ++i)
       for (std::size_t j = 0; j < tile_width; ++j) acc[i][j] = t[i * ldt + j];
-    for (std::size_t p = 0; p < n; ++p, a += tile_height, b += tile_width)
-      for (std::size_t i = 0; i < tile_height; ++i) {
+    for (std::size_t p = 0; p < n; ++p, a += Rows, b += tile_width)
+      for (std::size_t i = 0; i < Rows; ++i) {
         const T w = a[i];
         for (std::size_t j = 0; j < tile_width; ++j) acc[i][j] += w * b[j];
       }
-    for (std::size_t i = 0; i < tile_height; ++i)
+    for (std::size_t i = 0; i < Rows; ++i)
       for (std::size_t j = 0; j < tile_width; ++j) t[i * ldt + j] = acc[i][j];
   }
 
-  /// One row of product_tile: t (tile_width) += sum over the pieces of a[p] times piece p's columns.
-  static void product_row(std::size_t n, const T* a, const T* b, T* t) {
-    T acc[tile_width];
-    for (std::size_t j = 0; j < tile_width; ++j) acc[j] = t[j];
-    for (std::size_t p = 0; p < n; ++p, b += tile_width) {
-      const T w = a[p];
-      for (std::size_t j = 0; j < tile_width; ++j) acc[j] += w * b[j];
-    }
-    for (std::size_t j = 0; j < tile_width; ++j) t[j] = acc[j];
+  /// product_tile with `rows` (1 to tile_height) rows: the register tile of that height.
+  static void product_tile(std::size_t rows, std::size_t n, const T* a, const T* b, T* t, std::size_t ldt) {
+    [&]<std::size_t... R>(std::index_sequence<R...>) {
+      ((rows == R + 1 ? product_tile<R + 1>(n, a, b, t, ldt) : void()), ...);
+    }(std::make_index_sequence<tile_height>{});
   }
 
   Background background_;  ///< first: copies and moves wait for a background block end before the rest
