@@ -698,33 +698,28 @@ class BlockedRtrl {
         for (std::size_t j = wide; j < tile_width; ++j) panel[j] = T(0);
       }
     }
-    // Micro-panels of tile_height rows, then one of the rest (rows % tile_height).
-    const std::size_t blocks = rows / tile_height, tiled = blocks * tile_height, rest = rows - tiled;
+    // The rows' adjoints in micro-panels of tile_height rows, the last one of rows % tile_height.
     T* const a = packed_adjoints_.data();
-    for (std::size_t r = 0; r < blocks; ++r)
+    for (std::size_t r0 = 0; r0 < rows; r0 += tile_height) {
+      const std::size_t height = std::min(tile_height, rows - r0);
+      T* const micro = a + r0 * n;
       for (std::size_t p = 0; p < n; ++p)
-        for (std::size_t i = 0; i < tile_height; ++i)
-          a[(r * n + p) * tile_height + i] = chunk_adjoints_[(r * tile_height + i) * S + pieces[p].unit];
-    T* const last = a + tiled * n;
-    for (std::size_t p = 0; p < n; ++p)
-      for (std::size_t i = 0; i < rest; ++i) last[p * rest + i] = chunk_adjoints_[(tiled + i) * S + pieces[p].unit];
+        for (std::size_t i = 0; i < height; ++i) micro[p * height + i] = chunk_adjoints_[(r0 + i) * S + pieces[p].unit];
+    }
     for (std::size_t q = 0; q < panels; ++q) {
       const std::size_t j0 = q * tile_width, wide = std::min(tile_width, length - j0);
       const T* const panel = b + q * stride;
-      T* const out = chunk_rows_.data() + column + j0;
-      for (std::size_t r = 0; r <= blocks; ++r) {
-        const std::size_t height = r < blocks ? tile_height : rest;
-        if (height == 0) break;
-        const T* const micro = a + r * n * tile_height;
-        T* const t = out + r * tile_height * P;
+      for (std::size_t r0 = 0; r0 < rows; r0 += tile_height) {
+        const std::size_t height = std::min(tile_height, rows - r0);
+        T* const t = chunk_rows_.data() + r0 * P + column + j0;
         if (wide == tile_width) {
-          product_tile(height, n, micro, panel, t, P);
+          product_tile(height, n, a + r0 * n, panel, t, P);
           continue;
         }
         T part[tile_height * tile_width] = {};
         for (std::size_t i = 0; i < height; ++i)
           for (std::size_t j = 0; j < wide; ++j) part[i * tile_width + j] = t[i * P + j];
-        product_tile(height, n, micro, panel, part, tile_width);
+        product_tile(height, n, a + r0 * n, panel, part, tile_width);
         for (std::size_t i = 0; i < height; ++i)
           for (std::size_t j = 0; j < wide; ++j) t[i * P + j] = part[i * tile_width + j];
       }
