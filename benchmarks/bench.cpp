@@ -18,7 +18,8 @@
 //   blocked/<net>/real_time the same, a gradient every step, with the real-time schedule (the
 //                           block end's work spread over the next block's steps)
 //   blocked/<net>/background the same with the background schedule (the block end on a second
-//                           thread while the next block runs; wall-clock time per step)
+//                           thread while the next block runs; wall-clock time per step) at the
+//                           cost model's block length for it (background_block_length)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
 //   stream/copy             the machine's streaming bandwidth (STREAM copy, 256 MiB, one thread)
@@ -199,11 +200,12 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
         {1, BlockSchedule::background}})
     benchmark::RegisterBenchmark(("blocked/" + name + "/" + blocked_row(accumulate, schedule)).c_str(),
                                  [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
-                                   blocked_step(s, Pruned{}, entry->params, entry->analysis, h, accumulate, schedule);
+                                   blocked_step(s, Pruned{}, entry->params, entry->analysis,
+                                                blocked_row_length(entry->analysis, schedule), accumulate, schedule);
                                  })
         ->Unit(benchmark::kMicrosecond)
         ->UseRealTime()  // the background schedule's block end runs on another thread
-        ->Iterations(blocked_iterations(e.analysis, h));
+        ->Iterations(blocked_iterations(e.analysis, blocked_row_length(e.analysis, schedule)));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("update/" + name).c_str(),

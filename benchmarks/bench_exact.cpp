@@ -74,12 +74,13 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
          {std::pair{1, BlockSchedule::block_end}, {h, BlockSchedule::block_end}, {1, BlockSchedule::background}})
       benchmark::RegisterBenchmark(("blocked/" + row + "/" + bench::blocked_row(accumulate, schedule)).c_str(),
                                    [=, accumulate = accumulate, schedule = schedule](benchmark::State& s) {
-                                     bench::blocked_step(s, Kernel{}, params(), entry->analysis, h, accumulate,
-                                                         schedule, flush_subnormals);
+                                     bench::blocked_step(s, Kernel{}, params(), entry->analysis,
+                                                         bench::blocked_row_length(entry->analysis, schedule),
+                                                         accumulate, schedule, flush_subnormals);
                                    })
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime()  // the background schedule's block end runs on another thread
-          ->Iterations(bench::blocked_iterations(e.analysis, h));
+          ->Iterations(bench::blocked_iterations(e.analysis, bench::blocked_row_length(e.analysis, schedule)));
     benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
         ->Unit(benchmark::kMicrosecond);
     for (int T_ : flush ? std::vector<int>{1000} : std::vector<int>{10, 100, 1000})  // BPTT takes no such option

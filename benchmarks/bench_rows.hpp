@@ -162,6 +162,13 @@ inline std::string blocked_row(int accumulate, loopgrad::runtime::BlockSchedule 
                                                                  : loopgrad::runtime::schedule_name(schedule);
 }
 
+// The block length of a blocked row: the cost model's pick for its schedule (the background
+// schedule's own, ExactCost::background_block_length; the others run at block_length).
+inline int blocked_row_length(const loopgrad::analysis::Analysis& a, loopgrad::runtime::BlockSchedule schedule) {
+  return schedule == loopgrad::runtime::BlockSchedule::background ? a.exact_cost.background_block_length
+                                                                   : a.exact_cost.block_length;
+}
+
 // Steps for blocked_step: whole blocks, about 2e10 multiply-adds by the model, at least two blocks.
 inline benchmark::IterationCount blocked_iterations(const loopgrad::analysis::Analysis& a, int h) {
   const double per_step = std::max<double>(1.0, static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h)));

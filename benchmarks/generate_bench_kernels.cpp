@@ -16,8 +16,9 @@
 #include "loopgrad/emit/write_file.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    fmt::print(stderr, "usage: {} DIR\n", argv[0]);
+  // One argument, the output folder: an option (--help) is not taken for one.
+  if (argc != 2 || argv[1][0] == '-') {
+    fmt::print(stderr, "usage: {} DIR\n  writes the benchmark's kernels and their lists into DIR\n", argv[0]);
     return 2;
   }
   const std::string dir = argv[1];

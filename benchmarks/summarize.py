@@ -125,7 +125,7 @@ def background(runs, n):
 def print_blocked_table(runs, blocked, ns):
     print()
     print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
-          "speed-up | median / max step (ns) | background schedule: ns/step, speed-up, median / max (ns) | "
+          "speed-up | median / max step (ns) | background schedule: h, ns/step, speed-up, median / max (ns) | "
           "model MACs RTRL / blocked | RTRL bytes | blocked bytes | ratio | crossover T vs BPTT |")
     print("|" + " --- |" * 15)
     for n in blocked:
@@ -136,7 +136,8 @@ def print_blocked_table(runs, blocked, ns):
         pick = "blocked" if b1["chosen_blocked"] else "RTRL"
         faster = "blocked" if ns(b1) < ns(r) else "RTRL"
         bg = background(runs, n)
-        bg_cell = (f"{ns(bg):.4g}, {ns(r) / ns(bg):.1f}x, {bg['median_ns']:.3g} / {bg['max_ns']:.3g}" if bg else "-")
+        bg_cell = (f"{bg['block_length']:.0f}, {ns(bg):.4g}, {ns(r) / ns(bg):.1f}x, {bg['median_ns']:.3g} / {bg['max_ns']:.3g}"
+                   if bg else "-")
         print(f"| {n} | {pick}{'' if pick == faster else ' (measured: ' + faster + ')'} | {b1['block_length']:.0f} | "
               f"{ns(r):.4g} | {ns(b1):.4g} | {ns(r) / ns(b1):.1f}x | {ns(bh):.4g} | {ns(r) / ns(bh):.1f}x | "
               f"{b1['median_ns']:.3g} / {b1['max_ns']:.3g} | {bg_cell} | "
@@ -151,7 +152,7 @@ def print_blocked_table(runs, blocked, ns):
               "every step.")
         print()
         print("| network | h | block_end: mean ns | median / p99 / max | max / median | real_time: mean ns | "
-              "median / p99 / max | max / median | background: mean ns | median / p99 / max | max / median | "
+              "median / p99 / max | max / median | background: h, mean ns | median / p99 / max | max / median | "
               "mean, real_time / block_end | mean, background / block_end | bytes, real_time / RTRL |")
         print("|" + " --- |" * 14)
         for n in timed:
@@ -159,7 +160,7 @@ def print_blocked_table(runs, blocked, ns):
             rt = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/real_time/"))
             bg = background(runs, n)
             r = runs[f"rtrl/{n}/pruned"]
-            bg_cells = (f"{ns(bg):.4g} | {bg['median_ns']:.3g} / {bg['p99_ns']:.3g} / {bg['max_ns']:.3g} | "
+            bg_cells = (f"{bg['block_length']:.0f}, {ns(bg):.4g} | {bg['median_ns']:.3g} / {bg['p99_ns']:.3g} / {bg['max_ns']:.3g} | "
                         f"{bg['max_ns'] / bg['median_ns']:.1f}" if bg else "- | - | -")
             print(f"| {n} | {b1['block_length']:.0f} | {ns(b1):.4g} | {b1['median_ns']:.3g} / {b1['p99_ns']:.3g} / "
                   f"{b1['max_ns']:.3g} | {b1['max_ns'] / b1['median_ns']:.1f} | {ns(rt):.4g} | {rt['median_ns']:.3g} / "

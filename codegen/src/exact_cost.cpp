@@ -139,6 +139,21 @@ std::pair<std::int64_t, std::int64_t> column_reverse_macs(const ir::Network& net
   return {column, call};
 }
 
+// What one reverse pass costs with one adjoint (the gradient's sweep) and one step of the block
+// end's sweeps for all 32 seeds of a call, divided by 32 (per row), in ExactCost's units.
+struct PassCosts {
+  double reverse_pass = 0;
+  double block_pass = 0;
+};
+
+PassCosts pass_costs(const Analysis& a, const ExactCostWeights& w) {
+  const auto& c = a.exact_cost;
+  const double values = static_cast<double>(c.reverse_values);
+  return {w.reverse * static_cast<double>(c.reverse_macs) + values + w.reverse_call,
+          w.block_reverse * (static_cast<double>(c.column_reverse_macs) + static_cast<double>(c.column_call_macs) / 32) +
+              values + w.reverse_call / 32};
+}
+
 }  // namespace
 
 const char* to_string(ExactAlgorithm algorithm) { return algorithm == ExactAlgorithm::blocked ? "blocked" : "rtrl"; }
@@ -154,18 +169,28 @@ std::int64_t blocked_macs_per_step(const Analysis& a, int block_length) {
 
 double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
   const double h = block_length < 1 ? 1.0 : static_cast<double>(block_length);
-  const auto& c = a.exact_cost;
-  const double rows = static_cast<double>(c.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
-  const double reverse_pass = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call;
-  const double block_pass = w.block_reverse * (static_cast<double>(c.column_reverse_macs) +
-                                               static_cast<double>(c.column_call_macs) / 32) +
-                            static_cast<double>(c.reverse_values) + w.reverse_call / 32;
-  return rows * block_pass + (h + 1) / 2 * reverse_pass + w.block_product * rows * delta / h + w.delta_pass * delta;
+  const double rows = static_cast<double>(a.exact_cost.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
+  const auto [reverse_pass, block_pass] = pass_costs(a, w);
+  return rows * block_pass + (h + 1) / 2 * reverse_pass + (w.block_product * rows + w.product_output) * delta / h +
+         w.delta_pass * delta;
+}
+
+BackgroundCost background_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
+  const double h = block_length < 1 ? 1.0 : static_cast<double>(block_length);
+  const double rows = static_cast<double>(a.exact_cost.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
+  const auto [reverse_pass, block_pass] = pass_costs(a, w);
+  return {(3 * h + 1) / 2 * reverse_pass + w.delta_pass * delta,
+          h * rows * block_pass + (w.block_product * rows + w.product_output) * delta};
 }
 
 // Fills a.exact_cost from the fields plan_sensitivity wrote. The blocked cost has a term falling
-// as 1/h and one rising as h, least near h* = sqrt(2 w_product rows |Delta| / reverse pass); the
-// search covers every h up to 4 h* + 16.
+// as 1/h and one rising as h, least near h* = sqrt(2 (w_product rows + w_output) |Delta| / reverse
+// pass); the search covers every h up to 4 h* + 16. Under the background schedule the learner's mean step is
+// about max(caller, block_end / h) (background_cost_per_step): the caller's step rises with h and
+// the block end's share falls, so the least h at which the block end fits is the best one, and
+// the one at which no step waits for the second thread (a block end that does not fit makes the
+// next block's last step wait for the rest: at Elman 256, h = 60, 20x the median step). It fits
+// with ExactCostWeights::background_headroom to spare.
 void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights& w) {
   auto& c = a.exact_cost;
   c.reverse_macs = reverse_macs(net, a);
@@ -184,11 +209,13 @@ void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights
   }
   c.rtrl_macs = c.reverse_macs + a.macs_per_step + a.gradient_macs_per_step;
   c.rtrl_cost = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call +
-                static_cast<double>(a.macs_per_step) + w.delta_pass * static_cast<double>(a.gradient_macs_per_step);
+                static_cast<double>(a.macs_per_step) + w.product_output * static_cast<double>(a.product_output_values) +
+                w.delta_pass * static_cast<double>(a.gradient_macs_per_step);
   const double reverse_pass =
       w.reverse * static_cast<double>(std::max<std::int64_t>(c.reverse_macs, 1)) + static_cast<double>(c.reverse_values) + w.reverse_call;
-  const double optimum = std::sqrt(2.0 * w.block_product * static_cast<double>(c.sensitivity_rows) *
-                                   static_cast<double>(a.gradient_macs_per_step) / reverse_pass);
+  const double optimum =
+      std::sqrt(2.0 * (w.block_product * static_cast<double>(c.sensitivity_rows) + w.product_output) *
+                static_cast<double>(a.gradient_macs_per_step) / reverse_pass);
   const int last = static_cast<int>(std::min(4.0 * optimum + 16.0, 1e6));
   c.block_length = 1;
   double best = blocked_cost_per_step(a, 1, w);
@@ -200,6 +227,12 @@ void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights
     }
   }
   c.blocked_cost = best;
+  c.background_block_length = 1;
+  for (int h = 1; h < 1000000; ++h) {
+    const auto background = background_cost_per_step(a, h, w);
+    c.background_block_length = h;
+    if (background.block_end <= w.background_headroom * h * background.caller) break;
+  }
   c.blocked_macs = blocked_macs_per_step(a, c.block_length);
   // The blocked algorithm's sweeps are exact: an approximation (layer_local) runs on RTRL alone.
   c.choice = a.exact() && c.sensitivity_rows > 0 && c.blocked_cost < c.rtrl_cost ? ExactAlgorithm::blocked

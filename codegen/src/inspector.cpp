@@ -113,9 +113,10 @@ std::string to_html(const ir::Network& net, const analysis::Analysis& a, const s
       nonzero_terms, a.cross_terms.size(),
       ratio(static_cast<std::int64_t>(a.cross_terms.size()), static_cast<std::int64_t>(nonzero_terms)));
   put("<p id=\"exact-algorithm\">Exact algorithm the cost model picks: <b>{}</b>. Per step with a gradient every step: "
-      "RTRL {} multiply-adds; the blocked algorithm at block length {} {}.</p>\n",
+      "RTRL {} multiply-adds; the blocked algorithm at block length {} {} (with its block end on a second thread, "
+      "block length {}).</p>\n",
       c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", count(c.rtrl_macs), c.block_length,
-      count(c.blocked_macs));
+      count(c.blocked_macs), c.background_block_length);
 
   // The graph.
   put("<h2>Graph</h2>\n<p class=\"legend\"><span>solid: feed-forward</span><span>dashed blue: feed-back</span>"

@@ -212,8 +212,12 @@ std::string emit_kernel(const ir::Network& net, const analysis::Analysis& a, con
   head.line("  static constexpr std::size_t sensitivity_block_size() {{ return n_sensitivity_blocks; }}");
   head.line("  // The exact algorithm the analysis's cost model picks for this network (runtime::ExactOnline");
   head.line("  // follows it): 0 for RTRL, otherwise the block length of the blocked algorithm.");
-  head.line("  static constexpr int recommended_block_length() {{ return {}; }}",
-            a.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a.exact_cost.block_length : 0);
+  const bool blocked = a.exact_cost.choice == analysis::ExactAlgorithm::blocked;
+  head.line("  static constexpr int recommended_block_length() {{ return {}; }}", blocked ? a.exact_cost.block_length : 0);
+  head.line("  // The same with the block end on a second thread (BlockSchedule::background): the least block");
+  head.line("  // length at which the block end takes no longer than the next block's steps.");
+  head.line("  static constexpr int recommended_background_block_length() {{ return {}; }}",
+            blocked ? a.exact_cost.background_block_length : 0);
   if (a.exact()) {
     head.line("  // true: RTRL on this kernel gives the exact gradient.");
   } else {

@@ -169,7 +169,8 @@ nlohmann::json to_json(const ir::Network& net, const analysis::Analysis& a) {
                      {"column_call_macs", c.column_call_macs}, {"sensitivity_rows", c.sensitivity_rows},
                      {"rtrl_macs_per_step", c.rtrl_macs},    {"blocked_macs_per_step", c.blocked_macs},
                      {"rtrl_cost_per_step", c.rtrl_cost},    {"blocked_cost_per_step", c.blocked_cost},
-                     {"block_length", c.block_length},       {"choice", analysis::to_string(c.choice)}};
+                     {"block_length", c.block_length},       {"background_block_length", c.background_block_length},
+                     {"choice", analysis::to_string(c.choice)}};
   // null: the gradient is exact.
   j["approximation"] = nullptr;
   if (!a.layer_local_states.empty()) {
@@ -186,9 +187,9 @@ std::string exact_choice(const analysis::Analysis& a) {
   const auto& c = a.exact_cost;
   return fmt::format(
       "exact algorithm: {} (per step with a gradient every step: RTRL {} MACs, cost {:.3g}; blocked at block length {} {} "
-      "MACs, cost {:.3g})",
+      "MACs, cost {:.3g}; with the block end on a second thread, block length {})",
       c.choice == analysis::ExactAlgorithm::blocked ? "blocked" : "RTRL", c.rtrl_macs, c.rtrl_cost, c.block_length,
-      c.blocked_macs, c.blocked_cost);
+      c.blocked_macs, c.blocked_cost, c.background_block_length);
 }
 
 std::string approximation_note(const ir::Network& net, const analysis::Analysis& a, std::string_view separator) {

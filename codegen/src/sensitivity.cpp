@@ -151,10 +151,12 @@ struct SourceEntries {
 // the coefficient is not +-1); plus, once per step, the coefficients the update uses. Sums and
 // copies are free.
 // When `where` is given, it receives the same count split by block ([g][p]) and the coefficients'
-// share (Analysis::block_macs, coefficient_macs).
+// share (Analysis::block_macs, coefficient_macs), and the entries the dense products write
+// (Analysis::product_output_values).
 struct MacsByBlock {
   std::vector<std::vector<std::int64_t>> blocks;
   std::int64_t coefficients = 0;
+  std::int64_t product_outputs = 0;
 };
 
 std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::vector<ParamSet>& t,
@@ -187,6 +189,8 @@ std::int64_t count_macs(const ir::Network& net, const Analysis& a, const std::ve
           switch (c.kind) {
             case ir::ConnectionKind::dense:
               macs += (source ? n * src + (coef ? n * m : 0) : 0) + (own && coef ? n * m : 0);
+              // W (n x m) times the source's block (src entries over m rows) writes n of its mean rows.
+              if (where != nullptr && source) where->product_outputs += n * src / m;
               break;
             case ir::ConnectionKind::diagonal:
               macs += (source ? src + (coef ? n : 0) : 0) + (own && coef ? n : 0);
@@ -618,6 +622,7 @@ void plan_sensitivity(const ir::Network& net, Analysis& a, const AnalysisOptions
   a.macs_per_step = count_macs(net, a, pruned, SourceEntries{net, &a}, &by_block);
   a.block_macs = std::move(by_block.blocks);
   a.coefficient_macs = by_block.coefficients;
+  a.product_output_values = by_block.product_outputs;
 
   // Nothing pruned: every state stored with all parameters, every op that depends on anything
   // carries all parameters.

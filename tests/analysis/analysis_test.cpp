@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -530,19 +531,23 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
     CHECK(analysis::blocked_macs_per_step(x.a, int(h)) ==
           H * c.column_reverse_macs + (H / 32) * c.column_call_macs + (H * H * S + h - 1) / h +
               ((h + 1) * c.reverse_macs + 1) / 2 + H * S);
-  // The cost weighs a reverse pass's and a Delta pass's multiply-adds by 4, the block end's
-  // product's by 1.5, and adds each reverse pass's cleared values (the adjoints of h and y, and
-  // the state's) and 2,000 per call. The block end's sweeps (32 seeds at once) weigh their
-  // multiply-adds by 2 (their coefficients once per 32 seeds) and pay the call once per 32 seeds.
-  const double reverse_pass = 4.0 * double(c.reverse_macs) + double(2 * H + Out) + 2000.0;
-  const double block_pass = 2.0 * (double(c.column_reverse_macs) + double(c.column_call_macs) / 32) + double(2 * H + Out) +
-                            2000.0 / 32;
+  // The cost weighs a reverse pass's multiply-adds by 3, a Delta pass's by 6, the block end's
+  // product's by 2, and adds each reverse pass's cleared values (the adjoints of h and y, and the
+  // state's) and 1,000 per call. The block end's sweeps (32 seeds at once) weigh their
+  // multiply-adds by 1.5 (their coefficients once per 32 seeds) and pay the call once per 32
+  // seeds. Both pay 8 per value a dense product writes: RTRL's W_hh times delay(h)'s block
+  // writes H x S every step, the block end's product of the H rows' adjoints with Delta_s writes
+  // H x S per block.
+  const double reverse_pass = 3.0 * double(c.reverse_macs) + double(2 * H + Out) + 1000.0;
+  const double block_pass = 1.5 * (double(c.column_reverse_macs) + double(c.column_call_macs) / 32) + double(2 * H + Out) +
+                            1000.0 / 32;
   CHECK(c.reverse_values == 2 * H + Out);
-  CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 4.0 * double(H * S)));
+  CHECK(x.a.product_output_values == H * S);
+  CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 8.0 * double(H * S) + 6.0 * double(H * S)));
   for (double h : {1.0, 7.0, 64.0})
     CHECK(analysis::blocked_cost_per_step(x.a, int(h)) ==
-          doctest::Approx(double(H) * block_pass + (h + 1) / 2 * reverse_pass + 1.5 * double(H * H * S) / h +
-                          4.0 * double(H * S)));
+          doctest::Approx(double(H) * block_pass + (h + 1) / 2 * reverse_pass + (2.0 * H + 8.0) * double(H * S) / h +
+                          6.0 * double(H * S)));
   // The block length minimises the cost, which is below RTRL's by about the state size.
   CHECK(c.blocked_macs == analysis::blocked_macs_per_step(x.a, c.block_length));
   CHECK(c.blocked_cost == analysis::blocked_cost_per_step(x.a, c.block_length));
@@ -550,6 +555,25 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   CHECK(c.choice == analysis::ExactAlgorithm::blocked);
   CHECK(c.rtrl_macs > 10 * c.blocked_macs);
   CHECK(c.rtrl_cost > 3 * c.blocked_cost);
+  // The background schedule: the caller sweeps back through the current and the closing block
+  // ((3h + 1) / 2 reverse passes on average) and passes over Delta_s once; the second thread's
+  // block end is h steps of every row's sweep and the rows' product with Delta_s. Its block length
+  // is the least h with 0.8 x (h caller steps) >= one block end: the positive root of
+  // 0.8 (1.5 R h^2 + (R / 2 + 6 |Delta|) h) - H B h - (2 H + 8) |Delta| = 0, rounded up.
+  for (double h : {1.0, 7.0, 64.0}) {
+    const auto background = analysis::background_cost_per_step(x.a, int(h));
+    CHECK(background.caller == doctest::Approx((3 * h + 1) / 2 * reverse_pass + 6.0 * double(H * S)));
+    CHECK(background.block_end == doctest::Approx(h * double(H) * block_pass + (2.0 * H + 8.0) * double(H * S)));
+  }
+  {
+    const double qa = 0.8 * 1.5 * reverse_pass, qb = 0.8 * (reverse_pass / 2 + 6.0 * double(H * S)) - double(H) * block_pass,
+                 qc = (2.0 * H + 8.0) * double(H * S);
+    const double root = (-qb + std::sqrt(qb * qb + 4 * qa * qc)) / (2 * qa);
+    CHECK(c.background_block_length == std::max(1, int(std::ceil(root))));
+  }
+  // Half a block and more shorter than block_end's: the caller's sweep is longer by h.
+  CHECK(c.background_block_length > 1);
+  CHECK(c.background_block_length < c.block_length);
 
   CHECK(analysed(cells::lstm_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
   CHECK(analysed(cells::gru_network<8, 64, 2>()).a.exact_cost.choice == analysis::ExactAlgorithm::blocked);
@@ -564,5 +588,6 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   const auto j = emit::to_json(x.net, x.a);
   CHECK(j["exact_cost"]["choice"] == "blocked");
   CHECK(j["exact_cost"]["block_length"] == c.block_length);
+  CHECK(j["exact_cost"]["background_block_length"] == c.background_block_length);
   CHECK(emit::to_dot(x.net, x.a).find("exact algorithm: blocked") != std::string::npos);
 }

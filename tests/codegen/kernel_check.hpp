@@ -62,6 +62,7 @@ void check_kernel(const char* name, const ir::Network& net, const EmittedMacs& e
   CHECK(emitted.column_call == cost.column_call_macs);
   // The header carries the cost model's pick of exact algorithm.
   CHECK(Kernel::recommended_block_length() == interpreter.recommended_block_length());
+  CHECK(Kernel::recommended_background_block_length() == interpreter.recommended_background_block_length());
 
   const auto seq = random_sequence<T>(net, interpreter.input_size(), 100, std::hash<std::string>{}(name));
 

@@ -235,6 +235,21 @@ TEST_CASE("ExactOnline follows the cost model, and a block length overrides it")
   CHECK(runtime::ExactOnline<Kernel, double>(wide).block_length() == wide.analysis().exact_cost.block_length);
   CHECK(runtime::ExactOnline<Kernel, double>(wide, 1, {}, 0).block_length() == 0);
   CHECK(runtime::ExactOnline<Kernel, double>(small, 1, {}, 3).block_length() == 3);
+  // With the block end on a second thread, the cost model's block length for that schedule.
+  using runtime::BlockSchedule;
+  REQUIRE(small.recommended_background_block_length() == 0);
+  REQUIRE(wide.recommended_background_block_length() == wide.analysis().exact_cost.background_block_length);
+  REQUIRE(wide.recommended_background_block_length() < wide.recommended_block_length());
+  CHECK(runtime::ExactOnline<Kernel, double>(small, 1, {}, runtime::ExactOnline<Kernel, double>::automatic,
+                                             BlockSchedule::background)
+            .block_length() == 0);
+  CHECK(runtime::ExactOnline<Kernel, double>(wide, 1, {}, runtime::ExactOnline<Kernel, double>::automatic,
+                                             BlockSchedule::background)
+            .block_length() == wide.recommended_background_block_length());
+  CHECK(runtime::ExactOnline<Kernel, double>(wide, 1, {}, runtime::ExactOnline<Kernel, double>::automatic,
+                                             BlockSchedule::real_time)
+            .block_length() == wide.recommended_block_length());
+  CHECK(runtime::ExactOnline<Kernel, double>(wide, 1, {}, 5, BlockSchedule::background).block_length() == 5);
   // Either way the gradients are RTRL's.
   const auto net = dsl::lower(cells::lstm_network<3, 4, 2>());
   const Kernel k(net);

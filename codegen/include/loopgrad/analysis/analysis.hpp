@@ -112,23 +112,33 @@ const char* to_string(ExactAlgorithm algorithm);  ///< "rtrl", "blocked"
 ///
 /// Multiply-adds do not cost the same everywhere: the sensitivity update's dense products run from
 /// registers, while a reverse pass does two multiply-adds per weight with a load and a store each,
-/// and a pass over Delta with one adjoint reads a value from memory per multiply-add. The cost
-/// (`*_cost`) weighs each kind by its measured price relative to the update's (ExactCostWeights,
+/// and a pass over Delta with one adjoint reads a value from memory per multiply-add; a dense
+/// product over a few source units is bound by the values it writes. The cost (`*_cost`) weighs
+/// each kind by its measured price relative to the update's multiply-add (ExactCostWeights,
 /// measured with loopgrad_bench: docs/benchmarks.md), and the choice goes by the cost.
-/// The defaults were fitted to loopgrad_bench on the project's machine (2026-11-24): Elman 64's
-/// blocked step splits into 4x its reverse multiply-adds, 4x its Delta pass and 1.5x its block
-/// product at RTRL's price per multiply-add; Elman 16's adds about 2,000 per reverse pass (the
-/// calls, the cleared adjoints, the sweep's copies), which decides small networks. The block end's
-/// sweeps run 32 seeds at once through a generated kernel's reverse_columns: refitted after that
-/// change (same day) to half the price per multiply-add and 1/32 of the per-call cost, which
-/// brought the model's blocked/RTRL cost ratios within 0.7-1.3x of the measured ones on the ten
-/// benchmarked networks.
+/// The defaults were fitted to loopgrad_bench on the project's machine (AMD EPYC Zen 3, AVX2),
+/// last on 2026-12-04 against the full run of 4502464 (register tiles in the compiler's vector
+/// type): the model's blocked/RTRL cost ratio at its block length against the measured time ratio
+/// on all 15 benchmarked networks with both rows (Elman 16-512, stacked, LSTM, GRU, the diagonal
+/// layer, three random networks; double and float), least squares in the logarithm over a grid.
+/// They put every ratio within 0.75-1.35x of the measured one and every choice on the faster
+/// algorithm; the weights before (4, 2, 4, 1.5, 2000, no output term) picked RTRL on the random
+/// networks 14 and 25, whose small groups make the update's products store-bound (the blocked
+/// algorithm measured 1.35x and 1.6x faster there).
 struct ExactCostWeights {
-  double reverse = 4;          ///< a reverse pass's multiply-add (one adjoint: the gradient's sweep)
-  double block_reverse = 2;    ///< the same in the block end's sweeps, 32 adjoints at once
-  double delta_pass = 4;       ///< a multiply-add of a pass over Delta with one adjoint (Eqn. 5)
-  double block_product = 1.5;  ///< a multiply-add of the block end's product, 32 rows at a time
-  double reverse_call = 2000;  ///< per reverse pass, beyond its adjoint and state values (per 32 in the block end)
+  double reverse = 3;          ///< a reverse pass's multiply-add (one adjoint: the gradient's sweep)
+  double block_reverse = 1.5;  ///< the same in the block end's sweeps, a chunk of adjoints at once
+  double delta_pass = 6;       ///< a multiply-add of a pass over Delta with one adjoint (Eqn. 5)
+  double block_product = 2;    ///< a multiply-add of the block end's product, a chunk of rows at a time
+  double reverse_call = 1000;  ///< per reverse pass, beyond its adjoint and state values (per 32 in the block end)
+  /// per value a dense product writes: the update's (Analysis::product_output_values) every step,
+  /// the block end's product with Delta_s (|Delta| values) every block
+  double product_output = 8;
+  /// The background schedule's block end, on a second thread, is taken to fit when it costs at
+  /// most this share of the next block's h steps: the two threads share the memory bus and the
+  /// last-level cache. At 1, Elman 256's pick (85) let a block end overrun in one run of three
+  /// (its next block's last step 3.7x the median); at 0.8 (105) none did, at the same mean step.
+  double background_headroom = 0.8;
 };
 
 /// The cost model's figures for one network: each exact algorithm's work per step, the best block
@@ -145,6 +155,10 @@ struct ExactCost {
   std::int64_t sensitivity_rows = 0;  ///< state units whose row of Delta stores anything
   std::int64_t rtrl_macs = 0;         ///< reverse_macs + macs_per_step + gradient_macs_per_step
   int block_length = 1;               ///< the h that minimises the blocked algorithm's cost
+  /// The h for BlockSchedule::background: the least h at which the block end, on its own thread,
+  /// takes no longer than the next block's h steps on the caller's (background_cost_per_step),
+  /// with ExactCostWeights::background_headroom to spare.
+  int background_block_length = 1;
   std::int64_t blocked_macs = 0;      ///< at block_length
   double rtrl_cost = 0;               ///< in multiply-adds of the sensitivity update
   double blocked_cost = 0;            ///< likewise, at block_length
@@ -192,6 +206,10 @@ struct Analysis {
   /// macs_per_step == coefficient_macs + the sum of block_macs (the inspector shows both).
   std::vector<std::vector<std::int64_t>> block_macs;
   std::int64_t coefficient_macs = 0;  ///< see block_macs
+  /// Values the update's dense products write: a dense connection W (n x m) times its source's
+  /// tangent block (src entries over m rows) writes n x (src / m). With a small m (a few units
+  /// per group) these stores, not the multiply-adds, bound the product (ExactCostWeights).
+  std::int64_t product_output_values = 0;
   std::int64_t sensitivity_values = 0;   ///< values of Delta stored: the patterns' entries
   std::int64_t sensitivity_block_values = 0;  ///< sum of n_k |P_p| over the stored blocks
   std::int64_t dense_sensitivity_values = 0;  ///< sum_k n_k |P|
@@ -261,6 +279,18 @@ std::vector<std::size_t> reads_joining(const ir::Network& net, const std::vector
 std::int64_t blocked_macs_per_step(const Analysis& a, int block_length);
 /// The cost (ExactCost) of blocked_macs_per_step's work.
 double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& weights = {});
+/// The blocked algorithm's two threads under BlockSchedule::background at block length h, in the
+/// units of ExactCost's costs. `caller`: the mean step on the learner's thread, a sweep back
+/// through the current block and the closing one ((3h + 1) / 2 reverse passes on average) and one
+/// pass over Delta_s. `block_end`: one block end on the second thread (h steps of the sweeps of
+/// every row, the rows' product with Delta_s). The learner waits for a block end at the next
+/// block's last step, so its mean step is about max(caller, block_end / h).
+struct BackgroundCost {
+  double caller = 0;     ///< the learner's mean step
+  double block_end = 0;  ///< one block end, on the second thread
+};
+/// BackgroundCost at block length h (ExactCost::background_block_length).
+BackgroundCost background_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& weights = {});
 
 // The passes of analyse(), in order. Each reads the network and the fields earlier passes filled
 // in, and fills in its own (documented where it is defined).

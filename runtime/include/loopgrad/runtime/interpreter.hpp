@@ -121,6 +121,11 @@ class Interpreter {
   int recommended_block_length() const {
     return a_.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a_.exact_cost.block_length : 0;
   }
+  /// The same with the block end on a second thread (BlockSchedule::background): the least block
+  /// length at which the block end takes no longer than the next block's steps; 0 for RTRL.
+  int recommended_background_block_length() const {
+    return a_.exact_cost.choice == analysis::ExactAlgorithm::blocked ? a_.exact_cost.background_block_length : 0;
+  }
 
   /// One step forward. `state` is R_{N-1}; the new state is read with next_state().
   void forward(const T* params, const T* state, const T* input, Step& step) const {

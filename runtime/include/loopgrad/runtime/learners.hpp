@@ -75,9 +75,10 @@ class ExactRtrl {
 
 /// Exact online gradients by the exact algorithm that is cheaper for the network: RTRL, or the
 /// blocked algorithm at its best block length, as the analysis's cost model picks them (the
-/// kernel's recommended_block_length()); `block_length` overrides the pick (0: RTRL; h >= 1: blocked
-/// with block length h). Either way the gradient is RTRL's to rounding; accumulate and options as
-/// for ExactRtrl; `schedule` as for BlockedRtrl (real_time bounds every step's time).
+/// kernel's recommended_block_length(), or recommended_background_block_length() with
+/// BlockSchedule::background); `block_length` overrides the pick (0: RTRL; h >= 1: blocked with
+/// block length h). Either way the gradient is RTRL's to rounding; accumulate and options as for
+/// ExactRtrl; `schedule` as for BlockedRtrl (real_time bounds every step's time).
 template <class Kernel, class T>
 class ExactOnline {
  public:
@@ -87,7 +88,7 @@ class ExactOnline {
   /// negative block length other than automatic.
   explicit ExactOnline(const Kernel& k, int accumulate = 1, RtrlOptions<T> options = {}, int block_length = automatic,
                        BlockSchedule schedule = BlockSchedule::block_end)
-      : learner_(make(k, accumulate, options, block_length == automatic ? k.recommended_block_length() : block_length,
+      : learner_(make(k, accumulate, options, block_length == automatic ? recommended(k, schedule) : block_length,
                       schedule)) {}
 
   /// @copydoc ExactRtrl::observe
@@ -123,6 +124,9 @@ class ExactOnline {
   const Learner& learner() const { return learner_; }
 
  private:
+  static int recommended(const Kernel& k, BlockSchedule schedule) {
+    return schedule == BlockSchedule::background ? k.recommended_background_block_length() : k.recommended_block_length();
+  }
   static Learner make(const Kernel& k, int accumulate, RtrlOptions<T> options, int block_length, BlockSchedule schedule) {
     if (block_length < 0)
       throw std::invalid_argument("ExactOnline: the block length must be 0 (RTRL), at least 1 (blocked) or automatic, not " +
