@@ -184,13 +184,13 @@ BackgroundCost background_cost_per_step(const Analysis& a, int block_length, con
 }
 
 // Fills a.exact_cost from the fields plan_sensitivity wrote. The blocked cost has a term falling
-// as 1/h and one rising as h, least near h* = sqrt(2 (w_product rows + w_output) |Delta| / reverse
-// pass); the search covers every h up to 4 h* + 16. Under the background schedule the learner's mean step is
-// about max(caller, block_end / h) (background_cost_per_step): the caller's step rises with h and
-// the block end's share falls, so the least h at which the block end fits is the best one, and
-// the one at which no step waits for the second thread (a block end that does not fit makes the
-// next block's last step wait for the rest: at Elman 256, h = 60, 20x the median step). It fits
-// with ExactCostWeights::background_headroom to spare.
+// as 1/h and one rising as h, least near h* = sqrt(2 (w_product rows + w_output) |Delta| /
+// reverse pass); the search covers every h up to 4 h* + 16. Under the background schedule the
+// learner's mean step is about max(caller, block_end / h) (background_cost_per_step): the
+// caller's step rises with h and the block end's share falls, so the least h at which the block
+// end fits is the best one, and the one at which no step waits for the second thread (a block end
+// that does not fit makes the next block's last step wait for the rest: at Elman 256, h = 60, 20x
+// the median step). It fits with ExactCostWeights::background_headroom to spare.
 void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights& w) {
   auto& c = a.exact_cost;
   c.reverse_macs = reverse_macs(net, a);
@@ -211,8 +211,7 @@ void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights
   c.rtrl_cost = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call +
                 static_cast<double>(a.macs_per_step) + w.product_output * static_cast<double>(a.product_output_values) +
                 w.delta_pass * static_cast<double>(a.gradient_macs_per_step);
-  const double reverse_pass =
-      w.reverse * static_cast<double>(std::max<std::int64_t>(c.reverse_macs, 1)) + static_cast<double>(c.reverse_values) + w.reverse_call;
+  const double reverse_pass = std::max(pass_costs(a, w).reverse_pass, 1.0);
   const double optimum =
       std::sqrt(2.0 * (w.block_product * static_cast<double>(c.sensitivity_rows) + w.product_output) *
                 static_cast<double>(a.gradient_macs_per_step) / reverse_pass);
