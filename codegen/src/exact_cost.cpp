@@ -139,19 +139,26 @@ std::pair<std::int64_t, std::int64_t> column_reverse_macs(const ir::Network& net
   return {column, call};
 }
 
-// What one reverse pass costs with one adjoint (the gradient's sweep) and one step of the block
-// end's sweeps for all 32 seeds of a call, divided by 32 (per row), in ExactCost's units.
+// What one reverse pass costs with one adjoint (the gradient's sweep), one step of the block
+// end's sweeps for all 32 seeds of a call divided by 32 (per row), and one pass over Delta with one
+// adjoint, in ExactCost's units. A small pass's weights and a small Delta stay in cache
+// (ExactCostWeights::cached_reverse, cached_delta_pass).
 struct PassCosts {
   double reverse_pass = 0;
   double block_pass = 0;
+  double delta_pass = 0;
 };
 
 PassCosts pass_costs(const Analysis& a, const ExactCostWeights& w) {
   const auto& c = a.exact_cost;
   const double values = static_cast<double>(c.reverse_values);
-  return {w.reverse * static_cast<double>(c.reverse_macs) + values + w.reverse_call,
+  const double delta = static_cast<double>(a.gradient_macs_per_step);
+  const double reverse = c.reverse_macs <= w.cached_reverse_macs ? w.cached_reverse : w.reverse;
+  const double delta_pass = a.gradient_macs_per_step <= w.cached_delta_values ? w.cached_delta_pass : w.delta_pass;
+  return {reverse * static_cast<double>(c.reverse_macs) + values + w.reverse_call,
           w.block_reverse * (static_cast<double>(c.column_reverse_macs) + static_cast<double>(c.column_call_macs) / 32) +
-              values + w.reverse_call / 32};
+              values + w.reverse_call / 32,
+          delta_pass * delta};
 }
 
 }  // namespace
@@ -170,17 +177,17 @@ std::int64_t blocked_macs_per_step(const Analysis& a, int block_length) {
 double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
   const double h = block_length < 1 ? 1.0 : static_cast<double>(block_length);
   const double rows = static_cast<double>(a.exact_cost.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
-  const auto [reverse_pass, block_pass] = pass_costs(a, w);
+  const auto [reverse_pass, block_pass, delta_pass] = pass_costs(a, w);
   return rows * block_pass + (h + 1) / 2 * reverse_pass + (w.block_product * rows + w.product_output) * delta / h +
-         w.delta_pass * delta;
+         delta_pass;
 }
 
 BackgroundCost background_cost_per_step(const Analysis& a, int block_length, const ExactCostWeights& w) {
   const double h = block_length < 1 ? 1.0 : static_cast<double>(block_length);
   const double rows = static_cast<double>(a.exact_cost.sensitivity_rows), delta = static_cast<double>(a.gradient_macs_per_step);
-  const auto [reverse_pass, block_pass] = pass_costs(a, w);
-  return {(3 * h + 1) / 2 * reverse_pass + w.delta_pass * delta,
-          h * rows * block_pass + (w.block_product * rows + w.product_output) * delta};
+  const auto [reverse_pass, block_pass, delta_pass] = pass_costs(a, w);
+  return {(3 * h + 1) / 2 * reverse_pass + delta_pass,
+          h * rows * block_pass + (w.block_product * rows + w.product_output) * delta + w.background_start};
 }
 
 // Fills a.exact_cost from the fields plan_sensitivity wrote. The blocked cost has a term falling
@@ -208,10 +215,10 @@ void plan_exact_cost(const ir::Network& net, Analysis& a, const ExactCostWeights
     }
   }
   c.rtrl_macs = c.reverse_macs + a.macs_per_step + a.gradient_macs_per_step;
-  c.rtrl_cost = w.reverse * static_cast<double>(c.reverse_macs) + static_cast<double>(c.reverse_values) + w.reverse_call +
-                static_cast<double>(a.macs_per_step) + w.product_output * static_cast<double>(a.product_output_values) +
-                w.delta_pass * static_cast<double>(a.gradient_macs_per_step);
-  const double reverse_pass = std::max(pass_costs(a, w).reverse_pass, 1.0);
+  const auto passes = pass_costs(a, w);
+  c.rtrl_cost = passes.reverse_pass + static_cast<double>(a.macs_per_step) +
+                w.product_output * static_cast<double>(a.product_output_values) + passes.delta_pass;
+  const double reverse_pass = std::max(passes.reverse_pass, 1.0);
   const double optimum =
       std::sqrt(2.0 * (w.block_product * static_cast<double>(c.sensitivity_rows) + w.product_output) *
                 static_cast<double>(a.gradient_macs_per_step) / reverse_pass);

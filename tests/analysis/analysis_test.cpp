@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "../networks.hpp"
 #include "loopgrad/analysis/analysis.hpp"
@@ -537,17 +538,58 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   // multiply-adds by 1.5 (their coefficients once per 32 seeds) and pay the call once per 32
   // seeds. Both pay 8 per value a dense product writes: RTRL's W_hh times delay(h)'s block
   // writes H x S every step, the block end's product of the H rows' adjoints with Delta_s writes
-  // H x S per block.
-  const double reverse_pass = 3.0 * double(c.reverse_macs) + double(2 * H + Out) + 1000.0;
-  const double block_pass = 1.5 * (double(c.column_reverse_macs) + double(c.column_call_macs) / 32) + double(2 * H + Out) +
-                            1000.0 / 32;
+  // H x S per block. At 64 units both the reverse pass (under 32,768 multiply-adds) and Delta
+  // (under 2^20 values) stay in cache, which halves their weights to 1.5 and 3; with the cache
+  // thresholds at 0 the streaming weights apply.
   CHECK(c.reverse_values == 2 * H + Out);
   CHECK(x.a.product_output_values == H * S);
-  CHECK(c.rtrl_cost == doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 8.0 * double(H * S) + 6.0 * double(H * S)));
-  for (double h : {1.0, 7.0, 64.0})
-    CHECK(analysis::blocked_cost_per_step(x.a, int(h)) ==
-          doctest::Approx(double(H) * block_pass + (h + 1) / 2 * reverse_pass + (2.0 * H + 8.0) * double(H * S) / h +
-                          6.0 * double(H * S)));
+  CHECK(c.reverse_macs <= 32768);
+  CHECK(H * S <= (1 << 20));
+  analysis::ExactCostWeights streaming;
+  streaming.cached_reverse_macs = 0;
+  streaming.cached_delta_values = 0;
+  const double block_pass = 1.5 * (double(c.column_reverse_macs) + double(c.column_call_macs) / 32) + double(2 * H + Out) +
+                            1000.0 / 32;
+  for (const auto& [weights, reverse_weight, delta_weight] :
+       {std::tuple{analysis::ExactCostWeights{}, 1.5, 3.0}, std::tuple{streaming, 3.0, 6.0}}) {
+    const double reverse_pass = reverse_weight * double(c.reverse_macs) + double(2 * H + Out) + 1000.0;
+    const double delta_pass = delta_weight * double(H * S);
+    auto planned = x.a;
+    analysis::plan_exact_cost(x.net, planned, weights);
+    CHECK(planned.exact_cost.rtrl_cost ==
+          doctest::Approx(reverse_pass + double(x.a.macs_per_step) + 8.0 * double(H * S) + delta_pass));
+    for (double h : {1.0, 7.0, 64.0})
+      CHECK(analysis::blocked_cost_per_step(x.a, int(h), weights) ==
+            doctest::Approx(double(H) * block_pass + (h + 1) / 2 * reverse_pass + (2.0 * H + 8.0) * double(H * S) / h +
+                            delta_pass));
+    // The background schedule: the caller sweeps back through the current and the closing block
+    // ((3h + 1) / 2 reverse passes on average) and passes over Delta_s once; the second thread's
+    // block end is h steps of every row's sweep, the rows' product with Delta_s and 2,000,000 to
+    // start. Its block length is the least h with 0.8 x (h caller steps) >= one block end: the
+    // positive root of 0.8 (1.5 R h^2 + (R / 2 + D) h) - H B h - (2 H + 8) |Delta| - 2e6 = 0,
+    // rounded up.
+    for (double h : {1.0, 7.0, 64.0}) {
+      const auto background = analysis::background_cost_per_step(x.a, int(h), weights);
+      CHECK(background.caller == doctest::Approx((3 * h + 1) / 2 * reverse_pass + delta_pass));
+      CHECK(background.block_end == doctest::Approx(h * double(H) * block_pass + (2.0 * H + 8.0) * double(H * S) + 2e6));
+    }
+    const double qa = 0.8 * 1.5 * reverse_pass, qb = 0.8 * (reverse_pass / 2 + delta_pass) - double(H) * block_pass,
+                 qc = (2.0 * H + 8.0) * double(H * S) + 2e6;
+    const double root = (-qb + std::sqrt(qb * qb + 4 * qa * qc)) / (2 * qa);
+    CHECK(planned.exact_cost.background_block_length == std::max(1, int(std::ceil(root))));
+    CHECK(planned.exact_cost.choice == analysis::ExactAlgorithm::blocked);
+  }
+  // The thresholds are inclusive: one multiply-add more than the pass, or one value more than
+  // Delta, and it is cached; one fewer and it streams.
+  for (const std::int64_t margin : {0, -1}) {
+    analysis::ExactCostWeights edge;
+    edge.cached_reverse_macs = c.reverse_macs + margin;
+    edge.cached_delta_values = H * S + margin;
+    const double reverse_weight = margin == 0 ? 1.5 : 3.0, delta_weight = margin == 0 ? 3.0 : 6.0;
+    CHECK(analysis::blocked_cost_per_step(x.a, 1, edge) ==
+          doctest::Approx(double(H) * block_pass + reverse_weight * double(c.reverse_macs) + double(2 * H + Out) + 1000.0 +
+                          (2.0 * H + 8.0) * double(H * S) + delta_weight * double(H * S)));
+  }
   // The block length minimises the cost, which is below RTRL's by about the state size.
   CHECK(c.blocked_macs == analysis::blocked_macs_per_step(x.a, c.block_length));
   CHECK(c.blocked_cost == analysis::blocked_cost_per_step(x.a, c.block_length));
@@ -555,22 +597,6 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
   CHECK(c.choice == analysis::ExactAlgorithm::blocked);
   CHECK(c.rtrl_macs > 10 * c.blocked_macs);
   CHECK(c.rtrl_cost > 3 * c.blocked_cost);
-  // The background schedule: the caller sweeps back through the current and the closing block
-  // ((3h + 1) / 2 reverse passes on average) and passes over Delta_s once; the second thread's
-  // block end is h steps of every row's sweep and the rows' product with Delta_s. Its block length
-  // is the least h with 0.8 x (h caller steps) >= one block end: the positive root of
-  // 0.8 (1.5 R h^2 + (R / 2 + 6 |Delta|) h) - H B h - (2 H + 8) |Delta| = 0, rounded up.
-  for (double h : {1.0, 7.0, 64.0}) {
-    const auto background = analysis::background_cost_per_step(x.a, int(h));
-    CHECK(background.caller == doctest::Approx((3 * h + 1) / 2 * reverse_pass + 6.0 * double(H * S)));
-    CHECK(background.block_end == doctest::Approx(h * double(H) * block_pass + (2.0 * H + 8.0) * double(H * S)));
-  }
-  {
-    const double qa = 0.8 * 1.5 * reverse_pass, qb = 0.8 * (reverse_pass / 2 + 6.0 * double(H * S)) - double(H) * block_pass,
-                 qc = (2.0 * H + 8.0) * double(H * S);
-    const double root = (-qb + std::sqrt(qb * qb + 4 * qa * qc)) / (2 * qa);
-    CHECK(c.background_block_length == std::max(1, int(std::ceil(root))));
-  }
   // Half a block and more shorter than block_end's: the caller's sweep is longer by h.
   CHECK(c.background_block_length > 1);
   CHECK(c.background_block_length < c.block_length);

@@ -116,24 +116,43 @@ const char* to_string(ExactAlgorithm algorithm);  ///< "rtrl", "blocked"
 /// product over a few source units is bound by the values it writes. The cost (`*_cost`) weighs
 /// each kind by its measured price relative to the update's multiply-add (ExactCostWeights,
 /// measured with loopgrad_bench: docs/benchmarks.md), and the choice goes by the cost.
-/// The defaults were fitted to loopgrad_bench on the project's machine (AMD EPYC Zen 3, AVX2),
-/// last on 2026-12-04 against the full run of 4502464 (register tiles in the compiler's vector
-/// type): the model's blocked/RTRL cost ratio at its block length against the measured time ratio
-/// on all 15 benchmarked networks with both rows (Elman 16-512, stacked, LSTM, GRU, the diagonal
-/// layer, three random networks; double and float), least squares in the logarithm over a grid.
-/// They put every ratio within 0.75-1.35x of the measured one and every choice on the faster
-/// algorithm; the weights before (4, 2, 4, 1.5, 2000, no output term) picked RTRL on the random
-/// networks 14 and 25, whose small groups make the update's products store-bound (the blocked
-/// algorithm measured 1.35x and 1.6x faster there).
+/// Where a pass's data stays in cache, its values cost less: a reverse pass whose multiply-adds
+/// number at most ExactCostWeights::cached_reverse_macs reads weights that stay in the core's L2
+/// cache from one step to the next (Elman 64's W_hh, 32 KiB), and a Delta of at most
+/// cached_delta_values values stays in the last-level cache (Elman 64's, 2.4 MB of doubles); the
+/// larger ones stream from the last-level cache and from memory. The thresholds count values, not
+/// bytes: the analysis does not know the scalar type (4 MiB of floats, 8 MiB of doubles).
+///
+/// The defaults were fitted to loopgrad_bench on the project's machine (AMD EPYC Zen 3, AVX2,
+/// 1 MiB L2 per core, 32 MiB L3), last on 2026-12-04 against one filtered run of a6c48c3: the
+/// model's blocked/RTRL cost ratio at its block length against the measured time ratio on all 15
+/// benchmarked networks with both rows (Elman 16-512, stacked, LSTM, GRU, the diagonal layer,
+/// three random networks; double and float), least squares in the logarithm over a grid, and the
+/// background block length against the shortest one at which the block end measured to fit
+/// (docs/benchmarks.md). They put every choice on the faster algorithm. Without the cached
+/// weights the background block length of Elman 64 came out 26 where the block end fits only from
+/// about 45 (every block's last step then waited 3-5 ms for the second thread): its caller's steps
+/// cost half what the streaming weights say, since W_hh and Delta stay in cache.
 struct ExactCostWeights {
   double reverse = 3;          ///< a reverse pass's multiply-add (one adjoint: the gradient's sweep)
+  /// the same for a reverse pass of at most cached_reverse_macs multiply-adds: its weights stay in
+  /// the core's L2 cache between passes
+  double cached_reverse = 1.5;
+  std::int64_t cached_reverse_macs = 32768;  ///< see cached_reverse (about 16,000 weights)
   double block_reverse = 1.5;  ///< the same in the block end's sweeps, a chunk of adjoints at once
   double delta_pass = 6;       ///< a multiply-add of a pass over Delta with one adjoint (Eqn. 5)
+  /// the same for a Delta of at most cached_delta_values values, which stays in the last-level cache
+  double cached_delta_pass = 3;
+  std::int64_t cached_delta_values = std::int64_t{1} << 20;  ///< see cached_delta_pass
   double block_product = 2;    ///< a multiply-add of the block end's product, a chunk of rows at a time
   double reverse_call = 1000;  ///< per reverse pass, beyond its adjoint and state values (per 32 in the block end)
   /// per value a dense product writes: the update's (Analysis::product_output_values) every step,
   /// the block end's product with Delta_s (|Delta| values) every block
   double product_output = 8;
+  /// What a background block end costs beyond its work: starting its thread (about 36 us measured
+  /// for a std::async round trip) and the first touches of its buffers. It decides the background
+  /// block length of small networks only: on Elman 64 it is about 2% of a block end.
+  double background_start = 2e6;
   /// The background schedule's block end, on a second thread, is taken to fit when it costs at
   /// most this share of the next block's h steps: the two threads share the memory bus and the
   /// last-level cache. At 1, Elman 256's pick (85) let a block end overrun in one run of three
@@ -283,7 +302,7 @@ double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCos
 /// units of ExactCost's costs. `caller`: the mean step on the learner's thread, a sweep back
 /// through the current block and the closing one ((3h + 1) / 2 reverse passes on average) and one
 /// pass over Delta_s. `block_end`: one block end on the second thread (h steps of the sweeps of
-/// every row, the rows' product with Delta_s). The learner waits for a block end at the next
+/// every row, the rows' product with Delta_s, ExactCostWeights::background_start). The learner waits for a block end at the next
 /// block's last step, so its mean step is about max(caller, block_end / h).
 struct BackgroundCost {
   double caller = 0;     ///< the learner's mean step
