@@ -34,7 +34,8 @@
 // doubles with AVX-512), so Delta_s is read n_R / 32 times per block (n_R / 64 in float); the
 // gradient's product reads it once per step (once per m steps when accumulating). Memory: Delta_s
 // and the block's Delta_(s+h) being built, a chunk's rows plus one in the parameter layout, the
-// dense connections' adjoints of a chunk's seeds over 64 steps, h steps' values and the parameter
+// dense connections' adjoints of a chunk's seeds over up to 64 steps (never more values than
+// Delta holds), h steps' values and the parameter
 // vectors they used (one while the parameters do not change) — constant in the sequence length.
 //
 // The parameters may change every step: each stored step is reversed with the parameters it ran
@@ -475,8 +476,18 @@ class BlockedRtrl {
   static constexpr std::size_t chunk_seeds = sizeof(T) == 4 ? 64 : 32;
   /// How many steps' dense parameter terms sweep_columns adds in one product: the products' inner
   /// dimension. Each product reads and writes the chunk's rows of the dense weights (17 MB for 32
-  /// seeds on Elman 256): 64 steps made Elman 256's block end about 10% shorter than 32.
+  /// seeds on Elman 256): 64 steps made Elman 256's block end about 10% shorter than 32. Fewer
+  /// where the held adjoints would outgrow Delta (steps_held).
   static constexpr std::size_t flush_steps = 64;
+  /// Steps whose dense adjoints a Work of `columns` columns holds: flush_steps, at most h, and at
+  /// most as many as keep those adjoints within Delta's size (at least one). On networks of a few
+  /// units per group the adjoints of 32 seeds over a block outgrew Delta several times (random14:
+  /// 515 KB for 33 steps beside a 136 KB Delta, its memory 3.4x RTRL's); a product over fewer steps
+  /// costs little there, the weights being small.
+  std::size_t steps_held(std::size_t columns) const {
+    const std::size_t per_step = std::max<std::size_t>(Kernel::dense_adjoint_rows * columns, 1);
+    return std::max<std::size_t>(std::min({flush_steps, h_, k_->sensitivity_size() / per_step}), 1);
+  }
 
   struct Piece {
     std::size_t unit, at, offset, length;  ///< a run's part within one tile; offset from the tile's start
@@ -535,7 +546,7 @@ class BlockedRtrl {
     w.prev_adjoint.assign(S, T(0));
     w.target_adjoint.assign(S, T(0));
     if constexpr (column_reverse) {
-      const std::size_t steps = std::min(flush_steps, h_);
+      const std::size_t steps = steps_held(columns);
       w.column_adjoint.assign(columns * S, T(0));
       w.column_prev.assign(columns * S, T(0));
       w.dense_adjoints.assign(steps * Kernel::dense_adjoint_rows * columns, T(0));
