@@ -579,8 +579,8 @@ TEST_CASE("the exact cost model: closed form on Elman, the blocked algorithm for
     CHECK(planned.exact_cost.background_block_length == std::max(1, int(std::ceil(root))));
     CHECK(planned.exact_cost.choice == analysis::ExactAlgorithm::blocked);
   }
-  // The thresholds are inclusive: one multiply-add more than the pass, or one value more than
-  // Delta, and it is cached; one fewer and it streams.
+  // The thresholds are inclusive: at the pass's multiply-adds (Delta's values) it is cached, one
+  // below it streams.
   for (const std::int64_t margin : {0, -1}) {
     analysis::ExactCostWeights edge;
     edge.cached_reverse_macs = c.reverse_macs + margin;

@@ -302,8 +302,9 @@ double blocked_cost_per_step(const Analysis& a, int block_length, const ExactCos
 /// units of ExactCost's costs. `caller`: the mean step on the learner's thread, a sweep back
 /// through the current block and the closing one ((3h + 1) / 2 reverse passes on average) and one
 /// pass over Delta_s. `block_end`: one block end on the second thread (h steps of the sweeps of
-/// every row, the rows' product with Delta_s, ExactCostWeights::background_start). The learner waits for a block end at the next
-/// block's last step, so its mean step is about max(caller, block_end / h).
+/// every row, the rows' product with Delta_s, ExactCostWeights::background_start). The learner
+/// waits for a block end at the next block's last step, so its mean step is about
+/// max(caller, block_end / h).
 struct BackgroundCost {
   double caller = 0;     ///< the learner's mean step
   double block_end = 0;  ///< one block end, on the second thread

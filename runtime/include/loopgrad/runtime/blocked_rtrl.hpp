@@ -35,8 +35,8 @@
 // gradient's product reads it once per step (once per m steps when accumulating). Memory: Delta_s
 // and the block's Delta_(s+h) being built, a chunk's rows plus one in the parameter layout, the
 // dense connections' adjoints of a chunk's seeds over up to 64 steps (never more values than
-// Delta holds), h steps' values and the parameter
-// vectors they used (one while the parameters do not change) — constant in the sequence length.
+// Delta holds), h steps' values and the parameter vectors they used (one while the parameters do
+// not change) — constant in the sequence length.
 //
 // The parameters may change every step: each stored step is reversed with the parameters it ran
 // with, so the gradient is RTRL's to rounding, step by step.
