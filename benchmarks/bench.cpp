@@ -22,6 +22,9 @@
 //                           cost model's block length for it (background_block_length)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
+//   sweep/<net>             the background schedule's gradient sweep alone: one adjoint column
+//                           through 1.5 h stored steps (h its block length), ns per swept step;
+//                           with delta_pass, the least its step costs
 //   stream/copy             the machine's streaming bandwidth (STREAM copy, 256 MiB, one thread)
 //   forward/<net>           the forward pass alone
 //   blas/<net>              OpenBLAS dgemm, one thread, on the shapes of the kernel's dense
@@ -207,6 +210,10 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
         ->UseRealTime()  // the background schedule's block end runs on another thread
         ->Iterations(blocked_iterations(e.analysis, blocked_row_length(e.analysis, schedule)));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
+      ->Unit(benchmark::kMicrosecond);
+  const int swept = 3 * e.analysis.exact_cost.background_block_length / 2;
+  benchmark::RegisterBenchmark(("sweep/" + name).c_str(),
+                               [=](benchmark::State& s) { gradient_sweep(s, Pruned{}, entry->params, swept); })
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("update/" + name).c_str(),
                                [=](benchmark::State& s) { update_pass(s, Pruned{}, entry->params, pruned_macs); })

@@ -6,6 +6,7 @@
 //                                  a gradient every step (m = 1) and summed over m = h steps
 //   blocked/<net>/background       the same, a gradient every step, with the background schedule
 //   delta_pass/<net>               one pass over the stored Delta with one adjoint
+//   sweep/<net>                    the background schedule's gradient sweep alone (1.5 h steps)
 //   bptt/<net>/<T>                 BPTT over T = 10, 100, 1000 steps
 // The float networks' rows come again as <net>_ftz, run with RtrlOptions::flush_subnormals.
 // Compiled for this machine like bench.cpp, in a translation unit of its own (the two compile in
@@ -82,6 +83,10 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
           ->UseRealTime()  // the background schedule's block end runs on another thread
           ->Iterations(bench::blocked_iterations(e.analysis, bench::blocked_row_length(e.analysis, schedule)));
     benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
+        ->Unit(benchmark::kMicrosecond);
+    const int swept = 3 * e.analysis.exact_cost.background_block_length / 2;
+    benchmark::RegisterBenchmark(("sweep/" + row).c_str(),
+                                 [=](benchmark::State& s) { bench::gradient_sweep(s, Kernel{}, params(), swept); })
         ->Unit(benchmark::kMicrosecond);
     for (int T_ : flush ? std::vector<int>{1000} : std::vector<int>{10, 100, 1000})  // BPTT takes no such option
       benchmark::RegisterBenchmark(("bptt/" + row + "/" + std::to_string(T_)).c_str(),

@@ -121,6 +121,56 @@ void delta_pass(benchmark::State& state, const Kernel& kernel) {
       benchmark::Counter(double(sizeof(T)) * double(kernel.sensitivity_size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The background schedule's gradient sweep alone: one adjoint column reversed through `steps`
+// stored steps (1.5 h on average: the current block's steps and all of the closing block's, until
+// the block end on the second thread is done) with the kernel's reverse pass over columns, the
+// dense parameters' terms of every 64 steps added as one product, as BlockedRtrl's sweep does
+// (its flush_steps). With delta_pass it gives what the background schedule's caller does at
+// least every step. Kernels without a reverse pass over columns skip the row.
+template <class Kernel>
+void gradient_sweep(benchmark::State& state, const Kernel& kernel, const std::vector<typename Kernel::Scalar>& params,
+                    int steps) {
+  using T = typename Kernel::Scalar;
+  if constexpr (requires(const typename Kernel::Step* const* held, T* x) {
+                  kernel.reverse_columns(x, *held[0], std::size_t{1}, x, x, x, std::size_t{1}, x, x);
+                  kernel.dense_gradients(held, std::size_t{1}, std::size_t{1}, x, x, std::size_t{1}, x);
+                }) {
+    constexpr std::size_t flush = 64;
+    const std::size_t n = static_cast<std::size_t>(std::max(steps, 1)), S = kernel.state_size(), P = kernel.param_count();
+    std::vector<typename Kernel::Step> stored(n);
+    std::vector<T> r(S, T(0));
+    for (std::size_t j = 0; j < n; ++j) {
+      const auto input = random_vector<T>(kernel.input_size(), static_cast<unsigned>(j));
+      kernel.forward(params.data(), r.data(), input.data(), stored[j]);
+      kernel.next_state(stored[j], r.data());
+    }
+    const auto seed = random_vector<T>(S, 10);
+    std::vector<T> adjoint(S), prev(S), gradient(P, T(0));
+    std::vector<T> dense(flush * Kernel::dense_adjoint_rows), work(Kernel::column_workspace(1, flush));
+    std::vector<const typename Kernel::Step*> held(flush);
+    for (auto _ : state) {
+      std::copy(seed.begin(), seed.end(), adjoint.begin());
+      std::size_t k = 0;
+      for (std::size_t j = n; j-- > 0;) {
+        kernel.reverse_columns(params.data(), stored[j], 1, adjoint.data(), prev.data(), gradient.data(), P,
+                               dense.data() + k * Kernel::dense_adjoint_rows, work.data());
+        held[k++] = &stored[j];
+        adjoint.swap(prev);
+        if (k == flush || j == 0) {
+          kernel.dense_gradients(held.data(), k, 1, dense.data(), gradient.data(), P, work.data());
+          k = 0;
+        }
+      }
+      benchmark::ClobberMemory();
+    }
+    state.counters["swept_steps"] = static_cast<double>(n);
+    state.counters["ns_per_swept_step"] =
+        benchmark::Counter(1e-9 * static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  } else {
+    state.SkipWithError("the kernel has no reverse pass over columns");
+  }
+}
+
 // The sensitivity update alone (Eqn. 4: Kernel::sensitivity_update after one forward pass), for
 // the efficiency of the emitted dense products against OpenBLAS on the same shapes (the blas/ row).
 template <class Kernel>

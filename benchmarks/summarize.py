@@ -176,8 +176,10 @@ def print_blocked_table(runs, blocked, ns):
         print()
         print("| network | Delta bytes | one pass over Delta: ns, GB/s | % of STREAM copy | blocked step ns | "
               "step / (Delta bytes at STREAM speed) | background schedule: step / (the same) | "
+              "background's sweep alone: swept steps, ns per swept step | "
+              "background's least step (one pass over Delta + the sweep) / (the same) | "
               "summed over h: step / (Delta bytes at STREAM speed) |")
-        print("|" + " --- |" * 8)
+        print("|" + " --- |" * 10)
         for n in passes:
             d = runs[f"delta_pass/{n}"]
             b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
@@ -185,8 +187,13 @@ def print_blocked_table(runs, blocked, ns):
             delta_bytes = d["bytes_per_s"] * ns(d) / 1e9
             floor = delta_bytes / bw * 1e9
             bg = background(runs, n)
+            # The background schedule's caller sweeps 1.5 h steps on average, then passes over Delta.
+            sw = runs.get(f"sweep/{n}")
+            sweep_cells = (f"{sw['swept_steps']:.0f}, {sw['ns_per_swept_step']:.4g} | "
+                           f"{(ns(d) + sw['swept_steps'] * sw['ns_per_swept_step']) / floor:.2f}" if sw else "- | -")
             print(f"| {n} | {delta_bytes:.3g} | {ns(d):.4g}, {d['bytes_per_s'] / 1e9:.1f} | {100 * d['bytes_per_s'] / bw:.0f}% | "
-                  f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {f'{ns(bg) / floor:.2f}' if bg else '-'} | {ns(bh) / floor:.2f} |")
+                  f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {f'{ns(bg) / floor:.2f}' if bg else '-'} | {sweep_cells} | "
+                  f"{ns(bh) / floor:.2f} |")
 
 
 def plot_cost_against_n(runs, ns, png):
