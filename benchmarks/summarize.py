@@ -190,7 +190,7 @@ def print_blocked_table(runs, blocked, ns):
             # The background schedule's caller sweeps 1.5 h steps on average, then passes over Delta.
             sw = runs.get(f"sweep/{n}")
             sweep_cells = (f"{sw['swept_steps']:.0f}, {sw['ns_per_swept_step']:.4g} | "
-                           f"{(ns(d) + sw['swept_steps'] * sw['ns_per_swept_step']) / floor:.2f}" if sw else "- | -")
+                           f"{(ns(d) + ns(sw)) / floor:.2f}" if sw else "- | -")
             print(f"| {n} | {delta_bytes:.3g} | {ns(d):.4g}, {d['bytes_per_s'] / 1e9:.1f} | {100 * d['bytes_per_s'] / bw:.0f}% | "
                   f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {f'{ns(bg) / floor:.2f}' if bg else '-'} | {sweep_cells} | "
                   f"{ns(bh) / floor:.2f} |")
