@@ -211,9 +211,9 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
         ->Iterations(blocked_iterations(e.analysis, blocked_row_length(e.analysis, schedule)));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
       ->Unit(benchmark::kMicrosecond);
-  const int swept = 3 * e.analysis.exact_cost.background_block_length / 2;
+  const int background_h = e.analysis.exact_cost.background_block_length;
   benchmark::RegisterBenchmark(("sweep/" + name).c_str(),
-                               [=](benchmark::State& s) { gradient_sweep(s, Pruned{}, entry->params, swept); })
+                               [=](benchmark::State& s) { gradient_sweep(s, Pruned{}, entry->params, background_h); })
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("update/" + name).c_str(),
                                [=](benchmark::State& s) { update_pass(s, Pruned{}, entry->params, pruned_macs); })

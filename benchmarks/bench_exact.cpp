@@ -84,9 +84,9 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
           ->Iterations(bench::blocked_iterations(e.analysis, bench::blocked_row_length(e.analysis, schedule)));
     benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
         ->Unit(benchmark::kMicrosecond);
-    const int swept = 3 * e.analysis.exact_cost.background_block_length / 2;
+    const int background_h = e.analysis.exact_cost.background_block_length;
     benchmark::RegisterBenchmark(("sweep/" + row).c_str(),
-                                 [=](benchmark::State& s) { bench::gradient_sweep(s, Kernel{}, params(), swept); })
+                                 [=](benchmark::State& s) { bench::gradient_sweep(s, Kernel{}, params(), background_h); })
         ->Unit(benchmark::kMicrosecond);
     for (int T_ : flush ? std::vector<int>{1000} : std::vector<int>{10, 100, 1000})  // BPTT takes no such option
       benchmark::RegisterBenchmark(("bptt/" + row + "/" + std::to_string(T_)).c_str(),

@@ -121,22 +121,23 @@ void delta_pass(benchmark::State& state, const Kernel& kernel) {
       benchmark::Counter(double(sizeof(T)) * double(kernel.sensitivity_size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// The background schedule's gradient sweep alone: one adjoint column reversed through `steps`
-// stored steps (1.5 h on average: the current block's steps and all of the closing block's, until
-// the block end on the second thread is done) with the kernel's reverse pass over columns, the
-// dense parameters' terms of every 64 steps added as one product, as BlockedRtrl's sweep does
-// (its flush_steps). With delta_pass it gives what the background schedule's caller does at
-// least every step. Kernels without a reverse pass over columns skip the row.
+// The background schedule's gradient sweep alone at block length h: one adjoint column reversed
+// through 1.5 h stored steps (on average: the current block's steps and all of the closing
+// block's, until the block end on the second thread is done) with the kernel's reverse pass over
+// columns, the dense parameters' terms of as many steps added as one product as BlockedRtrl's
+// sweep adds (its steps_per_product). With delta_pass it gives what the background schedule's
+// caller does at least every step. Kernels without a reverse pass over columns skip the row.
 template <class Kernel>
 void gradient_sweep(benchmark::State& state, const Kernel& kernel, const std::vector<typename Kernel::Scalar>& params,
-                    int steps) {
+                    int h) {
   using T = typename Kernel::Scalar;
   if constexpr (requires(const typename Kernel::Step* const* held, T* x) {
                   kernel.reverse_columns(x, *held[0], std::size_t{1}, x, x, x, std::size_t{1}, x, x);
                   kernel.dense_gradients(held, std::size_t{1}, std::size_t{1}, x, x, std::size_t{1}, x);
                 }) {
-    constexpr std::size_t flush = 64;
-    const std::size_t n = static_cast<std::size_t>(std::max(steps, 1)), S = kernel.state_size(), P = kernel.param_count();
+    const std::size_t block = static_cast<std::size_t>(std::max(h, 1));
+    const std::size_t flush = loopgrad::runtime::BlockedRtrl<Kernel, T>::steps_per_product(kernel, block, 1);
+    const std::size_t n = std::max<std::size_t>(3 * block / 2, 1), S = kernel.state_size(), P = kernel.param_count();
     std::vector<typename Kernel::Step> stored(n);
     std::vector<T> r(S, T(0));
     for (std::size_t j = 0; j < n; ++j) {

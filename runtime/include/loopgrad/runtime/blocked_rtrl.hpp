@@ -333,6 +333,23 @@ class BlockedRtrl {
     if (closing_ > 0 && schedule_ == BlockSchedule::background) start_background();
   }
 
+  /// How many steps' dense parameter terms the reverse sweep of `columns` adjoint columns adds in
+  /// one product (Kernel::dense_gradients' inner dimension), on `kernel` at block length h: at most
+  /// flush_steps, at most h, and at most as many as keep the held adjoints within Delta's size (at
+  /// least one). On networks of a few units per group the adjoints of 32 seeds over a block
+  /// outgrew Delta several times (random14: 515 KB for 33 steps beside a 136 KB Delta, its memory
+  /// 3.4x RTRL's); a product over fewer steps costs little there, the weights being small.
+  static std::size_t steps_per_product(const Kernel& kernel, std::size_t h, std::size_t columns)
+    requires column_reverse
+  {
+    const std::size_t per_step = std::max<std::size_t>(Kernel::dense_adjoint_rows * columns, 1);
+    return std::max<std::size_t>(std::min({flush_steps, h, kernel.sensitivity_size() / per_step}), 1);
+  }
+  /// The most steps one such product spans. Each product reads and writes the chunk's rows of the
+  /// dense weights (17 MB for 32 seeds on Elman 256): 64 steps made Elman 256's block end about
+  /// 10% shorter than 32.
+  static constexpr std::size_t flush_steps = 64;
+
  private:
   /// A vector's allocation, and its elements' own if they are vectors.
   template <class V>
@@ -474,20 +491,9 @@ class BlockedRtrl {
   /// of Elman 256 and LSTM 128 measured 7-12% shorter than with 32).
   static constexpr std::size_t tile_columns = 288;
   static constexpr std::size_t chunk_seeds = sizeof(T) == 4 ? 64 : 32;
-  /// How many steps' dense parameter terms sweep_columns adds in one product: the products' inner
-  /// dimension. Each product reads and writes the chunk's rows of the dense weights (17 MB for 32
-  /// seeds on Elman 256): 64 steps made Elman 256's block end about 10% shorter than 32. Fewer
-  /// where the held adjoints would outgrow Delta (steps_held).
-  static constexpr std::size_t flush_steps = 64;
   /// Steps whose dense adjoints a Work of `columns` columns holds: flush_steps, at most h, and at
-  /// most as many as keep those adjoints within Delta's size (at least one). On networks of a few
-  /// units per group the adjoints of 32 seeds over a block outgrew Delta several times (random14:
-  /// 515 KB for 33 steps beside a 136 KB Delta, its memory 3.4x RTRL's); a product over fewer steps
-  /// costs little there, the weights being small.
-  std::size_t steps_held(std::size_t columns) const {
-    const std::size_t per_step = std::max<std::size_t>(Kernel::dense_adjoint_rows * columns, 1);
-    return std::max<std::size_t>(std::min({flush_steps, h_, k_->sensitivity_size() / per_step}), 1);
-  }
+  /// most as many as keep those adjoints within Delta's size (at least one).
+  std::size_t steps_held(std::size_t columns) const { return steps_per_product(*k_, h_, columns); }
 
   struct Piece {
     std::size_t unit, at, offset, length;  ///< a run's part within one tile; offset from the tile's start
