@@ -2,7 +2,8 @@
 // gradient as exact RTRL, for block lengths 1, 2, 3, 7, n_R and longer than the sequence, with
 // fixed parameters and with an Adam update every step, accumulated and attenuated, with both
 // schedules; summed over a sequence it equals BPTT; a run resumed from a checkpoint taken mid-block
-// continues bit for bit; ExactOnline follows the cost model.
+// continues bit for bit; ExactOnline follows the cost model; the background block length's
+// search picks by its rule, and tune_background_block_length times the learner.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "../codegen/random_network.hpp"
 #include "../networks.hpp"
 #include "../scratch.hpp"
+#include "loopgrad/runtime/block_length_tuning.hpp"
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/checkpoint.hpp"
 #include "loopgrad/runtime/interpreter.hpp"
@@ -267,4 +269,99 @@ TEST_CASE("ExactOnline follows the cost model, and a block length overrides it")
     CHECK(testing::relative_difference(background.gradient().data(), rtrl.gradient().data(), params.size()) <= 1e-12);
   }
   CHECK_THROWS_AS((runtime::ExactOnline<Kernel, double>(k, 1, {}, -2)), std::invalid_argument);
+}
+
+// The background block length's search on a trial runner with known answers: trials fit from
+// some block length up; below it each block's last step waited for the block end (9000 ns
+// against 1000).
+TEST_CASE("the background block length's search shrinks while trials fit and keeps one step of headroom") {
+  const auto runner = [](int least_fitting, std::vector<int>& asked) {
+    return [least_fitting, &asked](int h) {
+      asked.push_back(h);
+      runtime::TrialSteps trial;
+      trial.step_ns.assign(static_cast<std::size_t>(3 * h), 1000.0);
+      if (h < least_fitting) {
+        for (int b = 1; b <= 3; ++b) trial.step_ns[static_cast<std::size_t>(b * h - 1)] = 9000.0;
+        trial.waits = 3;
+      }
+      return trial;
+    };
+  };
+  std::vector<int> asked;
+  int reported = 0;
+  runtime::BlockLengthTuningOptions options;
+  options.on_trial = [&](const runtime::BlockLengthTrial&) { ++reported; };
+  // From 107 by 0.9 (rounded down): 96, 86, 77, 69, 62 fit, 55 does not: 62 is the least that
+  // fit and 69, one above it, the pick.
+  auto tuned = runtime::search_block_length(107, runner(60, asked), options);
+  CHECK(asked == std::vector<int>{107, 96, 86, 77, 69, 62, 55});
+  CHECK(tuned.block_length == 69);
+  REQUIRE(tuned.trials.size() == 7);
+  CHECK(reported == 7);
+  CHECK(tuned.trials[5].fits);
+  CHECK_FALSE(tuned.trials[6].fits);
+  CHECK(tuned.trials[6].max_ns == 9000.0);
+  CHECK(tuned.trials[6].median_ns == 1000.0);
+  CHECK(tuned.trials[6].waits == 3);
+  // The start fits and the next does not: the start.
+  asked.clear();
+  CHECK(runtime::search_block_length(107, runner(100, asked)).block_length == 107);
+  CHECK(asked == std::vector<int>{107, 96});
+  // The start does not fit: up by 1 / 0.9 (rounded up) to 119, 133, 148, 165 (fits); the pick one
+  // above it, 184.
+  asked.clear();
+  CHECK(runtime::search_block_length(107, runner(150, asked)).block_length == 184);
+  CHECK(asked == std::vector<int>{107, 119, 133, 148, 165});
+  // Everything fits down to 1: 1 (nothing smaller to try).
+  asked.clear();
+  CHECK(runtime::search_block_length(3, runner(1, asked)).block_length == 1);
+  CHECK(asked == std::vector<int>{3, 2, 1});
+  // A trial's figures.
+  const auto trial = runtime::summarize_trial(4, {{4.0, 1.0, 2.0, 3.0, 10.0}, 1});
+  CHECK(trial.mean_ns == 4.0);
+  CHECK(trial.median_ns == 3.0);
+  CHECK(trial.max_ns == 10.0);
+  CHECK_FALSE(trial.fits);
+  CHECK(runtime::summarize_trial(4, {{4.0, 1.0, 2.0, 3.0, 10.0}, 0}).fits);
+  CHECK_THROWS_AS(runtime::summarize_trial(4, {}), std::invalid_argument);
+  CHECK_THROWS_AS(runtime::search_block_length(0, runner(1, asked)), std::invalid_argument);
+}
+
+namespace {
+// The interpreter with the cost model's background block length replaced, so that the tuner runs
+// on a network small enough for a test.
+struct BackgroundAt4 : runtime::Interpreter<double> {
+  using runtime::Interpreter<double>::Interpreter;
+  int recommended_background_block_length() const { return 4; }
+};
+}  // namespace
+
+TEST_CASE("tune_background_block_length times the learner at each candidate, and refuses networks RTRL serves") {
+  const auto net = dsl::lower(cells::elman_network<3, 5, 2>());
+  const BackgroundAt4 k(net);
+  const auto params = runtime::initial_params<double>(net, 2);
+  const auto seq = testing::random_sequence<double>(net, k.input_size(), 1, 4);
+  const auto times = runtime::time_background_steps(k, 5, params, seq.inputs[0].data(), seq.target(0), 2);
+  CHECK(times.step_ns.size() == 10);
+  CHECK(std::all_of(times.step_ns.begin(), times.step_ns.end(), [](double t) { return t > 0; }));
+  CHECK(times.waits >= 0);
+  CHECK(times.waits <= 2);  // at most one per timed block
+  runtime::BlockLengthTuningOptions options;
+  options.timed_blocks = 2;
+  const auto tuned = runtime::tune_background_block_length(k, params, seq.inputs[0].data(), seq.target(0), options);
+  REQUIRE(!tuned.trials.empty());
+  CHECK(tuned.trials[0].block_length == 4);
+  CHECK(tuned.block_length >= 1);
+  // Whether a block end finishes before the next block's last step is up to the machine's
+  // timing; whatever the trials found, the pick is a block length tried (shrinking) or one above
+  // every length tried (growing).
+  CHECK(tuned.trials.size() <= static_cast<std::size_t>(options.max_trials));
+  const bool tried = std::any_of(tuned.trials.begin(), tuned.trials.end(),
+                                 [&](const runtime::BlockLengthTrial& t) { return t.block_length == tuned.block_length; });
+  if (!tried)
+    for (const auto& t : tuned.trials) CHECK(t.block_length < tuned.block_length);
+  const runtime::Interpreter<double> plain(net);
+  REQUIRE(plain.recommended_background_block_length() == 0);
+  CHECK_THROWS_WITH_AS(runtime::tune_background_block_length(plain, params, seq.inputs[0].data(), seq.target(0)),
+                       doctest::Contains("picks RTRL"), std::invalid_argument);
 }

@@ -57,6 +57,7 @@
 //   step, as long as the block end takes less time than the h steps of the next block; it needs a
 //   second core.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <future>
@@ -164,6 +165,7 @@ class BlockedRtrl {
     // end starts from it.
     if (closing_ > 0 && schedule_ == BlockSchedule::real_time) build_rows(rows_due(count_), ready_);
     if (closing_ > 0 && schedule_ == BlockSchedule::background && count_ == h_) {
+      if (!background_.done()) ++background_waits_;
       background_.wait();
       finish_boundary();
     }
@@ -188,7 +190,7 @@ class BlockedRtrl {
     std::fill(delta_.begin(), delta_.end(), T(0));
     std::fill(sum_.begin(), sum_.end(), T(0));
     count_ = pending_ = pool_size_ = closing_ = rows_done_ = 0;
-    steps_ = 0;
+    steps_ = background_waits_ = 0;
     ready_ = false;
   }
 
@@ -198,6 +200,12 @@ class BlockedRtrl {
   int accumulate() const { return accumulate_; }  ///< m: steps summed into one gradient
   const RtrlOptions<T>& options() const { return options_; }  ///< the options it was built with
   std::int64_t steps() const { return steps_; }  ///< steps observed since construction or reset()
+  /// With BlockSchedule::background: how many times since construction or reset() a block's last
+  /// step found the previous block end still running and waited for it, a block end that did not
+  /// fit in the next block's steps (that step then takes the rest of the block end's time). None
+  /// at a block length that suits the machine (tune_background_block_length,
+  /// block_length_tuning.hpp, picks one by this count). Not part of a checkpoint.
+  std::int64_t background_waits() const { return background_waits_; }
   /// R_N, the state after the last step.
   const std::vector<T>& state() const { return state_; }
   /// Delta at step sensitivity_step() in the kernel's layout: the newest complete boundary's.
@@ -392,6 +400,8 @@ class BlockedRtrl {
     void wait() const {
       if (task.valid()) task.wait();
     }
+    /// Whether no block end runs now (none started, or the last one has finished).
+    bool done() const { return !task.valid() || task.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
   };
 
   /// The closing block's rows, all of them, on a second thread (BlockSchedule::background). It
@@ -865,6 +875,7 @@ class BlockedRtrl {
   Work work_, gradient_work_;
   std::vector<T> state_, block_start_state_, boundary_state_, delta_, next_delta_, sum_;
   std::int64_t steps_ = 0;
+  std::int64_t background_waits_ = 0;  ///< see background_waits()
   bool ready_ = false;
   bool warned_ = false, warned_values_ = false;
 };
