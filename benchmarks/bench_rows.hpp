@@ -137,7 +137,7 @@ void gradient_sweep(benchmark::State& state, const Kernel& kernel, const std::ve
                 }) {
     const std::size_t block = static_cast<std::size_t>(std::max(h, 1));
     const std::size_t flush = loopgrad::runtime::BlockedRtrl<Kernel, T>::steps_per_product(kernel, block, 1);
-    const std::size_t n = std::max<std::size_t>(3 * block / 2, 1), S = kernel.state_size(), P = kernel.param_count();
+    const std::size_t n = 3 * block / 2, S = kernel.state_size(), P = kernel.param_count();  // n >= 1: block >= 1
     std::vector<typename Kernel::Step> stored(n);
     std::vector<T> r(S, T(0));
     for (std::size_t j = 0; j < n; ++j) {

@@ -115,7 +115,7 @@ inline BlockLengthTuning search_block_length(int start, const std::function<Tria
       above = h;
       h = next;
     }
-    out.block_length = h == 1 && out.trials.back().fits ? 1 : above;
+    out.block_length = h == 1 ? 1 : above;  // h is the least that fit: the loop moves only to fitting lengths
     return out;
   }
   while (static_cast<int>(out.trials.size()) < options.max_trials) {
