@@ -127,8 +127,13 @@ void emit_layout(const KernelPlan& plan, const EmittedMacs& emitted, std::string
   w.raw_line("#endif");
   w.line("// With AVX2 the register tiles (product_tile, multiply_tile, column_span) hold their accumulators");
   w.line("// in the compiler's vector type, loaded and stored with std::memcpy: g++ 12 keeps a plain array");
-  w.line("// of 12 such accumulators on the stack there, at under half the speed.");
-  w.raw_line("#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)");
+  w.line("// of 12 such accumulators on the stack there, at under half the speed. With AVX-512 the");
+  w.line("// sensitivity update's tiles (product_tile, product_part<k>, panel_gradient) do too: as a plain");
+  w.line("// array its 24 accumulators pass through the stack before and after every tile.");
+  w.raw_line("#if defined(__AVX512F__) && defined(__GNUC__)");
+  w.line("typedef Scalar Vector __attribute__((vector_size(64)));");
+  w.line("inline constexpr std::size_t vector_lanes = sizeof(Vector) / sizeof(Scalar);");
+  w.raw_line("#elif defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)");
   w.line("typedef Scalar Vector __attribute__((vector_size(32)));");
   w.line("inline constexpr std::size_t vector_lanes = sizeof(Vector) / sizeof(Scalar);");
   w.raw_line("#endif");

@@ -183,6 +183,17 @@ std::size_t KernelPlan::column_tile(std::size_t m) const {
   return std::clamp<std::size_t>(std::size_t{786432} / (m * bytes) / 96 * 96, 96, 960);
 }
 
+bool KernelPlan::source_in_place(std::size_t m, std::size_t cols) const {
+  constexpr std::size_t line = 64, sets = 64, ways = 8, lines_per_row = 4;
+  if (m * lines_per_row > sets * ways / 2) return false;
+  const std::size_t bytes = options.scalar == ScalarType::float32 ? 4 : 8;
+  std::vector<std::size_t> held(sets, 0);
+  for (std::size_t s = 0; s < m; ++s)
+    for (std::size_t l = 0; l < lines_per_row; ++l)
+      if (++held[(s * cols * bytes / line + l) % sets] > ways) return false;
+  return true;
+}
+
 namespace {
 
 // The leaves of group g that add to block p when the block is formed in column panels, or

@@ -54,6 +54,12 @@ struct KernelPlan {
   // tile (a bias's block of an Elman 16 is 16 x 16): at most two thirds of a tile wasted, still
   // far cheaper than the row-by-row loop, which the compiler must assume may alias T.
   static bool tiled_product(std::size_t n, std::size_t cols) { return n >= 8 && cols >= 8; }
+  // Whether a dense product with inner dimension m reads its source (row stride `cols`) in place
+  // rather than packing it: a micro-panel of its m rows (product_columns wide, at most 192 bytes,
+  // so 4 cache lines when not aligned to one) fits in a 32 KiB, 8-way L1 of 64 sets without any
+  // set holding more than its 8 ways, and in half of it in all. Every row of tiles after the first
+  // then reads it from L1, and the packing's copy of the source is saved (Elman 16's blocks).
+  bool source_in_place(std::size_t m, std::size_t cols) const;
   // Values the packed weights of an n x m dense product take: n rounded up to product_rows rows
   // (at most 8 on any ISA) times m.
   static std::size_t packed_weights(std::size_t n, std::size_t m) { return (n + 7) * m; }

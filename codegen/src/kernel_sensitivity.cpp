@@ -77,28 +77,12 @@ void pack_source_panel(const KernelPlan& plan, CodeWriter& w, const std::string&
   w.close();
   if (state >= 0) {
     // The micro-panel's rows times dC/dR_(N-1), into the gradient's columns of the block's
-    // parameters, four rows to one update of the gradient (a row at a time would chain every
-    // update of the same columns through a store and a load). The rows are read from the packed
-    // micro-panel, contiguous and just written: the source's rows, a power of two apart in many
-    // networks, would fall into one set of L1 and be read from L2 again.
-    const auto k = static_cast<std::size_t>(state);
+    // parameters (Kernel::panel_gradient). The rows are read from the packed micro-panel,
+    // contiguous and just written: the source's rows, a power of two apart in many networks, would
+    // fall into one set of L1 and be read from L2 again.
     w.line("// the gradient's term of these columns of Delta_(N-1) (Eqn. 5), from the micro-panel in L1");
-    w.open("if (grad != nullptr)");
-    w.line("Scalar* const g = grad + {} + j0 + q * product_columns;", plan.param_offset[static_cast<std::size_t>(p)]);
-    w.line("const Scalar* const b = {} + q * {} * product_columns;", pb, m);
-    if (m >= 4) {
-      w.open("for (std::size_t s = 0; s + 4 <= {}; s += 4)", m);
-      w.line("const Scalar a0 = prev_state_adjoint[{} + s], a1 = prev_state_adjoint[{} + s + 1];", plan.state_offset[k], plan.state_offset[k]);
-      w.line("const Scalar a2 = prev_state_adjoint[{} + s + 2], a3 = prev_state_adjoint[{} + s + 3];", plan.state_offset[k], plan.state_offset[k]);
-      w.line("const Scalar* const b0 = b + s * product_columns;");
-      w.line("for (std::size_t j = 0; j < wide; ++j)");
-      w.line("  g[j] += a0 * b0[j] + a1 * b0[product_columns + j] + a2 * b0[2 * product_columns + j] + a3 * b0[3 * product_columns + j];");
-      w.close();
-    }
-    if (m % 4 != 0)
-      w.line("for (std::size_t s = {}; s < {}; ++s) for (std::size_t j = 0; j < wide; ++j) g[j] += prev_state_adjoint[{} + s] * b[s * product_columns + j];",
-             m - m % 4, m, plan.state_offset[k]);
-    w.close();
+    w.line("if (grad != nullptr) panel_gradient({}, prev_state_adjoint + {}, {} + q * {} * product_columns, product_columns, grad + {} + j0 + q * product_columns, wide);",
+           m, plan.state_offset[static_cast<std::size_t>(state)], pb, m, plan.param_offset[static_cast<std::size_t>(p)]);
   }
   w.close();
 }
@@ -114,11 +98,176 @@ void product_tiles(CodeWriter& w, const std::string& T, std::size_t n, std::size
   w.line("Scalar* const t = {} + r0 * {} + j0 + q * product_columns;", T, cols);
   w.line("const std::size_t rows = {} - r0 < product_rows ? {} - r0 : product_rows;", n, n);
   w.line("const std::size_t wide = width - q * product_columns < product_columns ? width - q * product_columns : product_columns;");
-  w.line("if (rows == product_rows && wide == product_columns) product_tile({}, {} + r0 * {}, {} + q * {} * product_columns, t, {}, {});",
+  w.line("if (rows == product_rows && wide == product_columns) product_tile({}, {} + r0 * {}, {} + q * {} * product_columns, product_columns, t, {}, {});",
          m, pw, m, pb, m, cols, !overwrite);
-  w.line("else product_edge({}, {} + r0 * {}, {} + q * {} * product_columns, t, {}, rows, wide, {});", m, pw, m, pb, m, cols,
-         !overwrite);
+  w.line("else product_edge({}, {} + r0 * {}, {} + q * {} * product_columns, product_columns, t, {}, rows, wide, {});", m, pw, m, pb,
+         m, cols, !overwrite);
   w.close();
+  w.close();
+}
+
+// Emitted inside a loop over the micro-panels q of T's columns (`wide` of them, at most
+// product_columns, in scope): T's columns q * product_columns .. + wide (rows 0 .. n, row stride
+// `cols`) += (or =, when `overwrite`) the packed weights `pw` (n x m) times the source's rows read
+// in place at `b` (row stride `cols`), one register tile of product_rows rows at a time.
+void product_tiles_in_place(CodeWriter& w, const std::string& T, std::size_t n, std::size_t m, std::size_t cols,
+                            const std::string& pw, bool overwrite) {
+  w.line("// {} {}= W times the micro-panel, one register tile of product_rows rows at a time", T, overwrite ? "" : "+");
+  w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
+  w.line("Scalar* const t = {} + r0 * {} + q * product_columns;", T, cols);
+  w.line("const std::size_t rows = {} - r0 < product_rows ? {} - r0 : product_rows;", n, n);
+  w.line("if (rows == product_rows && wide == product_columns) product_tile({}, {} + r0 * {}, b, {}, t, {}, {});", m, pw, m, cols,
+         cols, !overwrite);
+  w.line("else product_edge({}, {} + r0 * {}, b, {}, t, {}, rows, wide, {});", m, pw, m, cols, cols, !overwrite);
+  w.close();
+}
+
+// The register tiles with vector accumulators for one ISA, product_rows = `rows` by `vectors`
+// vector registers (the layout's Vector), written out one named accumulator at a time: as arrays
+// g++ keeps them on the stack around the loop wherever the inner dimension and the add flag are not
+// constants at the call (one tile shared by several products), at up to a third more time.
+void emit_vector_tiles(CodeWriter& w, std::size_t rows, std::size_t vectors) {
+  const auto acc = [](std::size_t r, std::size_t v) { return fmt::format("c{}_{}", r, v); };
+  // A tile of the first `width` vectors of its columns, all rows stored or (cut) the first `rows`.
+  const auto tile = [&](const std::string& name, std::size_t width, bool cut) {
+    w.open("static void {}(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* t, std::size_t ldt, {}bool add)", name,
+           cut ? "std::size_t rows, " : "");
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::string line = "Vector ";
+      for (std::size_t v = 0; v < width; ++v) line += fmt::format("{}{} = {{}}", v ? ", " : "", acc(r, v));
+      w.line("{};", line);
+    }
+    w.open("for (std::size_t s = 0; s < m; ++s, a += product_rows, b += ldb)");
+    std::string loads = "const Vector ";
+    for (std::size_t v = 0; v < width; ++v)
+      loads += fmt::format("{}x{} = load_vector(b{})", v ? ", " : "", v, v ? fmt::format(" + {} * vector_lanes", v) : "");
+    w.line("{};", loads);
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::string line = fmt::format("w = a[{}];", r);
+      for (std::size_t v = 0; v < width; ++v) line += fmt::format(" {} += w * x{};", acc(r, v), v);
+      w.line("{}{}", r == 0 ? "Scalar " : "", line);
+    }
+    w.close();
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::string line;
+      for (std::size_t v = 0; v < width; ++v)
+        line += fmt::format("{}store_vector(t + {} * ldt{}, {}, add);", v ? " " : "", r, v ? fmt::format(" + {} * vector_lanes", v) : "",
+                            acc(r, v));
+      if (cut && r > 0) w.line("if (rows > {}) {{ {} }}", r, line);
+      else w.line("{}", line);
+    }
+    w.close();
+  };
+  w.line("// The vector_lanes values at p as a Vector, and c added to them (add) or written over them.");
+  w.open("static Vector load_vector(const Scalar* p)");
+  w.line("Vector v;");
+  w.line("std::memcpy(&v, p, sizeof(Vector));");
+  w.line("return v;");
+  w.close();
+  w.open("static void store_vector(Scalar* p, Vector c, bool add)");
+  w.line("if (add) c += load_vector(p);");
+  w.line("std::memcpy(p, &c, sizeof(Vector));");
+  w.close();
+  tile("product_tile", vectors, false);
+  w.line("// The tiles cut by the block's last columns (the first k vectors of the columns) or rows (the");
+  w.line("// first `rows` stored; the weights' micro-panel is zero past the block's last row).");
+  for (std::size_t k = 1; k <= vectors; ++k) tile(fmt::format("product_part{}", k), k, true);
+  w.open("static void product_edge(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* t, std::size_t ldt, std::size_t rows, std::size_t wide, bool add)");
+  w.open("switch (wide % vector_lanes == 0 ? wide / vector_lanes : 0)");
+  for (std::size_t k = 1; k <= vectors; ++k)
+    w.line("case {}: product_part{}(m, a, b, ldb, t, ldt, rows, add); return;", k, k);
+  w.line("default: product_edge_entries(m, a, b, ldb, t, ldt, rows, wide, add);");
+  w.close();
+  w.close();
+  // The gradient's term of a whole micro-panel, even and odd rows apart (two chains of additions).
+  w.open("static void panel_gradient(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* g, std::size_t wide)");
+  w.open("if (wide != product_columns)");
+  w.line("panel_gradient_entries(m, a, b, ldb, g, wide);");
+  w.line("return;");
+  w.close();
+  for (const char* parity : {"e", "o"}) {
+    std::string line = "Vector ";
+    for (std::size_t v = 0; v < vectors; ++v) line += fmt::format("{}{}{} = {{}}", v ? ", " : "", parity, v);
+    w.line("{};", line);
+  }
+  w.open("for (std::size_t s = 0; s + 2 <= m; s += 2, b += 2 * ldb)");
+  w.line("const Scalar a0 = a[s], a1 = a[s + 1];");
+  for (std::size_t v = 0; v < vectors; ++v) {
+    const std::string at = v ? fmt::format(" + {} * vector_lanes", v) : "";
+    w.line("e{} += a0 * load_vector(b{}); o{} += a1 * load_vector(b + ldb{});", v, at, v, at);
+  }
+  w.close();
+  w.open("if (m % 2 != 0)");
+  for (std::size_t v = 0; v < vectors; ++v)
+    w.line("e{} += a[m - 1] * load_vector(b{});", v, v ? fmt::format(" + {} * vector_lanes", v) : "");
+  w.close();
+  for (std::size_t v = 0; v < vectors; ++v)
+    w.line("store_vector(g{}, e{} + o{}, true);", v ? fmt::format(" + {} * vector_lanes", v) : "", v, v);
+  w.close();
+}
+
+// The kernel's register tiles of the sensitivity update's dense products and the gradient's term
+// of a micro-panel of Delta_(N-1), one set for every product (static members of Kernel).
+void emit_tile_functions(CodeWriter& w) {
+  w.line("// One register tile of a dense product: t (product_rows x product_columns, row stride ldt) += A B");
+  w.line("// over an inner dimension m, A a micro-panel of the weights (row i of column s at");
+  w.line("// a[s * product_rows + i]) and B product_columns columns of the source (column j of row s at");
+  w.line("// b[s * ldb + j]: a packed micro-panel, ldb = product_columns, or the source's rows in place).");
+  w.line("// The accumulators stay in registers for all m: one load of B per product_rows multiply-adds.");
+  w.line("// With add false the tile is overwritten: t = A B. product_edge: a tile cut by the block's last");
+  w.line("// rows or columns (rows x wide of it in t). panel_gradient: g[j] += sum_s a[s] b[s * ldb + j] for");
+  w.line("// j < wide (at most product_columns), the gradient's term (Eqn. 5) of a micro-panel of a block of");
+  w.line("// Delta_(N-1), a = dC/dR_(N-1) over the block's rows. Where the layout has a Vector type they");
+  w.line("// run in named vector accumulators, the same in number as product_rows x product_columns.");
+  w.raw_line("#if defined(__AVX512F__) && defined(__GNUC__)");
+  emit_vector_tiles(w, 8, 3);
+  w.raw_line("#elif defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)");
+  emit_vector_tiles(w, 6, 2);
+  w.raw_line("#else");
+  w.open("static void product_tile(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* t, std::size_t ldt, bool add)");
+  w.line("Scalar acc[product_rows][product_columns];");
+  w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] = add ? t[i * ldt + j] : Scalar(0);");
+  w.open("for (std::size_t s = 0; s < m; ++s, a += product_rows, b += ldb)");
+  w.open("for (std::size_t i = 0; i < product_rows; ++i)");
+  w.line("const Scalar w = a[i];");
+  w.line("for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] += w * b[j];");
+  w.close();
+  w.close();
+  w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) t[i * ldt + j] = acc[i][j];");
+  w.close();
+  w.line("// A packed micro-panel (zero past `wide`) runs through a whole tile; rows read in place, entry");
+  w.line("// by entry.");
+  w.open("static void product_edge(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* t, std::size_t ldt, std::size_t rows, std::size_t wide, bool add)");
+  w.open("if (ldb == product_columns)");
+  w.line("Scalar part[product_rows * product_columns] = {{}};");
+  w.line("if (add) for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) part[i * product_columns + j] = t[i * ldt + j];");
+  w.line("product_tile(m, a, b, product_columns, part, product_columns, true);");
+  w.line("for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) t[i * ldt + j] = part[i * product_columns + j];");
+  w.line("return;");
+  w.close();
+  w.line("product_edge_entries(m, a, b, ldb, t, ldt, rows, wide, add);");
+  w.close();
+  w.open("static void panel_gradient(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* g, std::size_t wide)");
+  w.line("panel_gradient_entries(m, a, b, ldb, g, wide);");
+  w.close();
+  w.raw_line("#endif");
+  w.line("// product_edge entry by entry.");
+  w.open("static void product_edge_entries(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* t, std::size_t ldt, std::size_t rows, std::size_t wide, bool add)");
+  w.open("for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j)");
+  w.line("Scalar sum = add ? t[i * ldt + j] : Scalar(0);");
+  w.line("for (std::size_t s = 0; s < m; ++s) sum += a[s * product_rows + i] * b[s * ldb + j];");
+  w.line("t[i * ldt + j] = sum;");
+  w.close();
+  w.close();
+  w.line("// panel_gradient four rows to one update of g (a row at a time would chain every update of the");
+  w.line("// same columns through a store and a load).");
+  w.open("static void panel_gradient_entries(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* g, std::size_t wide)");
+  w.open("for (std::size_t s = 0; s + 4 <= m; s += 4)");
+  w.line("const Scalar a0 = a[s], a1 = a[s + 1], a2 = a[s + 2], a3 = a[s + 3];");
+  w.line("const Scalar* const b0 = b + s * ldb;");
+  w.line("for (std::size_t j = 0; j < wide; ++j) g[j] += a0 * b0[j] + a1 * b0[ldb + j] + a2 * b0[2 * ldb + j] + a3 * b0[3 * ldb + j];");
+  w.close();
+  w.line("for (std::size_t s = m - m % 4; s < m; ++s) for (std::size_t j = 0; j < wide; ++j) g[j] += a[s] * b[s * ldb + j];");
   w.close();
 }
 
@@ -279,7 +428,8 @@ struct LeafWriter {
     // product_rows rows, rows past n zero; then for each panel of columns, which stays in L2 while
     // every row of T passes over it (KernelPlan::column_tile), the source's columns into
     // micro-panels of product_columns, columns past the block's last zero. Each register tile of
-    // T (Kernel::product_tile) then reads both operands sequentially.
+    // T (Kernel::product_tile) then reads both operands sequentially. Where a micro-panel of the
+    // source's rows fits in L1 as it lies (KernelPlan::source_in_place), the tiles read it there.
     if (overwrite) w.line("// the first term of T: the tiles overwrite it");
     const std::size_t panel = plan.column_tile(m);
     w.line("Scalar* const pw = step.tangent.data() + {};  // the weights, product_rows rows at a time", plan.pack_offset);
@@ -288,12 +438,29 @@ struct LeafWriter {
     w.line("  for (std::size_t i = 0; i < product_rows; ++i) pw[r0 * {} + s * product_rows + i] = r0 + i < {} ? {}{}[(r0 + i) * {} + s] : Scalar(0);",
            m, n, sign, W, m);
     w.close();
+    const bool gradient = state >= 0 && fused != nullptr && fused->insert({state, p}).second;
+    if (plan.source_in_place(m, cols)) {
+      // No packing of the source: each micro-panel of its rows is read from memory once, by the
+      // gradient's term when it rides here, and then from L1 by every row of tiles.
+      w.line("// the source's rows are read in place, a micro-panel of product_columns at a time: its {} rows fit in L1", m);
+      w.open("for (std::size_t q = 0; q < ({} + product_columns - 1) / product_columns; ++q)", cols);
+      w.line("const std::size_t wide = {} - q * product_columns < product_columns ? {} - q * product_columns : product_columns;", cols,
+             cols);
+      w.line("const Scalar* const b = {} + q * product_columns;  // row s at b + s * {}", src, cols);
+      if (gradient) {
+        w.line("// the gradient's term of these columns of Delta_(N-1) (Eqn. 5), the first read of them");
+        w.line("if (grad != nullptr) panel_gradient({}, prev_state_adjoint + {}, b, {}, grad + {} + q * product_columns, wide);", m,
+               plan.state_offset[static_cast<std::size_t>(state)], cols, plan.param_offset[static_cast<std::size_t>(p)]);
+      }
+      product_tiles_in_place(w, T(), n, m, cols, "pw", overwrite);
+      w.close();
+      return;
+    }
     w.line("Scalar* const pb = step.tangent.data() + {};  // the source's columns j0 .. j0 + width, product_columns at a time",
            plan.pack_offset + KernelPlan::packed_weights(n, m));
     w.open("for (std::size_t j0 = 0; j0 < {}; j0 += {})", cols, panel);
     w.line("const std::size_t width = {} - j0 < {} ? {} - j0 : {};", cols, panel, cols, panel);
     w.line("const std::size_t panels = (width + product_columns - 1) / product_columns;");
-    const bool gradient = state >= 0 && fused != nullptr && fused->insert({state, p}).second;
     pack_source_panel(plan, w, "pb", src, m, cols, gradient ? state : -1, p);
     product_tiles(w, T(), n, m, cols, "pw", "pb", overwrite);
     w.close();
@@ -1194,49 +1361,7 @@ std::int64_t emit_sensitivity(const KernelPlan& plan, std::string& out) {
       }
       body.close();
     }
-    w.line("// One register tile of a dense product: t (product_rows x product_columns, row stride ldt) += A B");
-    w.line("// over an inner dimension m, A a micro-panel of the weights (row i of column s at");
-    w.line("// a[s * product_rows + i]) and B one of the source (column j of row s at b[s * product_columns + j]).");
-    w.line("// The accumulators stay in registers for all m: one load of B per product_rows multiply-adds.");
-    w.line("// With add false the tile is overwritten: t = A B.");
-    w.raw_line("#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)");
-    w.open("static void product_tile(std::size_t m, const Scalar* a, const Scalar* b, Scalar* t, std::size_t ldt, bool add)");
-    w.line("constexpr std::size_t vectors = product_columns / vector_lanes;");
-    w.line("Vector acc[product_rows][vectors];");
-    w.open("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t v = 0; v < vectors; ++v)");
-    w.line("if (add) std::memcpy(&acc[i][v], t + i * ldt + v * vector_lanes, sizeof(Vector));");
-    w.line("else acc[i][v] = Vector{{}};");
-    w.close();
-    w.open("for (std::size_t s = 0; s < m; ++s, a += product_rows, b += product_columns)");
-    w.line("Vector x[vectors];");
-    w.line("for (std::size_t v = 0; v < vectors; ++v) std::memcpy(&x[v], b + v * vector_lanes, sizeof(Vector));");
-    w.open("for (std::size_t i = 0; i < product_rows; ++i)");
-    w.line("const Scalar w = a[i];");
-    w.line("for (std::size_t v = 0; v < vectors; ++v) acc[i][v] += w * x[v];");
-    w.close();
-    w.close();
-    w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t v = 0; v < vectors; ++v) std::memcpy(t + i * ldt + v * vector_lanes, &acc[i][v], sizeof(Vector));");
-    w.close();
-    w.raw_line("#else");
-    w.open("static void product_tile(std::size_t m, const Scalar* a, const Scalar* b, Scalar* t, std::size_t ldt, bool add)");
-    w.line("Scalar acc[product_rows][product_columns];");
-    w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] = add ? t[i * ldt + j] : Scalar(0);");
-    w.open("for (std::size_t s = 0; s < m; ++s, a += product_rows, b += product_columns)");
-    w.open("for (std::size_t i = 0; i < product_rows; ++i)");
-    w.line("const Scalar w = a[i];");
-    w.line("for (std::size_t j = 0; j < product_columns; ++j) acc[i][j] += w * b[j];");
-    w.close();
-    w.close();
-    w.line("for (std::size_t i = 0; i < product_rows; ++i) for (std::size_t j = 0; j < product_columns; ++j) t[i * ldt + j] = acc[i][j];");
-    w.close();
-    w.raw_line("#endif");
-    w.line("// A tile cut by the block's last rows or columns (rows x wide of it in t): through a whole one.");
-    w.open("static void product_edge(std::size_t m, const Scalar* a, const Scalar* b, Scalar* t, std::size_t ldt, std::size_t rows, std::size_t wide, bool add)");
-    w.line("Scalar part[product_rows * product_columns] = {{}};");
-    w.line("if (add) for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) part[i * product_columns + j] = t[i * ldt + j];");
-    w.line("product_tile(m, a, b, part, product_columns, true);");
-    w.line("for (std::size_t i = 0; i < rows; ++i) for (std::size_t j = 0; j < wide; ++j) t[i * ldt + j] = part[i * product_columns + j];");
-    w.close();
+    emit_tile_functions(w);
     w.blank();
     // The gradient's terms of the blocks of Delta_(N-1) no packing took on.
     CodeWriter rest(3);
