@@ -179,10 +179,24 @@ void emit_vector_tiles(CodeWriter& w, std::size_t rows, std::size_t vectors) {
   w.line("default: product_edge_entries(m, a, b, ldb, t, ldt, rows, wide, add);");
   w.close();
   w.close();
-  // The gradient's term of a whole micro-panel, even and odd rows apart (two chains of additions).
+  // The gradient's term of a whole micro-panel, even and odd rows apart (two chains of additions);
+  // a block's last micro-panel of whole vectors a vector at a time, entry by entry otherwise.
   w.open("static void panel_gradient(std::size_t m, const Scalar* a, const Scalar* b, std::size_t ldb, Scalar* g, std::size_t wide)");
   w.open("if (wide != product_columns)");
+  w.open("if (wide % vector_lanes != 0)");
   w.line("panel_gradient_entries(m, a, b, ldb, g, wide);");
+  w.line("return;");
+  w.close();
+  w.open("for (std::size_t v = 0; v < wide; v += vector_lanes)");
+  w.line("Vector e = {{}}, o = {{}};");
+  w.line("std::size_t s = 0;");
+  w.open("for (; s + 2 <= m; s += 2)");
+  w.line("e += a[s] * load_vector(b + s * ldb + v);");
+  w.line("o += a[s + 1] * load_vector(b + (s + 1) * ldb + v);");
+  w.close();
+  w.line("if (s < m) e += a[s] * load_vector(b + s * ldb + v);");
+  w.line("store_vector(g + v, e + o, true);");
+  w.close();
   w.line("return;");
   w.close();
   for (const char* parity : {"e", "o"}) {
@@ -218,7 +232,7 @@ void emit_tile_functions(CodeWriter& w) {
   w.line("// rows or columns (rows x wide of it in t). panel_gradient: g[j] += sum_s a[s] b[s * ldb + j] for");
   w.line("// j < wide (at most product_columns), the gradient's term (Eqn. 5) of a micro-panel of a block of");
   w.line("// Delta_(N-1), a = dC/dR_(N-1) over the block's rows. Where the layout has a Vector type they");
-  w.line("// run in named vector accumulators, the same in number as product_rows x product_columns.");
+  w.line("// run in named vector accumulators, product_rows x product_columns / vector_lanes of them.");
   w.raw_line("#if defined(__AVX512F__) && defined(__GNUC__)");
   emit_vector_tiles(w, 8, 3);
   w.raw_line("#elif defined(__AVX2__) && defined(__FMA__) && defined(__GNUC__)");
@@ -406,8 +420,10 @@ struct LeafWriter {
   // a product of (n x m) and (m x cols) in compact storage.
   // `state` >= 0: the source is the whole block (state, p) of Delta_(N-1), whose gradient term the
   // packing may take on (see `fused`).
+  // `coef`, when not empty, names the leaf's coefficient: the packing folds it into the weights
+  // (W holds them unscaled); otherwise W is used as it is, with `sign`.
   void dense_product(std::size_t n, std::size_t m, std::size_t cols, const std::string& W, const std::string& src,
-                     const char* sign, int state = -1) {
+                     const char* sign, int state = -1, const std::string& coef = {}) {
     if (blas(n, m, cols)) {
       w.line("// ({} x {}) times ({} x {}) through CBLAS{}", n, m, m, cols, overwrite ? ", the first term of T" : "");
       w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar({}), {}, {});",
@@ -424,19 +440,22 @@ struct LeafWriter {
       w.close();
       return;
     }
-    // As a BLAS packs its operands: the weights (with their sign) into micro-panels of
-    // product_rows rows, rows past n zero; then for each panel of columns, which stays in L2 while
-    // every row of T passes over it (KernelPlan::column_tile), the source's columns into
-    // micro-panels of product_columns, columns past the block's last zero. Each register tile of
-    // T (Kernel::product_tile) then reads both operands sequentially. Where a micro-panel of the
-    // source's rows fits in L1 as it lies (KernelPlan::source_in_place), the tiles read it there.
+    // As a BLAS packs its operands: the weights (with their sign, or times the leaf's coefficient)
+    // into micro-panels of product_rows rows, rows past n zero; then for each panel of columns,
+    // which stays in L2 while every row of T passes over it (KernelPlan::column_tile), the
+    // source's columns into micro-panels of product_columns, columns past the block's last zero.
+    // Each register tile of T (Kernel::product_tile) then reads both operands sequentially. Where
+    // a micro-panel of the source's rows fits in L1 as it lies (KernelPlan::source_in_place), the
+    // tiles read it there.
     if (overwrite) w.line("// the first term of T: the tiles overwrite it");
     const std::size_t panel = plan.column_tile(m);
     w.line("Scalar* const pw = step.tangent.data() + {};  // the weights, product_rows rows at a time", plan.pack_offset);
     w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
     w.line("for (std::size_t s = 0; s < {}; ++s)", m);
-    w.line("  for (std::size_t i = 0; i < product_rows; ++i) pw[r0 * {} + s * product_rows + i] = r0 + i < {} ? {}{}[(r0 + i) * {} + s] : Scalar(0);",
-           m, n, sign, W, m);
+    const std::string weight = coef.empty() ? fmt::format("{}{}[(r0 + i) * {} + s]", sign, W, m)
+                                            : fmt::format("{}[r0 + i] * {}[(r0 + i) * {} + s]", coef, W, m);
+    w.line("  for (std::size_t i = 0; i < product_rows; ++i) pw[r0 * {} + s * product_rows + i] = r0 + i < {} ? {} : Scalar(0);", m,
+           n, weight);
     w.close();
     const bool gradient = state >= 0 && fused != nullptr && fused->insert({state, p}).second;
     if (plan.source_in_place(m, cols)) {
@@ -520,23 +539,29 @@ struct LeafWriter {
       switch (c.kind) {
         case ir::ConnectionKind::dense: {
           w.open("");
-          std::string weights = W;
-          if (scaled()) {
-            w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
-            w.line("for (std::size_t r = 0; r < {}; ++r) for (std::size_t s = 0; s < {}; ++s) wc[r * {} + s] = {}[r] * {}[r * {} + s];",
-                   n, m, m, fmt::format("coef{}", leaf.op), W, m);
-            weights = "wc";
-            macs += static_cast<std::int64_t>(n * m);
-          }
           const char* sign = scaled() || leaf.sign > 0 ? "" : "-";
           const auto& S = plan.pattern(from_group, p);
           const auto& Tp = plan.pattern(g, p);
-          if (S.uniform() && Tp.uniform() && S.rows.front() == Tp.rows.front()) {
+          const bool compact = S.uniform() && Tp.uniform() && S.rows.front() == Tp.rows.front();
+          const std::size_t cols = compact ? static_cast<std::size_t>(S.nonzeros) / m : 0;
+          // Register tiles pack the weights anyway: the coefficient is folded in as they are packed.
+          const bool packs = compact && !blas(n, m, cols) && KernelPlan::tiled_product(n, cols);
+          std::string weights = W;
+          if (scaled()) {
+            if (!packs) {
+              w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
+              w.line("for (std::size_t r = 0; r < {}; ++r) for (std::size_t s = 0; s < {}; ++s) wc[r * {} + s] = {}[r] * {}[r * {} + s];",
+                     n, m, m, fmt::format("coef{}", leaf.op), W, m);
+              weights = "wc";
+            }
+            macs += static_cast<std::int64_t>(n * m);
+          }
+          if (compact) {
             // Source and T rows share their columns: a dense product in compact storage.
-            const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
             if (!S.full()) w.line("// every row holds the same {} of the block's {} columns", cols, S.cols);
             const bool whole_block = plan.op(op.a).code == ir::OpCode::read_delayed && S.full();
-            dense_product(n, m, cols, weights, src, sign, whole_block ? plan.state_of(from_group) : -1);
+            dense_product(n, m, cols, weights, src, sign, whole_block ? plan.state_of(from_group) : -1,
+                          packs && scaled() ? fmt::format("coef{}", leaf.op) : std::string());
             macs += static_cast<std::int64_t>(n) * S.nonzeros;
           } else {
             w.line("// the source block is row-sparse: {} of its {} x {} entries", S.nonzeros, m, S.cols);

@@ -501,9 +501,6 @@ class BlockedRtrl {
   /// of Elman 256 and LSTM 128 measured 7-12% shorter than with 32).
   static constexpr std::size_t tile_columns = 288;
   static constexpr std::size_t chunk_seeds = sizeof(T) == 4 ? 64 : 32;
-  /// Steps whose dense adjoints a Work of `columns` columns holds: flush_steps, at most h, and at
-  /// most as many as keep those adjoints within Delta's size (at least one).
-  std::size_t steps_held(std::size_t columns) const { return steps_per_product(*k_, h_, columns); }
 
   struct Piece {
     std::size_t unit, at, offset, length;  ///< a run's part within one tile; offset from the tile's start
@@ -562,7 +559,8 @@ class BlockedRtrl {
     w.prev_adjoint.assign(S, T(0));
     w.target_adjoint.assign(S, T(0));
     if constexpr (column_reverse) {
-      const std::size_t steps = steps_held(columns);
+      // Steps whose dense adjoints the Work holds (steps_per_product: at most h, and within Delta's size).
+      const std::size_t steps = steps_per_product(*k_, h_, columns);
       w.column_adjoint.assign(columns * S, T(0));
       w.column_prev.assign(columns * S, T(0));
       w.dense_adjoints.assign(steps * Kernel::dense_adjoint_rows * columns, T(0));
