@@ -20,6 +20,9 @@
 //   blocked/<net>/background the same with the background schedule (the block end on a second
 //                           thread while the next block runs; wall-clock time per step) at the
 //                           cost model's block length for it (background_block_length)
+//   blocked/<net>/background_tuned  the same at the block length tune_background_block_length
+//                           measures on this machine (untimed, before the row; trials on stderr),
+//                           on networks of at most 3e8 model MACs per step (bench_rows.hpp, tuned_row)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
 //   sweep/<net>             the background schedule's gradient sweep alone: one adjoint column
@@ -209,6 +212,16 @@ void register_network(const std::string& name, const loopgrad::ir::Network& net,
         ->Unit(benchmark::kMicrosecond)
         ->UseRealTime()  // the background schedule's block end runs on another thread
         ->Iterations(blocked_iterations(e.analysis, blocked_row_length(e.analysis, schedule)));
+  if (tuned_row(e.analysis))
+    benchmark::RegisterBenchmark(("blocked/" + name + "/background_tuned").c_str(),
+                                 [=](benchmark::State& s) {
+                                   blocked_step(s, Pruned{}, entry->params, entry->analysis,
+                                                entry->analysis.exact_cost.background_block_length, 1,
+                                                BlockSchedule::background, false, name + "/background_tuned");
+                                 })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->Iterations(blocked_iterations(e.analysis, e.analysis.exact_cost.background_block_length));
   benchmark::RegisterBenchmark(("delta_pass/" + name).c_str(), [](benchmark::State& s) { delta_pass(s, Pruned{}); })
       ->Unit(benchmark::kMicrosecond);
   const int background_h = e.analysis.exact_cost.background_block_length;

@@ -5,6 +5,7 @@
 //   blocked/<net>/accumulate:<m>   the blocked exact algorithm at the cost model's block length h,
 //                                  a gradient every step (m = 1) and summed over m = h steps
 //   blocked/<net>/background       the same, a gradient every step, with the background schedule
+//   blocked/<net>/background_tuned the same at the block length tuned on this machine (bench.cpp)
 //   delta_pass/<net>               one pass over the stored Delta with one adjoint
 //   sweep/<net>                    the background schedule's gradient sweep alone (1.5 h steps)
 //   bptt/<net>/<T>                 BPTT over T = 10, 100, 1000 steps
@@ -82,6 +83,17 @@ void register_exact(const std::string& name, const loopgrad::ir::Network& net, l
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime()  // the background schedule's block end runs on another thread
           ->Iterations(bench::blocked_iterations(e.analysis, bench::blocked_row_length(e.analysis, schedule)));
+    const std::string tuned = row + "/background_tuned";
+    if (!flush && bench::tuned_row(e.analysis))
+      benchmark::RegisterBenchmark(("blocked/" + tuned).c_str(),
+                                   [=](benchmark::State& s) {
+                                     bench::blocked_step(s, Kernel{}, params(), entry->analysis,
+                                                         entry->analysis.exact_cost.background_block_length, 1,
+                                                         BlockSchedule::background, false, tuned);
+                                   })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->Iterations(bench::blocked_iterations(e.analysis, e.analysis.exact_cost.background_block_length));
     benchmark::RegisterBenchmark(("delta_pass/" + row).c_str(), [](benchmark::State& s) { bench::delta_pass(s, Kernel{}); })
         ->Unit(benchmark::kMicrosecond);
     const int background_h = e.analysis.exact_cost.background_block_length;

@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "loopgrad/analysis/analysis.hpp"
+#include "loopgrad/runtime/block_length_tuning.hpp"
 #include "loopgrad/runtime/blocked_rtrl.hpp"
 #include "loopgrad/runtime/bptt.hpp"
 #include "loopgrad/runtime/rtrl.hpp"
@@ -68,31 +70,47 @@ void rtrl_step(benchmark::State& state, const Kernel& kernel, const std::vector<
 // The blocked exact algorithm (BlockedRtrl) on the generated kernel at block length h, a gradient
 // every step (accumulate = 1) or summed over h steps (accumulate = h), with either schedule. After
 // two untimed blocks (the learner's buffers reach their size) runs whole blocks (a multiple of h
-// steps, about 2e10 multiply-adds of the cost model, at least two blocks) and times every step,
-// for the mean, the median, the 99th percentile and the largest step.
+// steps, about the row's registered iterations: 2e10 multiply-adds of the cost model, at least two
+// blocks) and times every step, for the mean, the median, the 99th percentile and the largest
+// step. With `tuned_row` (the row's name; the background schedule) h is first measured on this
+// machine by tune_background_block_length from the cost model's pick, untimed, its trials printed
+// to stderr under that name; the counter model_block_length keeps the model's.
 template <class Kernel, class T>
 void blocked_step(benchmark::State& state, const Kernel& kernel, const std::vector<T>& params,
                   const loopgrad::analysis::Analysis& a, int h, int accumulate, loopgrad::runtime::BlockSchedule schedule,
-                  bool flush_subnormals = false) {
+                  bool flush_subnormals = false, const std::string& tuned_row = {}) {
   loopgrad::runtime::RtrlOptions<T> options;
   options.explosion = loopgrad::runtime::ExplosionPolicy::ignore;
   options.flush_subnormals = flush_subnormals;
-  loopgrad::runtime::BlockedRtrl<Kernel, T> blocked(kernel, h, accumulate, options, schedule);
   const auto input = random_vector<T>(kernel.input_size(), 1);
   const auto target = random_vector<T>(kernel.target_size(), 2);
+  const int model_h = h;
+  const bool tune = !tuned_row.empty();
+  if (tune) {
+    loopgrad::runtime::BlockLengthTuningOptions tuning;
+    tuning.on_trial = [&](const loopgrad::runtime::BlockLengthTrial& t) {
+      std::fprintf(stderr, "%s: block length %d: mean step %.3g ms, %lld waits%s\n", tuned_row.c_str(), t.block_length,
+                   t.mean_ns * 1e-6, static_cast<long long>(t.waits), t.fits ? "" : " (does not fit)");
+    };
+    h = loopgrad::runtime::tune_background_block_length(kernel, params, input.data(), target.data(), tuning, options)
+            .block_length;
+  }
+  loopgrad::runtime::BlockedRtrl<Kernel, T> blocked(kernel, h, accumulate, options, schedule);
   for (int j = 0; j < 2 * h; ++j) blocked.observe(params, input.data(), target.data());
   std::vector<double> times;
-  times.reserve(static_cast<std::size_t>(state.max_iterations));
-  for (auto _ : state) {
-    const auto start = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(blocked.observe(params, input.data(), target.data()));
-    benchmark::ClobberMemory();
-    times.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count());
-  }
+  times.reserve(static_cast<std::size_t>(state.max_iterations + h));
+  while (state.KeepRunningBatch(h))  // whole blocks: at least max_iterations steps
+    for (int j = 0; j < h; ++j) {
+      const auto start = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(blocked.observe(params, input.data(), target.data()));
+      benchmark::ClobberMemory();
+      times.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count());
+    }
   std::sort(times.begin(), times.end());
   const double model = static_cast<double>(loopgrad::analysis::blocked_macs_per_step(a, h));
   state.counters["ns_per_step"] = per_step_ns();
   state.counters["block_length"] = h;
+  if (tune) state.counters["model_block_length"] = model_h;
   state.counters["accumulate"] = accumulate;
   state.counters["model_macs"] = model;
   state.counters["model_rtrl_macs"] = static_cast<double>(a.exact_cost.rtrl_macs);
@@ -204,6 +222,14 @@ void forward_only(benchmark::State& state, const Kernel& kernel, const std::vect
     benchmark::ClobberMemory();
   }
   state.counters["ns_per_step"] = per_step_ns();
+}
+
+// Whether a network gets the row blocked/<net>/background_tuned: the cost model gives the
+// background schedule a block length, and a step costs at most 3e8 multiply-adds by the model (the
+// tuner's trials run five blocks each: a few seconds on Elman 256 and LSTM 128).
+inline bool tuned_row(const loopgrad::analysis::Analysis& a) {
+  const int h = a.exact_cost.background_block_length;
+  return h >= 1 && loopgrad::analysis::blocked_macs_per_step(a, h) <= 300'000'000;
 }
 
 // The last part of a blocked row's name: accumulate:<m> with the block-end schedule, else the

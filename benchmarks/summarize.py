@@ -122,6 +122,12 @@ def background(runs, n):
     return next((v for k, v in runs.items() if k.startswith(f"blocked/{n}/background/")), None)
 
 
+def background_tuned(runs, n):
+    """The row blocked/<n>/background_tuned (the background schedule at the block length tuned on the
+    machine), or None in a run without it."""
+    return next((v for k, v in runs.items() if k.startswith(f"blocked/{n}/background_tuned/")), None)
+
+
 def print_blocked_table(runs, blocked, ns):
     print()
     print("| network | cost model picks | h | RTRL ns/step | blocked ns/step | speed-up | blocked, summed over h steps | "
@@ -178,8 +184,9 @@ def print_blocked_table(runs, blocked, ns):
               "step / (Delta bytes at STREAM speed) | background schedule: step / (the same) | "
               "background's sweep alone: swept steps, ns per swept step | "
               "background's least step (one pass over Delta + the sweep) / (the same) | "
+              "background at the tuned block length: h (model's), step / (the same) | "
               "summed over h: step / (Delta bytes at STREAM speed) |")
-        print("|" + " --- |" * 10)
+        print("|" + " --- |" * 11)
         for n in passes:
             d = runs[f"delta_pass/{n}"]
             b1 = next(v for k, v in runs.items() if k.startswith(f"blocked/{n}/accumulate:1/"))
@@ -191,9 +198,12 @@ def print_blocked_table(runs, blocked, ns):
             sw = runs.get(f"sweep/{n}")
             sweep_cells = (f"{sw['swept_steps']:.0f}, {sw['ns_per_swept_step']:.4g} | "
                            f"{(ns(d) + ns(sw)) / floor:.2f}" if sw else "- | -")
+            tuned = background_tuned(runs, n)
+            tuned_cell = (f"{tuned['block_length']:.0f} ({tuned['model_block_length']:.0f}), {ns(tuned) / floor:.2f}"
+                          if tuned else "-")
             print(f"| {n} | {delta_bytes:.3g} | {ns(d):.4g}, {d['bytes_per_s'] / 1e9:.1f} | {100 * d['bytes_per_s'] / bw:.0f}% | "
                   f"{ns(b1):.4g} | {ns(b1) / floor:.2f} | {f'{ns(bg) / floor:.2f}' if bg else '-'} | {sweep_cells} | "
-                  f"{ns(bh) / floor:.2f} |")
+                  f"{tuned_cell} | {ns(bh) / floor:.2f} |")
 
 
 def plot_cost_against_n(runs, ns, png):
