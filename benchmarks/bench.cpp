@@ -22,7 +22,8 @@
 //                           cost model's block length for it (background_block_length)
 //   blocked/<net>/background_tuned  the same at the block length tune_background_block_length
 //                           measures on this machine (untimed, before the row; trials on stderr),
-//                           on networks of at most 3e8 model MACs per step (bench_rows.hpp, tuned_row)
+//                           where the model picks the blocked algorithm, at most 3e8 model MACs per
+//                           step (bench_rows.hpp, tuned_row)
 //   delta_pass/<net>        one pass over the stored Delta with one adjoint (apply_sensitivity):
 //                           bytes read per second, the floor of a step with a gradient every step
 //   sweep/<net>             the background schedule's gradient sweep alone: one adjoint column

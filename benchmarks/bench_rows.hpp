@@ -224,12 +224,14 @@ void forward_only(benchmark::State& state, const Kernel& kernel, const std::vect
   state.counters["ns_per_step"] = per_step_ns();
 }
 
-// Whether a network gets the row blocked/<net>/background_tuned: the cost model gives the
-// background schedule a block length, and a step costs at most 3e8 multiply-adds by the model (the
-// tuner's trials run five blocks each: a few seconds on Elman 256 and LSTM 128).
+// Whether a network gets the row blocked/<net>/background_tuned: the cost model picks the blocked
+// algorithm (the tuner starts from the kernel's recommended background block length, 0 where RTRL
+// is picked), and a step costs at most 3e8 multiply-adds by the model (the tuner's trials run five
+// blocks each: a few seconds on Elman 256 and LSTM 128).
 inline bool tuned_row(const loopgrad::analysis::Analysis& a) {
   const int h = a.exact_cost.background_block_length;
-  return h >= 1 && loopgrad::analysis::blocked_macs_per_step(a, h) <= 300'000'000;
+  return a.exact_cost.choice == loopgrad::analysis::ExactAlgorithm::blocked && h >= 1 &&
+         loopgrad::analysis::blocked_macs_per_step(a, h) <= 300'000'000;
 }
 
 // The last part of a blocked row's name: accumulate:<m> with the block-end schedule, else the
