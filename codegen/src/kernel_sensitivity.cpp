@@ -373,6 +373,14 @@ struct LeafWriter {
   std::string T() const { return "T_" + plan.group(g).name; }
   std::string table() { return fmt::format("runs{}", tables++); }
   std::string scaled_weights() const { return fmt::format("step.tangent.data() + {}", plan.scaled_weights_offset); }
+  // Writes W (n x m) scaled row by row by the leaf's coefficient into the scaled weights' place:
+  // the name to read them by.
+  std::string scaled_copy(std::size_t n, std::size_t m, const std::string& W, const std::string& connection) {
+    w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), connection);
+    w.line("for (std::size_t r = 0; r < {}; ++r) for (std::size_t s = 0; s < {}; ++s) wc[r * {} + s] = {}[r] * {}[r * {} + s];", n,
+           m, m, fmt::format("coef{}", leaf.op), W, m);
+    return "wc";
+  }
 
   // T[row r] += weight(r) * src[row r] entry by entry over the source's runs, every row r of the
   // source group `from` (weight "" for +-1): one multiply per source entry when weighted.
@@ -420,21 +428,24 @@ struct LeafWriter {
   // a product of (n x m) and (m x cols) in compact storage.
   // `state` >= 0: the source is the whole block (state, p) of Delta_(N-1), whose gradient term the
   // packing may take on (see `fused`).
-  // `coef`, when not empty, names the leaf's coefficient: the packing folds it into the weights
-  // (W holds them unscaled); otherwise W is used as it is, with `sign`.
+  // W holds the connection's weights, unscaled: where the leaf's coefficient scales them
+  // (scaled()), the register tiles' packing folds it in and the other paths read a scaled copy
+  // (scaled_copy, named after `connection`).
   void dense_product(std::size_t n, std::size_t m, std::size_t cols, const std::string& W, const std::string& src,
-                     const char* sign, int state = -1, const std::string& coef = {}) {
+                     const char* sign, const std::string& connection, int state = -1) {
     if (blas(n, m, cols)) {
+      const std::string weights = scaled() ? scaled_copy(n, m, W, connection) : W;
       w.line("// ({} x {}) times ({} x {}) through CBLAS{}", n, m, m, cols, overwrite ? ", the first term of T" : "");
       w.line("cblas_{}gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, {}, {}, {}, Scalar({}1), {}, {}, {}, {}, Scalar({}), {}, {});",
-             plan.scalar == "float" ? "s" : "d", n, cols, m, sign, W, m, src, cols, overwrite ? 0 : 1, T(), cols);
+             plan.scalar == "float" ? "s" : "d", n, cols, m, sign, weights, m, src, cols, overwrite ? 0 : 1, T(), cols);
       return;
     }
     if (!KernelPlan::tiled_product(n, cols)) {
+      const std::string weights = scaled() ? scaled_copy(n, m, W, connection) : W;
       // Too small for register tiles: row by row, the columns innermost.
       w.open("for (std::size_t r = 0; r < {}; ++r)", n);
       w.open("for (std::size_t s = 0; s < {}; ++s)", m);
-      w.line("const Scalar w0 = {}{}[r * {} + s];", sign, W, m);
+      w.line("const Scalar w0 = {}{}[r * {} + s];", sign, weights, m);
       w.line("for (std::size_t j = 0; j < {}; ++j) {}[r * {} + j] += w0 * {}[s * {} + j];", cols, T(), cols, src, cols);
       w.close();
       w.close();
@@ -452,8 +463,8 @@ struct LeafWriter {
     w.line("Scalar* const pw = step.tangent.data() + {};  // the weights, product_rows rows at a time", plan.pack_offset);
     w.open("for (std::size_t r0 = 0; r0 < {}; r0 += product_rows)", n);
     w.line("for (std::size_t s = 0; s < {}; ++s)", m);
-    const std::string weight = coef.empty() ? fmt::format("{}{}[(r0 + i) * {} + s]", sign, W, m)
-                                            : fmt::format("{}[r0 + i] * {}[(r0 + i) * {} + s]", coef, W, m);
+    const std::string weight = scaled() ? fmt::format("{} * {}[(r0 + i) * {} + s]", coefficient("r0 + i"), W, m)
+                                        : fmt::format("{}{}[(r0 + i) * {} + s]", sign, W, m);
     w.line("  for (std::size_t i = 0; i < product_rows; ++i) pw[r0 * {} + s * product_rows + i] = r0 + i < {} ? {} : Scalar(0);", m,
            n, weight);
     w.close();
@@ -542,28 +553,16 @@ struct LeafWriter {
           const char* sign = scaled() || leaf.sign > 0 ? "" : "-";
           const auto& S = plan.pattern(from_group, p);
           const auto& Tp = plan.pattern(g, p);
-          const bool compact = S.uniform() && Tp.uniform() && S.rows.front() == Tp.rows.front();
-          const std::size_t cols = compact ? static_cast<std::size_t>(S.nonzeros) / m : 0;
-          // Register tiles pack the weights anyway: the coefficient is folded in as they are packed.
-          const bool packs = compact && !blas(n, m, cols) && KernelPlan::tiled_product(n, cols);
-          std::string weights = W;
-          if (scaled()) {
-            if (!packs) {
-              w.line("Scalar* const wc = {};  // {} scaled by the coefficient", scaled_weights(), c.name);
-              w.line("for (std::size_t r = 0; r < {}; ++r) for (std::size_t s = 0; s < {}; ++s) wc[r * {} + s] = {}[r] * {}[r * {} + s];",
-                     n, m, m, fmt::format("coef{}", leaf.op), W, m);
-              weights = "wc";
-            }
-            macs += static_cast<std::int64_t>(n * m);
-          }
-          if (compact) {
+          if (scaled()) macs += static_cast<std::int64_t>(n * m);  // the coefficient folded into W
+          if (S.uniform() && Tp.uniform() && S.rows.front() == Tp.rows.front()) {
             // Source and T rows share their columns: a dense product in compact storage.
+            const auto cols = static_cast<std::size_t>(S.nonzeros) / m;
             if (!S.full()) w.line("// every row holds the same {} of the block's {} columns", cols, S.cols);
             const bool whole_block = plan.op(op.a).code == ir::OpCode::read_delayed && S.full();
-            dense_product(n, m, cols, weights, src, sign, whole_block ? plan.state_of(from_group) : -1,
-                          packs && scaled() ? fmt::format("coef{}", leaf.op) : std::string());
+            dense_product(n, m, cols, W, src, sign, c.name, whole_block ? plan.state_of(from_group) : -1);
             macs += static_cast<std::int64_t>(n) * S.nonzeros;
           } else {
+            const std::string weights = scaled() ? scaled_copy(n, m, W, c.name) : W;
             w.line("// the source block is row-sparse: {} of its {} x {} entries", S.nonzeros, m, S.cols);
             dense_sparse_product(from_group, n, m, weights, src, sign);
           }
