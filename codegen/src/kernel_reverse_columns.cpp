@@ -292,30 +292,39 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     if (tiled == 0 && ai == 1) {
       // Fewer columns than a register tile, and A's columns contiguous (transposed weights): each
       // column of `out` in spans of 4 * tile_columns rows, then of tile_columns, the last rows
-      // (fewer than tile_columns) one by one.
+      // (fewer than tile_columns) in one register tile with its unused lanes multiplied by zero.
+      // Every entry of `out` is loaded and stored once, not once per step of the inner dimension.
       const std::size_t wide_spans = rows / (4 * tile_columns) * (4 * tile_columns);
       const std::size_t spans = wide_spans + (rows - wide_spans) / tile_columns * tile_columns;
+      const std::size_t rest = rows - spans;
       for (std::size_t j = 0; j < cols; ++j) {
         for (std::size_t i0 = 0; i0 < wide_spans; i0 += 4 * tile_columns)
           column_span<4 * tile_columns>(inner, a + i0, ak, b + j, ldb, out + i0 * ldo + j, ldo);
         for (std::size_t i0 = wide_spans; i0 < spans; i0 += tile_columns)
           column_span<tile_columns>(inner, a + i0, ak, b + j, ldb, out + i0 * ldo + j, ldo);
+        if (rest == 0) continue;
+        Scalar acc[tile_columns] = {};
         for (std::size_t k = 0; k < inner; ++k) {
           const Scalar x = b[k * ldb + j];
-          for (std::size_t i = spans; i < rows; ++i) out[i * ldo + j] += a[i + k * ak] * x;
+          const Scalar* const w = a + spans + k * ak;
+          for (std::size_t i = 0; i < tile_columns; ++i) acc[i] += (i < rest ? w[i] : Scalar(0)) * x;
         }
+        for (std::size_t i = 0; i < rest; ++i) out[(spans + i) * ldo + j] += acc[i];
       }
       return;
     }
     if (tiled == 0) {
-      // Narrower than a register tile (a few columns): the inner dimension outermost, so that
-      // transposed weights (ai = 1) are read row after row.
-      for (std::size_t k = 0; k < inner; ++k) {
-        const Scalar* const x = b + k * ldb;
-        for (std::size_t i = 0; i < rows; ++i) {
+      // Narrower than a register tile (a few columns, the dense gradients of small sources): row
+      // by row, the row's columns in one register tile (unused lanes multiplied by zero) summed
+      // over the whole inner dimension, then added to `out` once.
+      for (std::size_t i = 0; i < rows; ++i) {
+        Scalar acc[tile_columns] = {};
+        for (std::size_t k = 0; k < inner; ++k) {
           const Scalar w = a[i * ai + k * ak];
-          for (std::size_t j = 0; j < cols; ++j) out[i * ldo + j] += w * x[j];
+          const Scalar* const x = b + k * ldb;
+          for (std::size_t j = 0; j < tile_columns; ++j) acc[j] += w * (j < cols ? x[j] : Scalar(0));
         }
+        for (std::size_t j = 0; j < cols; ++j) out[i * ldo + j] += acc[j];
       }
       return;
     }
