@@ -284,45 +284,17 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
     }
     for (std::size_t q = 0; q < span; ++q) out[q * ldo] = acc[q];
   }
-  // The last `rest` (1 to n) rows of multiply_add_narrow's transposed-weights branch: A(i, k) =
-  // a[i + k * ak]. The count is a template argument so that the compiler's vector code covers the
-  // rows exactly, with no condition per lane: dispatched here from n down to 1. Four columns at a
-  // time (four independent chains of additions), each summed over the whole inner dimension in
-  // registers and added to `out` once.
-  template <std::size_t n>
-  static void rest_rows(std::size_t rest, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ak,
-                        const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
-    if constexpr (n > 1)
-      if (rest != n) return rest_rows<n - 1>(rest, cols, inner, a, ak, b, ldb, out, ldo);
-    if (rest != n) return;
-    std::size_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      Scalar acc[4][n] = {};
-      for (std::size_t k = 0; k < inner; ++k) {
-        const Scalar* const w = a + k * ak;
-        const Scalar* const x = b + k * ldb + j;
-        for (std::size_t c = 0; c < 4; ++c)
-          for (std::size_t i = 0; i < n; ++i) acc[c][i] += w[i] * x[c];
-      }
-      for (std::size_t c = 0; c < 4; ++c)
-        for (std::size_t i = 0; i < n; ++i) out[i * ldo + j + c] += acc[c][i];
-    }
-    // The last columns (cols % 4 of them, bounded as in narrow_rows).
-    for (std::size_t left = 0; left < cols % 4; ++left, ++j) {
-      Scalar acc[n] = {};
-      for (std::size_t k = 0; k < inner; ++k)
-        for (std::size_t i = 0; i < n; ++i) acc[i] += a[k * ak + i] * b[k * ldb + j];
-      for (std::size_t i = 0; i < n; ++i) out[i * ldo + j] += acc[i];
-    }
-  }
-  // multiply_add_narrow's products of `cols` (1 to n) columns, the column count a template
-  // argument as in rest_rows: four rows at a time, each summed over the whole inner dimension in
-  // registers and added to `out` once.
+  // multiply_add_narrow's products of `cols` (1 to n) columns: out(i, j) = out[i * ldo + j * ldc]
+  // (ldc = 1, or ldo = 1 for a transposed product). The column count is a template argument,
+  // dispatched here from n down to 1, so that the compiler's vector code covers the columns
+  // exactly with no condition per lane. Four rows at a time (four independent chains of
+  // additions), each summed over the whole inner dimension in registers and added to `out` once.
   template <std::size_t n>
   static void narrow_rows(std::size_t cols, std::size_t rows, std::size_t inner, const Scalar* a, std::size_t ai,
-                          std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
+                          std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo,
+                          std::size_t ldc) {
     if constexpr (n > 1)
-      if (cols != n) return narrow_rows<n - 1>(cols, rows, inner, a, ai, ak, b, ldb, out, ldo);
+      if (cols != n) return narrow_rows<n - 1>(cols, rows, inner, a, ai, ak, b, ldb, out, ldo, ldc);
     if (cols != n) return;
     std::size_t i = 0;
     for (; i + 4 <= rows; i += 4) {
@@ -335,7 +307,7 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
         }
       }
       for (std::size_t r = 0; r < 4; ++r)
-        for (std::size_t j = 0; j < n; ++j) out[(i + r) * ldo + j] += acc[r][j];
+        for (std::size_t j = 0; j < n; ++j) out[(i + r) * ldo + j * ldc] += acc[r][j];
     }
     // The last rows (rows % 4 of them: so bounded, g++ 12 sees no overflow of i * ldo to warn of).
     for (std::size_t left = 0; left < rows % 4; ++left, ++i) {
@@ -344,18 +316,18 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
         const Scalar w = a[i * ai + k * ak];
         for (std::size_t j = 0; j < n; ++j) acc[j] += w * b[k * ldb + j];
       }
-      for (std::size_t j = 0; j < n; ++j) out[i * ldo + j] += acc[j];
+      for (std::size_t j = 0; j < n; ++j) out[i * ldo + j * ldc] += acc[j];
     }
   }
   // multiply_add in register tiles of 4 rows by tile_columns columns; narrower products in spans
-  // of rows (column_span, rest_rows) or in narrow_rows.
+  // of rows (column_span) or in narrow_rows.
   static void multiply_add_narrow(std::size_t rows, std::size_t cols, std::size_t inner, const Scalar* a, std::size_t ai,
                            std::size_t ak, const Scalar* b, std::size_t ldb, Scalar* out, std::size_t ldo) {
     const std::size_t rows4 = rows / 4 * 4, tiled = cols / tile_columns * tile_columns;
     if (tiled == 0 && ai == 1) {
       // Fewer columns than a register tile, and A's columns contiguous (transposed weights): each
       // column of `out` in spans of 4 * tile_columns rows, then of tile_columns, the last rows
-      // (fewer than tile_columns) in rest_rows. Every entry of `out` is loaded and stored once,
+      // (fewer than tile_columns) in narrow_rows. Every entry of `out` is loaded and stored once,
       // not once per step of the inner dimension.
       const std::size_t wide_spans = rows / (4 * tile_columns) * (4 * tile_columns);
       const std::size_t spans = wide_spans + (rows - wide_spans) / tile_columns * tile_columns;
@@ -366,12 +338,13 @@ constexpr const char* multiply_add_source = R"(  // out (rows x cols, row stride
         for (std::size_t i0 = wide_spans; i0 < spans; i0 += tile_columns)
           column_span<tile_columns>(inner, a + i0, ak, b + j, ldb, out + i0 * ldo + j, ldo);
       }
-      if (rest > 0) rest_rows<tile_columns - 1>(rest, cols, inner, a + spans, ak, b, ldb, out + spans * ldo, ldo);
+      // The last rows as the transposed product out^T = B^T A^T, `rest` columns wide.
+      if (rest > 0) narrow_rows<tile_columns - 1>(rest, cols, inner, b, 1, ldb, a + spans, ak, out + spans * ldo, 1, ldo);
       return;
     }
     if (tiled == 0) {
       // Narrower than a register tile (a few columns, the dense gradients of small sources).
-      narrow_rows<tile_columns - 1>(cols, rows, inner, a, ai, ak, b, ldb, out, ldo);
+      narrow_rows<tile_columns - 1>(cols, rows, inner, a, ai, ak, b, ldb, out, ldo, 1);
       return;
     }
     for (std::size_t i = 0; i < rows4; i += 4) {
